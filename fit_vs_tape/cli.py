@@ -1,0 +1,141 @@
+"""The `fit-vs-tape` command. TensorFlow is imported only by the commands that train."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from shared.config import MODES, TrainConfig
+from shared.errors import UserError
+
+PROG = "fit-vs-tape"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line (no usage block) and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    d = TrainConfig()
+    p.add_argument("--mode", choices=MODES, default=d.mode,
+                   help="how the loop runs its step; fit() gets the same compilation choice "
+                        f"(default {d.mode})")
+    p.add_argument("--epochs", type=_positive_int, default=d.epochs, help=f"default {d.epochs}")
+    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size,
+                   help=f"default {d.batch_size}")
+    p.add_argument("--lr", type=_number, default=d.learning_rate,
+                   help=f"Adam learning rate (default {d.learning_rate})")
+    p.add_argument("--seed", type=_non_negative_int, default=d.seed,
+                   help=f"initial weights and data order (default {d.seed})")
+    p.add_argument("--limit", type=_positive_int, default=None,
+                   help="train on the first N training images only (quick runs)")
+    p.add_argument("--validation-split", type=_number, default=0.0, metavar="F",
+                   help="hold out the last fraction F of the training set for validation "
+                        "(default 0: none, as in the tutorial)")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="directory with the four Fashion-MNIST .gz files "
+                        "(default: $FASHION_MNIST_DIR, /usr/share/datasets/fashion-mnist, "
+                        "~/.keras/datasets/fashion-mnist, else download)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="run directory to write into (default runs/<timestamp>/)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = _Parser(
+        prog=PROG,
+        description="Train the TensorFlow tutorial's Fashion-MNIST classifier with Keras' fit() "
+                    "and with a hand-written GradientTape loop, and prove they compute the same.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)
+    p = sub.add_parser("compare", help="train both ways from the same start and compare (main job)",
+                       description="Train fit() and the GradientTape loop from the same initial "
+                                   "weights on the same batches; compare weights, predictions, time.")
+    _add_training_options(p)
+    p = sub.add_parser("train", help="train one implementation",
+                       description="Train one implementation and save model.keras, results.json.")
+    p.add_argument("--impl", choices=("high", "low"), required=True,
+                   help="high: compile + fit; low: GradientTape loop")
+    _add_training_options(p)
+    return parser
+
+
+def _config(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
+        limit=args.limit, validation_split=args.validation_split, mode=args.mode,
+    )
+
+
+def _run(args: argparse.Namespace) -> None:
+    config = _config(args)  # validate everything before the slow import
+    from shared import data
+    from shared.results import new_run_dir
+
+    dataset = data.load(args.data_dir)
+    if config.limit is not None and config.limit > len(dataset.x_train):
+        raise UserError(f"--limit {config.limit}: the training set has {len(dataset.x_train)} images")
+    n_train = int((config.limit or len(dataset.x_train)) * (1 - config.validation_split))
+    if config.batch_size > n_train:
+        raise UserError(f"--batch-size {config.batch_size}: larger than the {n_train} training images")
+    out = new_run_dir(args.out)
+
+    from shared.runtime import import_tensorflow
+
+    import_tensorflow()
+    from fit_vs_tape import runs
+
+    print(f"data: {dataset.source}   run directory: {out}")
+    if args.command == "compare":
+        runs.compare(config, dataset, out, verbose=not args.quiet)
+    else:
+        runs.train({"high": "high_level", "low": "low_level"}[args.impl], config, dataset, out,
+                   verbose=not args.quiet)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code (tests call it directly)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        _run(args)
+    except UserError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,56 @@
+"""Train, evaluate and predict with Keras' compile() + fit(). Compare with low_level/train.py."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import numpy as np
+
+from shared.config import TrainConfig
+from shared.order import eval_batches, steps_per_epoch, train_batches
+
+
+def train(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    config: TrainConfig,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: bool = True,
+) -> dict[str, list[float]]:
+    """Train ``model`` on uint8 images ``x`` and labels ``y``; return Keras' History.history."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+        run_eagerly=config.mode == "eager",
+        # Keras 3's default "auto" means XLA as soon as a GPU is visible: say it explicitly.
+        jit_compile=config.jit_compile,
+    )
+    history = model.fit(
+        # All epochs' batches in the shared order, in one finite dataset: fit() keeps one
+        # iterator running across epochs, so epoch k gets exactly the loop's epoch k.
+        train_batches(x, y, config.seed, config.batch_size, range(config.epochs)),
+        epochs=config.epochs,
+        steps_per_epoch=steps_per_epoch(len(x), config.batch_size),
+        validation_data=None if validation is None else eval_batches(*validation, config.batch_size),
+        shuffle=False,  # the order above is the shuffle; a tf.data input is never reshuffled
+        callbacks=list(callbacks),
+        verbose=1 if verbose else 0,
+    )
+    return history.history
+
+
+def evaluate(
+    model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig
+) -> dict[str, float]:
+    """Loss and accuracy of a compiled ``model`` over uint8 images ``x`` and labels ``y``."""
+    return model.evaluate(eval_batches(x, y, config.batch_size), return_dict=True, verbose=0)
+
+
+def predict(model: keras.Model, x: np.ndarray, config: TrainConfig) -> np.ndarray:
+    """Class probabilities, shape (len(x), 10), for uint8 images ``x``."""
+    images = eval_batches(x, np.zeros(len(x), np.uint8), config.batch_size).map(lambda im, _: im)
+    return model.predict(images, verbose=0)

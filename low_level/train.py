@@ -1,0 +1,151 @@
+"""Train, evaluate and predict by hand. Each block says which part of fit() it replaces.
+
+Read beside high_level/train.py: what is here and not there is what fit() does for you.
+Names follow Keras' TensorFlow trainer (train_step, test_step, make_train_function), so this
+file can be read side by side with keras/src/backend/tensorflow/trainer.py.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from shared.config import TrainConfig
+from shared.order import eval_batches, steps_per_epoch, train_batches
+
+# Reading a metric waits for the device; doing it every step is what makes naive loops slow.
+PROGRESS_EVERY = 50
+
+
+def make_metrics() -> dict[str, keras.metrics.Metric]:
+    """What compile(loss=..., metrics=["accuracy"]) creates: a loss tracker and an accuracy."""
+    return {"loss": keras.metrics.Mean(name="loss"),
+            "accuracy": keras.metrics.SparseCategoricalAccuracy(name="accuracy")}
+
+
+def compile_step(step: Callable, mode: str) -> Callable:
+    """fit() does this in make_train_function: eager, tf.function, or tf.function + XLA."""
+    if mode == "eager":
+        return step
+    # A None batch dimension: the smaller last batch reuses the same trace instead of retracing.
+    signature = [tf.TensorSpec([None, 28, 28], tf.float32), tf.TensorSpec([None], tf.uint8)]
+    return tf.function(step, input_signature=signature, jit_compile=mode == "xla")
+
+
+def make_train_function(model, optimizer, loss_fn, metrics, mode: str) -> Callable:
+    """One training step on a batch, compiled as ``mode`` says (replaces Model.train_step)."""
+
+    def train_step(images, labels):
+        # Forward pass, recorded on the tape.
+        with tf.GradientTape() as tape:
+            probs = model(images, training=True)
+            loss = loss_fn(labels, probs)
+        # fit()'s loss tracker: a mean over samples, so a smaller last batch weighs less.
+        metrics["loss"].update_state(loss, sample_weight=tf.shape(images)[0])
+        metrics["accuracy"].update_state(labels, probs)
+        # Gradients of the loss with respect to every trainable weight.
+        gradients = tape.gradient(loss, model.trainable_variables)
+        # Update the weights (and Adam's moments and iteration counter).
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+
+    return compile_step(train_step, mode)
+
+
+def make_test_function(model, loss_fn, metrics, mode: str) -> Callable:
+    """One evaluation step: forward pass and metrics, no gradients (replaces Model.test_step)."""
+
+    def test_step(images, labels):
+        probs = model(images, training=False)
+        metrics["loss"].update_state(loss_fn(labels, probs), sample_weight=tf.shape(images)[0])
+        metrics["accuracy"].update_state(labels, probs)
+
+    return compile_step(test_step, mode)
+
+
+def run_test(test_function: Callable, metrics: dict, batches) -> dict[str, float]:
+    """Reset the metrics, run every batch, read the results (what evaluate() does)."""
+    for metric in metrics.values():
+        metric.reset_state()
+    for images, labels in batches:
+        test_function(images, labels)
+    return {name: float(metric.result()) for name, metric in metrics.items()}
+
+
+def train(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    config: TrainConfig,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: bool = True,
+) -> dict[str, list[float]]:
+    """Train ``model`` on uint8 images ``x`` and labels ``y``; return a History.history-shaped dict."""
+    # compile(): the optimizer, the loss and the metrics.
+    optimizer = keras.optimizers.Adam(config.learning_rate)
+    # Create Adam's moment variables now: a tf.function must not create variables when traced.
+    optimizer.build(model.trainable_variables)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    metrics = make_metrics()
+    train_function = make_train_function(model, optimizer, loss_fn, metrics, config.mode)
+    test_function = make_test_function(model, loss_fn, metrics, config.mode)
+    steps = steps_per_epoch(len(x), config.batch_size)
+
+    # fit() drives callbacks through a CallbackList and records a History; so do we.
+    callback_list = keras.callbacks.CallbackList(list(callbacks), model=model)
+    history: dict[str, list[float]] = {}
+    model.stop_training = False
+    callback_list.on_train_begin()
+    for epoch in range(config.epochs):
+        callback_list.on_epoch_begin(epoch)
+        # fit() resets every metric at the start of each epoch: its numbers are per epoch.
+        for metric in metrics.values():
+            metric.reset_state()
+        # fit()'s data handling: this epoch's batches, in the shared order.
+        batches = train_batches(x, y, config.seed, config.batch_size, [epoch])
+        # fit()'s progress bar: loss and accuracy so far in the epoch.
+        bar = tqdm(total=steps, desc=f"Epoch {epoch + 1}/{config.epochs}", unit="step",
+                   disable=not verbose, file=sys.stdout)  # stdout, where fit()'s bar goes
+        for step, (images, labels) in enumerate(batches):
+            train_function(images, labels)
+            if verbose and ((step + 1) % PROGRESS_EVERY == 0 or step + 1 == steps):
+                bar.set_postfix({name: f"{float(m.result()):.4f}" for name, m in metrics.items()},
+                                refresh=False)
+            bar.update()
+        bar.close()
+        # Read the epoch's metrics: a sync point, the loop waits for the device here.
+        logs = {name: float(metric.result()) for name, metric in metrics.items()}
+        # fit(validation_data=...): evaluate at the end of each epoch, as val_*.
+        if validation is not None:
+            val = run_test(test_function, metrics, eval_batches(*validation, config.batch_size))
+            logs.update({f"val_{name}": value for name, value in val.items()})
+        callback_list.on_epoch_end(epoch, logs)
+        for key, value in logs.items():
+            history.setdefault(key, []).append(value)
+        if model.stop_training:  # a callback (EarlyStopping, TerminateOnNaN) asked to stop
+            break
+    callback_list.on_train_end()
+    return history
+
+
+def evaluate(
+    model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig
+) -> dict[str, float]:
+    """Loss and accuracy of ``model`` over uint8 images ``x`` and labels ``y``."""
+    metrics = make_metrics()
+    test_function = make_test_function(
+        model, keras.losses.SparseCategoricalCrossentropy(), metrics, config.mode
+    )
+    return run_test(test_function, metrics, eval_batches(x, y, config.batch_size))
+
+
+def predict(model: keras.Model, x: np.ndarray, config: TrainConfig) -> np.ndarray:
+    """Class probabilities, shape (len(x), 10), for uint8 images ``x`` (replaces predict())."""
+    forward = compile_step(lambda images, labels: model(images, training=False), config.mode)
+    batches = eval_batches(x, np.zeros(len(x), np.uint8), config.batch_size)
+    return np.concatenate([np.asarray(forward(images, labels)) for images, labels in batches])

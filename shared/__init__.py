@@ -1,0 +1,1 @@
+"""Code both implementations share: data, model, config, data order, plotting, timing, results."""

@@ -1,0 +1,67 @@
+"""The one training configuration both implementations read."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from shared.errors import UserError
+
+#: How the low-level loop runs its step. fit() is given the same compilation choice.
+MODES = ("eager", "graph", "xla")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of the tutorial's classifier; defaults are the tutorial's."""
+
+    epochs: int = 5
+    """Passes over the training set."""
+    batch_size: int = 32
+    """Images per gradient step (Keras' default batch size)."""
+    learning_rate: float = 1e-3
+    """Adam's learning rate (Keras' default for compile("adam"))."""
+    hidden_units: int = 128
+    """Width of the hidden Dense(relu) layer."""
+    seed: int = 42
+    """Seeds the initial weights and every epoch's data order."""
+    limit: int | None = None
+    """Train on the first N training images only (None: all 60,000)."""
+    validation_split: float = 0.0
+    """Fraction of the training set held out for validation (taken from its end, never from the test set)."""
+    mode: str = "graph"
+    """eager: plain Python; graph: tf.function; xla: tf.function(jit_compile=True)."""
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, "epochs", self.epochs, "must be at least 1"),
+            (self.batch_size >= 1, "batch-size", self.batch_size, "must be at least 1"),
+            (
+                math.isfinite(self.learning_rate) and self.learning_rate > 0,
+                "lr",
+                self.learning_rate,
+                "must be a positive finite number",
+            ),
+            (self.hidden_units >= 1, "hidden-units", self.hidden_units, "must be at least 1"),
+            (self.seed >= 0, "seed", self.seed, "must be 0 or more"),
+            (self.limit is None or self.limit >= 1, "limit", self.limit, "must be at least 1"),
+            (
+                0.0 <= self.validation_split < 1.0,
+                "validation-split",
+                self.validation_split,
+                "must be at least 0 and below 1",
+            ),
+            (self.mode in MODES, "mode", self.mode, f"must be one of {', '.join(MODES)}"),
+        ]
+        for ok, option, value, what in checks:
+            if not ok:
+                raise UserError(f"--{option} {value}: {what}")
+
+    @property
+    def jit_compile(self) -> bool:
+        """The XLA choice, stated explicitly for both sides (Keras' "auto" differs by machine)."""
+        return self.mode == "xla"
+
+    def to_dict(self) -> dict:
+        """Plain dict for results.json."""
+        return asdict(self)

@@ -1,0 +1,62 @@
+"""The one data order: which images each step of each epoch sees, for both implementations.
+
+Each epoch's order is a permutation drawn from (seed, epoch) and nothing else, so it is the same
+whichever implementation asks, whatever ran before, and after a resume. Both sides consume the
+``tf.data`` pipelines built here: neither shuffles on its own (two seeded shuffling pipelines do
+not deliver the same orders to fit() and to a for loop; see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The order of the ``n`` training images in epoch ``epoch`` (0-based), as int64 indices."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def normalize(images):
+    """uint8 pixels -> float32 in [0, 1]. Runs inside the graph, so data stays uint8 in memory."""
+    import tensorflow as tf
+
+    return tf.cast(images, tf.float32) / 255.0
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Batches per epoch; the last one may be smaller (as in fit())."""
+    return -(-n // batch_size)
+
+
+def train_batches(x: np.ndarray, y: np.ndarray, seed: int, batch_size: int, epochs: Iterable[int]):
+    """A finite ``tf.data.Dataset`` of (images, labels) batches for the given epochs, in order.
+
+    Each epoch is its own permutation cut into batches (a smaller last batch, never one that
+    straddles two epochs). fit() gets all epochs in one dataset plus ``steps_per_epoch``, so its
+    iterator runs on across epochs; the loop asks for one epoch at a time. Same batches either way.
+    """
+    import tensorflow as tf
+
+    images, labels = tf.constant(x), tf.constant(y)
+    order = None
+    for epoch in epochs:
+        perm = tf.data.Dataset.from_tensor_slices(epoch_permutation(seed, epoch, len(x)))
+        perm = perm.batch(batch_size)
+        order = perm if order is None else order.concatenate(perm)
+    if order is None:
+        raise ValueError("no epochs requested")
+    return order.map(
+        lambda idx: (normalize(tf.gather(images, idx)), tf.gather(labels, idx)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    ).prefetch(tf.data.AUTOTUNE)
+
+
+def eval_batches(x: np.ndarray, y: np.ndarray, batch_size: int):
+    """(images, labels) batches in file order, for evaluation and validation."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+    return ds.map(lambda im, lb: (normalize(im), lb)).prefetch(tf.data.AUTOTUNE)
