@@ -1,0 +1,70 @@
+"""Shared test helpers: tiny IDX files written by the tests, and quiet TensorFlow."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from shared import data  # noqa: E402
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """An uncompressed IDX file of unsigned bytes holding ``array``."""
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def write_idx(path: Path, array: np.ndarray) -> Path:
+    """Write ``array`` as a gzipped IDX file."""
+    path.write_bytes(gzip.compress(idx_bytes(array)))
+    return path
+
+
+def synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Learnable fake images: each class lights a different band of rows, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+    for i, label in enumerate(labels):
+        images[i, 2 * label : 2 * label + 6, :] += 150
+    return images, labels
+
+
+def write_dataset(directory: Path, n_train: int = 256, n_test: int = 64) -> Path:
+    """A complete, valid Fashion-MNIST-shaped dataset of ``n_train`` + ``n_test`` images."""
+    directory.mkdir(parents=True, exist_ok=True)
+    x_train, y_train = synthetic(n_train, 1)
+    x_test, y_test = synthetic(n_test, 2)
+    for key, array in (("train_images", x_train), ("train_labels", y_train),
+                       ("test_images", x_test), ("test_labels", y_test)):
+        write_idx(directory / data.FILES[key], array)
+    return directory
+
+
+@pytest.fixture
+def tiny_data_dir(tmp_path: Path) -> Path:
+    """A directory with a valid tiny dataset (256 training, 64 test images)."""
+    return write_dataset(tmp_path / "fmnist")
+
+
+@pytest.fixture
+def no_ambient_data(monkeypatch, tmp_path):
+    """Hide the Debian copy, the Keras cache and $FASHION_MNIST_DIR from the loader."""
+    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "no-debian")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    return tmp_path / "keras-home" / "datasets" / "fashion-mnist"
+
+
+REAL_DATA = data.DEBIAN_DIR
+needs_real_data = pytest.mark.skipif(
+    not all((REAL_DATA / f).is_file() for f in data.FILES.values()),
+    reason="real Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)",
+)

@@ -1,0 +1,97 @@
+"""The command line, called through main([...]) as a user would type it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fit_vs_tape.cli import main
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "compare" in out and "train" in out
+
+
+def test_help_answers_before_tensorflow_is_imported():
+    code = "import sys\nfrom fit_vs_tape.cli import main\ntry:\n    main(['compare', '--help'])\n" \
+           "except SystemExit:\n    pass\nprint('tensorflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "--validation-split" in result.stdout
+    assert result.stdout.strip().endswith("False")
+
+
+def test_compare_tiny_run(tiny_data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["compare", "--limit", "200", "--epochs", "2", "--data-dir", str(tiny_data_dir),
+                 "--out", str(out), "--quiet", "--validation-split", "0.25"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "bit-identical" in printed
+    record = json.loads((out / "results.json").read_text())
+    assert record["config"]["limit"] == 200 and record["config"]["epochs"] == 2
+    assert record["max_abs_weight_diff"] == 0.0
+    assert record["prediction_agreement"] == 1.0
+    assert record["environment"]["tensorflow"] and record["environment"]["cpu_cores"] >= 1
+    for side in ("high_level", "low_level"):
+        entry = record[side]
+        assert len(entry["history"]["loss"]) == 2 and len(entry["history"]["val_accuracy"]) == 2
+        assert len(entry["epoch_seconds"]) == 2
+        assert 0.0 <= entry["test_accuracy"] <= 1.0
+        assert (out / f"{side}.keras").stat().st_size > 0
+    assert record["high_level"] == {**record["low_level"], "epoch_seconds": record["high_level"]["epoch_seconds"]}
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_train_one_side(tiny_data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--impl", "low", "--mode", "eager", "--limit", "64", "--epochs", "1",
+                 "--data-dir", str(tiny_data_dir), "--out", str(out), "--quiet"]) == 0
+    record = json.loads((out / "results.json").read_text())
+    assert record["implementation"] == "low_level" and record["config"]["mode"] == "eager"
+    assert (out / "model.keras").is_file()
+    assert "test accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["train", "--impl", "middle"], "argument --impl: invalid choice: 'middle'"),
+        (["compare", "--epochs", "0"], "argument --epochs: 0 must be at least 1"),
+        (["compare", "--mode", "turbo"], "argument --mode: invalid choice: 'turbo'"),
+        (["compare", "--lr", "nan"], "--lr nan: must be a positive finite number"),
+        (["compare", "--lr", "-1"], "--lr -1.0: must be a positive finite number"),
+        (["compare", "--validation-split", "1.5"], "--validation-split 1.5"),
+        (["compare", "--data-dir", "/no/such/dir"], "--data-dir /no/such/dir: no such directory"),
+    ],
+)
+def test_user_mistakes_are_one_line_and_exit_2(argv, needle, capsys, tmp_path):
+    try:
+        code = main(argv + ["--out", str(tmp_path / "out")])
+    except SystemExit as exit_:
+        code = exit_.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert needle in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # nothing written for a mistake
+
+
+def test_limit_and_batch_size_beyond_the_data(tiny_data_dir, capsys, tmp_path):
+    assert main(["compare", "--limit", "1000", "--data-dir", str(tiny_data_dir)]) == 2
+    assert "--limit 1000: the training set has 256 images" in capsys.readouterr().err
+    assert main(["compare", "--batch-size", "300", "--data-dir", str(tiny_data_dir)]) == 2
+    assert "--batch-size 300: larger than the 256 training images" in capsys.readouterr().err
+
+
+def test_console_script_module_runs():
+    result = subprocess.run([sys.executable, "-m", "fit_vs_tape", "train", "--impl", "x"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "invalid choice: 'x'" in result.stderr

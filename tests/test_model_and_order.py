@@ -1,0 +1,60 @@
+"""The one model definition and the one data order."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shared.model import build_model, initial_weights
+from shared.order import epoch_permutation, steps_per_epoch, train_batches
+from tests.conftest import synthetic
+
+
+def test_model_is_the_tutorials():
+    model = build_model()
+    assert [type(layer).__name__ for layer in model.layers] == ["Flatten", "Dense", "Dense"]
+    assert model.layers[1].units == 128 and model.layers[1].activation.__name__ == "relu"
+    assert model.layers[2].units == 10 and model.layers[2].activation.__name__ == "softmax"
+    # 784*128 + 128 + 128*10 + 10
+    assert model.count_params() == 101_770
+
+
+def test_initial_weights_depend_on_seed_only():
+    a, b, c = initial_weights(128, 1), initial_weights(128, 1), initial_weights(128, 2)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_epoch_permutation_is_a_permutation_fixed_by_seed_and_epoch():
+    p0 = epoch_permutation(7, 0, 1000)
+    assert sorted(p0.tolist()) == list(range(1000))
+    assert np.array_equal(p0, epoch_permutation(7, 0, 1000))
+    assert not np.array_equal(p0, epoch_permutation(7, 1, 1000))  # reshuffled each epoch
+    assert not np.array_equal(p0, epoch_permutation(8, 0, 1000))
+
+
+def _batches(ds):
+    return [(im.numpy(), lb.numpy()) for im, lb in ds]
+
+
+@pytest.mark.parametrize("n, batch_size", [(100, 32), (96, 32)])
+def test_fit_dataset_and_loop_datasets_deliver_the_same_batches(n, batch_size):
+    x, y = synthetic(n, 0)
+    # fit() reads one dataset holding every epoch; the loop asks for one epoch at a time.
+    all_epochs = _batches(train_batches(x, y, seed=3, batch_size=batch_size, epochs=range(3)))
+    per_epoch = [b for e in range(3) for b in _batches(train_batches(x, y, 3, batch_size, [e]))]
+    steps = steps_per_epoch(n, batch_size)
+    assert len(all_epochs) == len(per_epoch) == 3 * steps
+    for (im_a, lb_a), (im_b, lb_b) in zip(all_epochs, per_epoch):
+        assert np.array_equal(im_a, im_b) and np.array_equal(lb_a, lb_b)
+    # Each epoch is one pass over every image, in that epoch's permutation, normalised to [0, 1].
+    for e in range(3):
+        epoch = per_epoch[e * steps : (e + 1) * steps]
+        labels = np.concatenate([lb for _, lb in epoch])
+        perm = epoch_permutation(3, e, n)
+        assert np.array_equal(labels, y[perm])
+        first = epoch[0][0]
+        assert first.dtype == np.float32
+        np.testing.assert_allclose(first, x[perm[:batch_size]] / 255.0, rtol=1e-6)
+    # Batches never straddle two epochs: the last one of an epoch may be smaller.
+    assert len(per_epoch[steps - 1][1]) == n - (steps - 1) * batch_size
