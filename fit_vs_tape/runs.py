@@ -8,6 +8,7 @@ from types import ModuleType
 
 import numpy as np
 
+from fit_vs_tape.report import write_report
 from shared import data as data_lib
 from shared.config import TrainConfig
 from shared.model import initial_weights, max_abs_weight_diff, model_from_weights
@@ -173,5 +174,11 @@ def compare(
         out, config, dataset.source, results, summary,
         {name: f"{name}.keras" for name in results},
     )
-    print(f"wrote {out}/results.json, high_level.keras, low_level.keras")
+    report = write_report(
+        out, record, {name: LABELS[name] for name in results},
+        {name: r.probabilities for name, r in results.items()},
+        splits.x_train, splits.y_train, splits.x_test, splits.y_test, dataset.class_names,
+    )
+    print(f"wrote {out}/results.json, high_level.keras, low_level.keras, figures/")
+    print(f"report: {report}")
     return record

@@ -33,19 +33,26 @@ def new_run_dir(out: str | os.PathLike | None, root: str = "runs") -> Path:
     return path
 
 
-def _atomic(path: Path, write) -> None:
-    """Write through a temporary file in the same directory, then rename over ``path``."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path beside ``path``; on success rename it over ``path``, on any
+    failure (Ctrl-C included) delete it. Readers never see a half-written file."""
     path = Path(path)
     # Keep the suffix: Keras insists that a model file name ends in .keras.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
     os.close(fd)
     try:
-        write(tmp)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _atomic(path: Path, write) -> None:
+    with atomic_path(path) as tmp:
+        write(tmp)
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

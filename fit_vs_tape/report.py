@@ -1,0 +1,141 @@
+"""report.md and its figures: what a `compare` run leaves for a learner to open."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from shared import plotting
+from shared.results import write_text
+
+FIGURES = "figures"
+#: The tutorial shows test images 0 and 12 beside their probability bars.
+TUTORIAL_TEST_IMAGES = (0, 12)
+
+
+def tutorial_figures(
+    side: str, label: str, probs: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+    class_names, directory: Path,
+) -> list[tuple[str, Path]]:
+    """The tutorial's prediction figures for one model; returns (caption, path) pairs."""
+    made = []
+    for i in (i for i in TUTORIAL_TEST_IMAGES if i < len(x_test)):
+        path = plotting.image_and_probabilities(
+            x_test[i], probs[i], int(y_test[i]), class_names, directory / f"{side}_test_{i}.png",
+            title=f"{label}: test image {i}")
+        made.append((f"{label}: test image {i} and its probabilities", path))
+    path = plotting.prediction_grid(x_test[:15], probs[:15], y_test[:15], class_names,
+                                    directory / f"{side}_grid.png",
+                                    title=f"{label}: first 15 test images (blue right, red wrong)")
+    made.append((f"{label}: first test images, predicted (true)", path))
+    path = plotting.probability_bars(probs[0], class_names, directory / f"{side}_bars_0.png",
+                                     true_label=int(y_test[0]), title=f"{label}: test image 0")
+    made.append((f"{label}: probabilities of test image 0", path))
+    return made
+
+
+def _median_after_first(seconds: list[float]) -> float | None:
+    return statistics.median(seconds[1:]) if len(seconds) > 1 else None
+
+
+def _fmt(value, spec=".4f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def write_report(
+    out: Path,
+    record: Mapping,
+    labels: Mapping[str, str],
+    probabilities: Mapping[str, np.ndarray],
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    class_names,
+) -> Path:
+    """Draw every figure of a compare run into ``out/figures`` and write ``out/report.md``."""
+    fig_dir = out / FIGURES
+    fig_dir.mkdir(exist_ok=True)
+    sides = list(labels)
+    predicted = {labels[s]: probabilities[s].argmax(axis=1) for s in sides}
+
+    comparison = [
+        ("Training curves of both implementations", plotting.training_curves(
+            {labels[s]: record[s]["history"] for s in sides}, fig_dir / "curves.png")),
+        ("Seconds per epoch", plotting.epoch_times(
+            {labels[s]: record[s]["epoch_seconds"] for s in sides}, fig_dir / "epoch_seconds.png")),
+        ("Confusion matrices on the test set", plotting.confusion_matrices(
+            y_test, predicted, class_names, fig_dir / "confusion.png")),
+        ("Test images the two classify differently", plotting.disagreements(
+            x_test, y_test, predicted, class_names, fig_dir / "disagreements.png")),
+    ]
+    data_figures = [
+        ("A training image and its pixel values", plotting.image_with_colorbar(
+            x_train[0], fig_dir / "training_image.png", title="training image 0: pixel values")),
+        ("The first 25 training images", plotting.image_grid(
+            x_train, y_train, class_names, fig_dir / "first_25.png")),
+    ]
+    tutorial = [fig for s in sides for fig in tutorial_figures(
+        s, labels[s], probabilities[s], x_test, y_test, class_names, fig_dir)]
+
+    def image(caption: str, path: Path) -> str:
+        # Relative links: the run directory can be moved or shared as it is.
+        return f"**{caption}**\n\n![{caption}]({path.relative_to(out).as_posix()})\n"
+
+    rows = [
+        ("test accuracy", lambda s: _fmt(record[s]["test_accuracy"])),
+        ("test loss", lambda s: _fmt(record[s]["test_loss"])),
+        ("last epoch's train accuracy", lambda s: _fmt(record[s]["history"]["accuracy"][-1])),
+        ("last epoch's train loss", lambda s: _fmt(record[s]["history"]["loss"][-1])),
+        ("first epoch, s (includes tracing)", lambda s: _fmt(record[s]["epoch_seconds"][0], ".2f")),
+        ("median s/epoch after the first",
+         lambda s: _fmt(_median_after_first(record[s]["epoch_seconds"]), ".2f")),
+    ]
+    diff = record["max_abs_weight_diff"]
+    agreement = record["prediction_agreement"]
+    config = record["config"]
+    env = record["environment"]
+    lines = [
+        f"# fit() vs GradientTape loop: run `{out.name}`",
+        "",
+        "Both models started from the same initial weights and saw the same batches in the same "
+        "order" + (", and ended bit-identical." if diff == 0 else "."),
+        "",
+        "| | " + " | ".join(labels[s] for s in sides) + " |",
+        "|---|" + "---|" * len(sides),
+        *(f"| {name} | " + " | ".join(get(s) for s in sides) + " |" for name, get in rows),
+        "",
+        f"- largest weight difference, max |w_fit - w_loop|: **{diff:.3g}**"
+        + (" (bit-identical)" if diff == 0 else ""),
+        f"- predictions agree on **{100 * agreement:.2f}%** of {len(y_test)} test images",
+        "",
+        *(image(c, p) for c, p in comparison),
+        "## Configuration",
+        "",
+        "| setting | value |",
+        "|---|---|",
+        *(f"| {k} | {v} |" for k, v in config.items()),
+        f"| data | `{record['data']}` |",
+        "",
+        "## Machine and versions",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| CPU | {env['cpu']} ({env['cpu_cores']} cores) |",
+        f"| GPU | {', '.join(env['gpus']) or 'none visible'} |",
+        f"| platform | {env['platform']} |",
+        *(f"| {k} | {env[k]} |" for k in ("python", "tensorflow", "keras", "numpy")),
+        "",
+        "## The data, as the tutorial first looks at it",
+        "",
+        *(image(c, p) for c, p in data_figures),
+        "## The tutorial's prediction figures, for each model",
+        "",
+        *(image(c, p) for c, p in tutorial),
+    ]
+    path = out / "report.md"
+    write_text(path, "\n".join(lines))
+    return path
