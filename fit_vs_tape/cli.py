@@ -90,6 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--impl", choices=("high", "low"), required=True,
                    help="high: compile + fit; low: GradientTape loop")
     _add_training_options(p)
+    p = sub.add_parser("predict", help="classify one image with a saved model",
+                       description="Classify one test image or one PNG/JPEG file with a saved "
+                                   "model; print the top classes and save the probability figure.")
+    p.add_argument("--model", default=None, metavar="PATH",
+                   help="a .keras file (default: the latest run's model under runs/)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--index", type=_non_negative_int, help="a test-set image, 0-9999")
+    which.add_argument("--image", metavar="FILE",
+                       help="a PNG or JPEG; converted to 28x28 grayscale, inverted if dark on light")
+    p.add_argument("--data-dir", default=None, metavar="DIR", help="as for compare")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="where to save the figure (default: the model's directory)")
+    p = sub.add_parser("explore", help="the tutorial's look at the data (no training)",
+                       description="Shapes, dtype, pixel range and images per class, and the "
+                                   "tutorial's first figures of the data.")
+    p.add_argument("--data-dir", default=None, metavar="DIR", help="as for compare")
+    p.add_argument("--out", default=None, metavar="DIR", help="default runs/explore/")
     return parser
 
 
@@ -101,6 +118,19 @@ def _config(args: argparse.Namespace) -> TrainConfig:
 
 
 def _run(args: argparse.Namespace) -> None:
+    if args.command == "explore":
+        from fit_vs_tape.inspect_cmds import explore
+
+        explore(args.data_dir, args.out)
+        return
+    if args.command == "predict":
+        from shared.runtime import import_tensorflow
+
+        import_tensorflow()
+        from fit_vs_tape.inspect_cmds import predict
+
+        predict(args.model, args.index, args.image, args.data_dir, args.out)
+        return
     config = _config(args)  # validate everything before the slow import
     from shared import data
     from shared.results import new_run_dir

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import zipfile
+from pathlib import Path
+
 import numpy as np
 
 from shared.data import CLASS_NAMES, IMAGE_SIZE
+from shared.errors import UserError
 
 
 def build_model(hidden_units: int = 128):
@@ -42,3 +47,27 @@ def max_abs_weight_diff(a, b) -> float:
     return max(
         float(np.max(np.abs(wa - wb))) for wa, wb in zip(a.get_weights(), b.get_weights())
     )
+
+
+def load_model(path: str | os.PathLike):
+    """Load a saved ``.keras`` model with Keras' safe mode on (no code in the file is run) and
+    check it classifies 28x28 images into 10 classes. Anything else is a UserError."""
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--model {path}: no such file")
+    if not zipfile.is_zipfile(path):  # a .keras file is a zip archive; pickles never get loaded
+        raise UserError(f"--model {path}: not a Keras .keras model file")
+    try:
+        model = keras.saving.load_model(path, safe_mode=True, compile=True)
+    except Exception as e:  # noqa: BLE001 - whatever Keras raises, the file is the problem
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"--model {path}: cannot be loaded as a Keras model ({first_line})") from None
+    in_shape, out_shape = tuple(model.input_shape[1:]), tuple(model.output_shape[1:])
+    if in_shape != (IMAGE_SIZE, IMAGE_SIZE) or out_shape != (len(CLASS_NAMES),):
+        raise UserError(
+            f"--model {path}: takes {in_shape} and gives {out_shape}; a Fashion-MNIST classifier "
+            f"takes (28, 28) and gives (10,)"
+        )
+    return model

@@ -53,9 +53,12 @@ def _bars(ax, probs: np.ndarray, true_label: int | None, class_names: Sequence[s
     ax.set_yticks([0, 0.5, 1])
 
 
-def _caption(probs: np.ndarray, true_label: int, class_names: Sequence[str]) -> tuple[str, str]:
+def _caption(probs: np.ndarray, true_label: int | None, class_names: Sequence[str]) -> tuple[str, str]:
     predicted = int(np.argmax(probs))
-    text = f"{class_names[predicted]} {100 * probs[predicted]:.0f}% ({class_names[true_label]})"
+    text = f"{class_names[predicted]} {100 * probs[predicted]:.0f}%"
+    if true_label is None:  # an image of the user's: no true class to compare with
+        return text, "black"
+    text += f" ({class_names[true_label]})"
     return text, TRUE_COLOR if predicted == true_label else WRONG_COLOR
 
 
@@ -86,12 +89,13 @@ def image_grid(
 def image_and_probabilities(
     image: np.ndarray,
     probs: np.ndarray,
-    true_label: int,
+    true_label: int | None,
     class_names: Sequence[str],
     path: str | os.PathLike,
     title: str = "",
 ) -> Path:
-    """An image beside its probability bars; true class blue, a wrong prediction red."""
+    """An image beside its probability bars; true class blue, a wrong prediction red
+    (``true_label`` None: the user's own image, prediction in red)."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.6), gridspec_kw={"width_ratios": [1, 1.6]})
     _show_image(left, image)
     text, color = _caption(probs, true_label, class_names)
