@@ -51,6 +51,9 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=MODES, default=d.mode,
                    help="how the loop runs its step; fit() gets the same compilation choice "
                         f"(default {d.mode})")
+    p.add_argument("--steps-per-execution", type=_positive_int, default=1, metavar="N",
+                   help="fit(): training steps per call of its compiled function (default 1; "
+                        "mode epoch: one epoch)")
     p.add_argument("--epochs", type=_positive_int, default=d.epochs, help=f"default {d.epochs}")
     p.add_argument("--batch-size", type=_positive_int, default=d.batch_size,
                    help=f"default {d.batch_size}")
@@ -114,6 +117,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
         limit=args.limit, validation_split=args.validation_split, mode=args.mode,
+        steps_per_execution=args.steps_per_execution,
     )
 
 

@@ -21,6 +21,7 @@ def train(
     verbose: bool = True,
 ) -> dict[str, list[float]]:
     """Train ``model`` on uint8 images ``x`` and labels ``y``; return Keras' History.history."""
+    steps = steps_per_epoch(len(x), config.batch_size)
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(),
@@ -28,13 +29,15 @@ def train(
         run_eagerly=config.mode == "eager",
         # Keras 3's default "auto" means XLA as soon as a GPU is visible: say it explicitly.
         jit_compile=config.jit_compile,
+        # Several steps per call of the compiled function; mode "epoch": a whole epoch per call.
+        steps_per_execution=steps if config.mode == "epoch" else config.steps_per_execution,
     )
     history = model.fit(
         # All epochs' batches in the shared order, in one finite dataset: fit() keeps one
         # iterator running across epochs, so epoch k gets exactly the loop's epoch k.
         train_batches(x, y, config.seed, config.batch_size, range(config.epochs)),
         epochs=config.epochs,
-        steps_per_epoch=steps_per_epoch(len(x), config.batch_size),
+        steps_per_epoch=steps,
         validation_data=None if validation is None else eval_batches(*validation, config.batch_size),
         shuffle=False,  # the order above is the shuffle; a tf.data input is never reshuffled
         callbacks=list(callbacks),

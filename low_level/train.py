@@ -16,7 +16,8 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from shared.config import TrainConfig
-from shared.order import eval_batches, steps_per_epoch, train_batches
+from shared.order import (eval_batches, epoch_permutation, normalize, steps_per_epoch,
+                          train_batches)
 
 # Reading a metric waits for the device; doing it every step is what makes naive loops slow.
 PROGRESS_EVERY = 50
@@ -34,11 +35,38 @@ def compile_step(step: Callable, mode: str) -> Callable:
         return step
     # A None batch dimension: the smaller last batch reuses the same trace instead of retracing.
     signature = [tf.TensorSpec([None, 28, 28], tf.float32), tf.TensorSpec([None], tf.uint8)]
-    return tf.function(step, input_signature=signature, jit_compile=mode == "xla")
+    return tf.function(step, input_signature=signature, jit_compile=mode in ("xla", "epoch"))
 
 
-def make_train_function(model, optimizer, loss_fn, metrics, mode: str) -> Callable:
-    """One training step on a batch, compiled as ``mode`` says (replaces Model.train_step)."""
+def make_epoch_function(train_step: Callable, x: np.ndarray, y: np.ndarray, batch_size: int):
+    """Mode "epoch": a whole epoch as ONE XLA computation, given that epoch's permutation.
+
+    fit(steps_per_execution=N) is the nearest it offers. Here the uint8 data stays resident on
+    the device, each epoch gathers its permuted copy ONCE before the loop (gathering inside the
+    loop body makes XLA carry the whole dataset through every iteration: ~1000x slower), and a
+    tf.range loop slices batch i and normalises it inside the step. No Python runs per step.
+    """
+    images, labels = tf.constant(x), tf.constant(y)
+    full_steps, rest = divmod(len(x), batch_size)
+
+    @tf.function(jit_compile=True)
+    def train_epoch(permutation):
+        epoch_images, epoch_labels = tf.gather(images, permutation), tf.gather(labels, permutation)
+        for i in tf.range(full_steps):  # AutoGraph turns this into one XLA while loop
+            start = i * batch_size
+            train_step(normalize(tf.slice(epoch_images, [start, 0, 0], [batch_size, 28, 28])),
+                       tf.slice(epoch_labels, [start], [batch_size]))
+        if rest:  # the smaller last batch, as in the other modes (its shape is static too)
+            train_step(normalize(epoch_images[full_steps * batch_size:]),
+                       epoch_labels[full_steps * batch_size:])
+
+    return train_epoch
+
+
+def make_train_function(model, optimizer, loss_fn, metrics, mode: str, x=None, y=None,
+                        batch_size: int = 32) -> Callable:
+    """One training step on a batch, compiled as ``mode`` says (replaces Model.train_step);
+    in mode "epoch", one whole epoch over ``x``, ``y`` given its permutation."""
 
     def train_step(images, labels):
         # Forward pass, recorded on the tape.
@@ -53,6 +81,8 @@ def make_train_function(model, optimizer, loss_fn, metrics, mode: str) -> Callab
         # Update the weights (and Adam's moments and iteration counter).
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
 
+    if mode == "epoch":
+        return make_epoch_function(train_step, x, y, batch_size)
     return compile_step(train_step, mode)
 
 
@@ -92,7 +122,8 @@ def train(
     optimizer.build(model.trainable_variables)
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
     metrics = make_metrics()
-    train_function = make_train_function(model, optimizer, loss_fn, metrics, config.mode)
+    train_function = make_train_function(model, optimizer, loss_fn, metrics, config.mode,
+                                         x, y, config.batch_size)
     test_function = make_test_function(model, loss_fn, metrics, config.mode)
     steps = steps_per_epoch(len(x), config.batch_size)
 
@@ -106,17 +137,23 @@ def train(
         # fit() resets every metric at the start of each epoch: its numbers are per epoch.
         for metric in metrics.values():
             metric.reset_state()
-        # fit()'s data handling: this epoch's batches, in the shared order.
-        batches = train_batches(x, y, config.seed, config.batch_size, [epoch])
         # fit()'s progress bar: loss and accuracy so far in the epoch.
         bar = tqdm(total=steps, desc=f"Epoch {epoch + 1}/{config.epochs}", unit="step",
                    disable=not verbose, file=sys.stdout)  # stdout, where fit()'s bar goes
-        for step, (images, labels) in enumerate(batches):
-            train_function(images, labels)
-            if verbose and ((step + 1) % PROGRESS_EVERY == 0 or step + 1 == steps):
-                bar.set_postfix({name: f"{float(m.result()):.4f}" for name, m in metrics.items()},
-                                refresh=False)
-            bar.update()
+        if config.mode == "epoch":
+            # One call trains the epoch: its permutation from the shared order goes in.
+            train_function(tf.constant(epoch_permutation(config.seed, epoch, len(x))))
+            bar.update(steps)
+        else:
+            # fit()'s data handling: this epoch's batches, in the shared order.
+            for step, (images, labels) in enumerate(
+                    train_batches(x, y, config.seed, config.batch_size, [epoch])):
+                train_function(images, labels)
+                if verbose and ((step + 1) % PROGRESS_EVERY == 0 or step + 1 == steps):
+                    bar.set_postfix({n: f"{float(m.result()):.4f}" for n, m in metrics.items()},
+                                    refresh=False)
+                bar.update()
+        bar.set_postfix({n: f"{float(m.result()):.4f}" for n, m in metrics.items()})
         bar.close()
         # Read the epoch's metrics: a sync point, the loop waits for the device here.
         logs = {name: float(metric.result()) for name, metric in metrics.items()}

@@ -7,8 +7,9 @@ from dataclasses import asdict, dataclass
 
 from shared.errors import UserError
 
-#: How the low-level loop runs its step. fit() is given the same compilation choice.
-MODES = ("eager", "graph", "xla")
+#: How the low-level loop runs its step. fit() is given the same compilation choice;
+#: for "epoch" (the whole epoch as one XLA computation) that is steps_per_execution = one epoch.
+MODES = ("eager", "graph", "xla", "epoch")
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,10 @@ class TrainConfig:
     validation_split: float = 0.0
     """Fraction of the training set held out for validation (taken from its end, never from the test set)."""
     mode: str = "graph"
-    """eager: plain Python; graph: tf.function; xla: tf.function(jit_compile=True)."""
+    """eager: plain Python; graph: tf.function; xla: tf.function(jit_compile=True);
+    epoch: a whole epoch compiled into one XLA computation (fit(): one execution per epoch)."""
+    steps_per_execution: int = 1
+    """fit()'s steps_per_execution: training steps per call of its compiled function."""
 
     def __post_init__(self) -> None:
         checks = [
@@ -52,6 +56,8 @@ class TrainConfig:
                 "must be at least 0 and below 1",
             ),
             (self.mode in MODES, "mode", self.mode, f"must be one of {', '.join(MODES)}"),
+            (self.steps_per_execution >= 1, "steps-per-execution", self.steps_per_execution,
+             "must be at least 1"),
         ]
         for ok, option, value, what in checks:
             if not ok:
@@ -60,7 +66,7 @@ class TrainConfig:
     @property
     def jit_compile(self) -> bool:
         """The XLA choice, stated explicitly for both sides (Keras' "auto" differs by machine)."""
-        return self.mode == "xla"
+        return self.mode in ("xla", "epoch")
 
     def to_dict(self) -> dict:
         """Plain dict for results.json."""

@@ -19,10 +19,16 @@ def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
 
 
 def normalize(images):
-    """uint8 pixels -> float32 in [0, 1]. Runs inside the graph, so data stays uint8 in memory."""
+    """uint8 pixels -> float32 in [0, 1]. Runs inside the graph, so data stays uint8 in memory.
+
+    A multiplication by 1/255 rather than the tutorial's division by 255: XLA rewrites a division
+    by a constant into that multiplication, so writing it this way gives the same bits inside and
+    outside XLA, and mode "epoch" (normalising inside its XLA computation) stays bit-identical to
+    the other modes (measured: max |dw| 0 instead of 3.4e-7 after one epoch on 12,000 images).
+    """
     import tensorflow as tf
 
-    return tf.cast(images, tf.float32) / 255.0
+    return tf.cast(images, tf.float32) * (1.0 / 255.0)
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:

@@ -74,3 +74,27 @@ def test_loop_drives_callbacks_like_fit(small):
         seen[name] = timer.epoch_seconds
     assert len(seen["high"]) == len(seen["low"]) == 2
     assert all(s > 0 for s in seen["high"] + seen["low"])
+
+
+def test_epoch_mode_matches_xla_mode(small):
+    """The whole-epoch XLA computation trains on the same batches as a per-step XLA loop."""
+    x, y, validation = small
+    weights = initial_weights(128, 9)
+    models, histories = {}, {}
+    for mode in ("xla", "epoch"):
+        models[mode] = model_from_weights(128, weights)
+        histories[mode] = low.train(models[mode], x, y, TrainConfig(epochs=2, mode=mode, seed=9),
+                                    validation, verbose=False)
+    assert max_abs_weight_diff(models["xla"], models["epoch"]) < 1e-5
+    for key in histories["xla"]:
+        np.testing.assert_allclose(histories["epoch"][key], histories["xla"][key], atol=1e-5)
+
+
+def test_fit_with_steps_per_execution_is_still_bit_identical(small):
+    x, y, _ = small
+    weights = initial_weights(128, 4)
+    config = TrainConfig(epochs=2, mode="graph", seed=4, steps_per_execution=5)
+    a, b = model_from_weights(128, weights), model_from_weights(128, weights)
+    high.train(a, x, y, config, verbose=False)
+    low.train(b, x, y, config, verbose=False)
+    assert max_abs_weight_diff(a, b) == 0.0

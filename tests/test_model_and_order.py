@@ -56,5 +56,6 @@ def test_fit_dataset_and_loop_datasets_deliver_the_same_batches(n, batch_size):
         first = epoch[0][0]
         assert first.dtype == np.float32
         np.testing.assert_allclose(first, x[perm[:batch_size]] / 255.0, rtol=1e-6)
+        assert first.max() <= 1.0 and first.min() >= 0.0
     # Batches never straddle two epochs: the last one of an epoch may be smaller.
     assert len(per_epoch[steps - 1][1]) == n - (steps - 1) * batch_size
