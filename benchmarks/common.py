@@ -1,0 +1,74 @@
+"""What both benchmarks share: argument checks, workers in fresh processes, output files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+from shared.errors import UserError
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def int_list(text: str) -> list[int]:
+    """argparse type: comma-separated whole numbers of at least 1, e.g. 32,256."""
+    try:
+        return [positive_int(part) for part in text.split(",")]
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
+
+
+def run_worker(module: str, job: dict, hide_gpus: bool) -> dict:
+    """Run ``python -m module --worker JOB`` in a fresh process and return its JSON answer.
+
+    A fresh process per configuration: TensorFlow's memory and caches from one configuration
+    never leak into the next one's time or peak memory.
+    """
+    env = dict(os.environ)
+    if hide_gpus:
+        # Hidden before TensorFlow starts: Keras' automatic XLA choice is then a CPU user's.
+        env["CUDA_VISIBLE_DEVICES"] = "-1"
+    result = subprocess.run(
+        [sys.executable, "-m", module, "--worker", json.dumps(job)],
+        capture_output=True, text=True, env=env,
+    )
+    lines = result.stdout.strip().splitlines()
+    if result.returncode != 0 or not lines:
+        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"benchmark worker {job} failed: {tail}")
+    return json.loads(lines[-1])
+
+
+def gpu_names() -> list[str]:
+    """Names of the GPUs TensorFlow sees, asked in a separate process."""
+    code = ("from shared.runtime import import_tensorflow, environment; import_tensorflow(); "
+            "import json; print(json.dumps(environment()['gpus']))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise UserError(f"could not start TensorFlow: {result.stderr.strip().splitlines()[-1:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def markdown_table(rows: list[dict], columns: list[str]) -> str:
+    """A Markdown table of ``rows`` restricted to ``columns``; floats to 3 significant places."""
+
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)

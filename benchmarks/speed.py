@@ -1,0 +1,215 @@
+"""Seconds per epoch of every way to train the tutorial's model, each in a fresh process.
+
+    python -m benchmarks.speed --device cpu --batch-sizes 32   (or: fit-vs-tape bench speed ...)
+
+Rows: fit() at its default, with XLA, with steps_per_execution = one epoch, and with both; the
+loop eager, as a tf.function, with XLA, and as one XLA computation per epoch. The first epoch
+(tracing, compiling) is reported apart and left out of the median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from benchmarks.common import gpu_names, int_list, markdown_table, positive_int, run_worker
+from shared.errors import UserError
+
+#: (implementation, row name, TrainConfig mode, steps_per_execution: None = one epoch)
+ROWS = (
+    ("high_level", "default", "graph", 1),
+    ("high_level", "xla", "xla", 1),
+    ("high_level", "spe", "graph", None),
+    ("high_level", "spe+xla", "epoch", None),  # mode "epoch" gives fit() XLA + one-epoch spe
+    ("low_level", "eager", "eager", 1),
+    ("low_level", "graph", "graph", 1),
+    ("low_level", "xla", "xla", 1),
+    ("low_level", "epoch", "epoch", 1),
+)
+COLUMNS = ["implementation", "mode", "batch_size", "device", "median_epoch_s", "compile_s",
+           "samples_per_s", "speedup_vs_fit_default", "peak_rss_mb", "test_accuracy", "note"]
+
+
+def worker(job: dict) -> dict:
+    """Train one configuration and measure it (runs in its own process)."""
+    from shared.runtime import environment, import_tensorflow
+
+    import_tensorflow()
+    from fit_vs_tape.runs import make_splits, run_side
+    from shared import data
+    from shared.config import TrainConfig
+    from shared.model import initial_weights
+    from shared.order import steps_per_epoch
+
+    dataset = data.load(job["data_dir"])
+    n = min(job["limit"] or len(dataset.x_train), len(dataset.x_train))
+    spe = job["steps_per_execution"] or steps_per_epoch(n, job["batch_size"])
+    config = TrainConfig(epochs=job["epochs"], batch_size=job["batch_size"], limit=n,
+                         mode=job["mode"], steps_per_execution=spe, seed=job["seed"])
+    result = run_side(job["implementation"], initial_weights(128, config.seed),
+                      make_splits(dataset, config), config, verbose=False)
+    return {
+        "epoch_seconds": result.epoch_seconds,
+        "test_accuracy": result.test_accuracy,
+        "n_train": n,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "environment": environment(),
+    }
+
+
+def measure(implementation: str, mode_name: str, mode: str, spe: int | None, batch_size: int,
+            device: str, args: argparse.Namespace, n_full: int) -> tuple[dict, dict]:
+    """Run one row ``args.repeats`` times; return the row and the worker's environment."""
+    eager = mode == "eager"
+    limit = min(args.eager_limit, n_full) if eager else args.limit
+    job = {"implementation": implementation, "mode": mode, "batch_size": batch_size,
+           "steps_per_execution": spe, "epochs": args.epochs, "limit": limit,
+           "data_dir": args.data_dir, "seed": args.seed}
+    runs = [run_worker("benchmarks.speed", job, hide_gpus=device == "cpu")
+            for _ in range(args.repeats)]
+    n = runs[0]["n_train"]
+    first = statistics.median(r["epoch_seconds"][0] for r in runs)
+    later = [s for r in runs for s in r["epoch_seconds"][1:]] or [first]
+    median = statistics.median(later)
+    note = ""
+    if n < n_full:
+        # Eager is ~10x slower: time fewer images and scale to the full epoch, and say so.
+        note = f"timed on {n} images, scaled to {n_full}"
+        median, first = median * n_full / n, first * n_full / n
+    row = {
+        "implementation": implementation, "mode": mode_name, "batch_size": batch_size,
+        "device": device, "median_epoch_s": median, "compile_s": max(0.0, first - median),
+        "samples_per_s": n_full / median,
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        "test_accuracy": statistics.median(r["test_accuracy"] for r in runs),
+        "epochs": args.epochs, "repeats": args.repeats, "note": note,
+    }
+    return row, runs[0]["environment"]
+
+
+def bar_chart(rows: list[dict], path: Path) -> None:
+    """Median seconds per epoch of each row, one panel per batch size and device."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from shared.results import atomic_path
+
+    groups = sorted({(r["device"], r["batch_size"]) for r in rows})
+    fig, axes = plt.subplots(len(groups), 1, figsize=(8, 3.6 * len(groups)), squeeze=False)
+    for ax, (device, batch_size) in zip(axes[:, 0], groups):
+        group = [r for r in rows if (r["device"], r["batch_size"]) == (device, batch_size)]
+        labels = [f"{'fit()' if r['implementation'] == 'high_level' else 'loop'} {r['mode']}"
+                  for r in group]
+        colors = ["tab:blue" if r["implementation"] == "high_level" else "tab:orange" for r in group]
+        bars = ax.barh(labels, [r["median_epoch_s"] for r in group], color=colors)
+        ax.bar_label(bars, labels=[f"{r['median_epoch_s']:.2f} s  (x{r['speedup_vs_fit_default']:.1f})"
+                                   for r in group], fontsize=8, padding=3)
+        ax.set_xscale("log")
+        ax.invert_yaxis()
+        ax.set_xlabel("median seconds per epoch (log scale; x = speed-up over fit() default)")
+        ax.set_title(f"{device.upper()}, batch size {batch_size}")
+        ax.set_xlim(right=ax.get_xlim()[1] * 3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Options of the speed benchmark."""
+    from fit_vs_tape.cli import _Parser
+
+    p = _Parser(prog="fit-vs-tape bench speed", description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="auto",
+                   help="cpu rows, gpu rows, or both where a GPU is visible (default auto)")
+    p.add_argument("--batch-sizes", type=int_list, default=[32], metavar="N,N",
+                   help="comma-separated (default 32)")
+    p.add_argument("--epochs", type=positive_int, default=3,
+                   help="epochs per run, the first excluded from the median (default 3)")
+    p.add_argument("--repeats", type=positive_int, default=1, help="runs per row (default 1)")
+    p.add_argument("--limit", type=positive_int, default=None,
+                   help="train on the first N images (default all 60,000)")
+    p.add_argument("--eager-limit", type=positive_int, default=3200, metavar="N",
+                   help="eager rows time N images and scale to a full epoch (default 3200)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--data-dir", default=None, metavar="DIR")
+    p.add_argument("--out", default="runs/bench-speed", metavar="DIR",
+                   help="where results.json, results.md, speed.png go (default runs/bench-speed)")
+    return p
+
+
+def run(args: argparse.Namespace) -> dict:
+    """The whole matrix; writes results.json, results.md and speed.png into ``args.out``."""
+    from shared import data
+    from shared.results import new_run_dir, write_json, write_text
+
+    dataset = data.load(args.data_dir)  # checks the data (and fetches it) once, up front
+    n_full = min(args.limit or len(dataset.x_train), len(dataset.x_train))
+    too_big = [b for b in args.batch_sizes if b > n_full]
+    if too_big:
+        raise UserError(f"--batch-sizes {too_big[0]}: larger than the {n_full} training images")
+    out = new_run_dir(args.out)
+    devices = ["cpu"] if args.device in ("cpu", "auto") else []
+    if args.device in ("gpu", "auto"):
+        gpus = gpu_names()
+        if gpus:
+            devices.append("gpu")
+        elif args.device == "gpu":
+            raise UserError("--device gpu: TensorFlow sees no GPU on this machine")
+        else:
+            print("GPU rows skipped: TensorFlow sees no GPU on this machine.")
+    rows, env = [], {}
+    for device in devices:
+        for batch_size in args.batch_sizes:
+            group = []
+            for implementation, name, mode, spe in ROWS:
+                row, env = measure(implementation, name, mode, spe, batch_size, device, args, n_full)
+                group.append(row)
+                print(f"{device} batch {batch_size:>4} {implementation:>10} {name:<8} "
+                      f"{row['median_epoch_s']:8.3f} s/epoch  acc {row['test_accuracy']:.4f}  "
+                      f"{row['peak_rss_mb']:.0f} MB {row['note']}", flush=True)
+            base = group[0]["median_epoch_s"]  # fit() default, same run, device, batch size
+            for row in group:
+                row["speedup_vs_fit_default"] = base / row["median_epoch_s"]
+            rows += group
+    record = {"benchmark": "speed", "command": " ".join(sys.argv), "settings": {
+        k: v for k, v in vars(args).items() if k != "func"}, "environment": env, "rows": rows}
+    table = markdown_table(rows, COLUMNS)
+    print("\n" + table)
+    write_json(out / "results.json", record)
+    write_text(out / "results.md", "# Speed: seconds per epoch\n\n"
+               f"Machine: {env.get('cpu')} ({env.get('cpu_cores')} cores), GPUs: "
+               f"{', '.join(env.get('gpus', [])) or 'none'}; TensorFlow {env.get('tensorflow')}, "
+               f"Keras {env.get('keras')}, NumPy {env.get('numpy')}.\n\n{table}\n\n"
+               "![seconds per epoch](speed.png)\n")
+    bar_chart(rows, out / "speed.png")
+    print(f"\nwrote {out}/results.json, results.md, speed.png")
+    return record
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: ``python -m benchmarks.speed``; ``--worker JOB`` is the per-row process."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--worker"]:
+        print(json.dumps(worker(json.loads(argv[1]))))
+        return 0
+    from fit_vs_tape.cli import PROG
+
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except UserError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
