@@ -155,7 +155,6 @@ def run(args: argparse.Namespace) -> dict:
     too_big = [b for b in args.batch_sizes if b > n_full]
     if too_big:
         raise UserError(f"--batch-sizes {too_big[0]}: larger than the {n_full} training images")
-    out = new_run_dir(args.out)
     devices = ["cpu"] if args.device in ("cpu", "auto") else []
     if args.device in ("gpu", "auto"):
         gpus = gpu_names()
@@ -165,6 +164,7 @@ def run(args: argparse.Namespace) -> dict:
             raise UserError("--device gpu: TensorFlow sees no GPU on this machine")
         else:
             print("GPU rows skipped: TensorFlow sees no GPU on this machine.")
+    out = new_run_dir(args.out)
     rows, env = [], {}
     for device in devices:
         for batch_size in args.batch_sizes:

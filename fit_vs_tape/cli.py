@@ -72,6 +72,8 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
                         "~/.keras/datasets/fashion-mnist, else download)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="run directory to write into (default runs/<timestamp>/)")
+    p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="auto",
+                   help="cpu: hide GPUs; gpu: require one; auto: TensorFlow's choice (default)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -110,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "tutorial's first figures of the data.")
     p.add_argument("--data-dir", default=None, metavar="DIR", help="as for compare")
     p.add_argument("--out", default=None, metavar="DIR", help="default runs/explore/")
+    p = sub.add_parser("bench", help="benchmarks: `bench speed ...`, `bench accuracy ...`",
+                       description="Run a benchmark; `fit-vs-tape bench speed --help` lists its "
+                                   "options.")
+    p.add_argument("benchmark", choices=("speed", "accuracy"))
+    p.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's own options")
     return parser
 
 
@@ -145,11 +152,10 @@ def _run(args: argparse.Namespace) -> None:
     n_train = int((config.limit or len(dataset.x_train)) * (1 - config.validation_split))
     if config.batch_size > n_train:
         raise UserError(f"--batch-size {config.batch_size}: larger than the {n_train} training images")
-    out = new_run_dir(args.out)
-
     from shared.runtime import import_tensorflow
 
-    import_tensorflow()
+    import_tensorflow(args.device)  # fails on --device gpu without a GPU: before any file exists
+    out = new_run_dir(args.out)
     from fit_vs_tape import runs
 
     print(f"data: {dataset.source}   run directory: {out}")
@@ -164,6 +170,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code (tests call it directly)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "bench":
+        if args.benchmark == "speed":
+            from benchmarks.speed import main as bench_main
+        else:
+            from benchmarks.accuracy import main as bench_main
+        return bench_main(args.options)
     try:
         _run(args)
     except UserError as e:

@@ -1,0 +1,75 @@
+"""The benchmark harnesses on a tiny configuration: well-formed outputs, not speed claims."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.accuracy import mean_difference
+from fit_vs_tape.cli import main
+from shared.runtime import import_tensorflow
+
+
+def test_speed_harness_writes_every_output(tiny_data_dir, tmp_path, capsys):
+    out = tmp_path / "speed"
+    code = main(["bench", "speed", "--device", "cpu", "--limit", "128", "--epochs", "2",
+                 "--eager-limit", "64", "--data-dir", str(tiny_data_dir), "--out", str(out)])
+    assert code == 0
+    record = json.loads((out / "results.json").read_text())
+    rows = record["rows"]
+    assert [(r["implementation"], r["mode"]) for r in rows] == [
+        ("high_level", "default"), ("high_level", "xla"), ("high_level", "spe"),
+        ("high_level", "spe+xla"), ("low_level", "eager"), ("low_level", "graph"),
+        ("low_level", "xla"), ("low_level", "epoch")]
+    for row in rows:
+        assert row["device"] == "cpu" and row["batch_size"] == 32
+        assert row["median_epoch_s"] > 0 and row["samples_per_s"] > 0 and row["peak_rss_mb"] > 100
+        assert row["samples_per_s"] == pytest.approx(128 / row["median_epoch_s"])
+        assert 0 <= row["test_accuracy"] <= 1
+    assert rows[0]["speedup_vs_fit_default"] == 1.0
+    assert "timed on 64 images, scaled to 128" in rows[4]["note"]
+    # Same start, same batches: every row but eager (trained on fewer images) ends the same.
+    assert len({r["test_accuracy"] for i, r in enumerate(rows) if i != 4}) == 1
+    env = record["environment"]
+    assert env["tensorflow"] and env["keras"] and env["numpy"] and env["cpu_cores"] >= 1
+    md = (out / "results.md").read_text()
+    assert md.count("\n| ") == len(rows) + 1 and "speed.png" in md
+    assert (out / "speed.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_accuracy_harness_writes_every_output(tiny_data_dir, tmp_path):
+    out = tmp_path / "acc"
+    assert main(["bench", "accuracy", "--seeds", "2", "--epochs", "1", "--limit", "128",
+                 "--data-dir", str(tiny_data_dir), "--out", str(out)]) == 0
+    record = json.loads((out / "results.json").read_text())
+    for side in ("high_level", "low_level"):
+        summary = record[side]
+        assert len(summary["runs"]) == 2
+        assert summary["min"] <= summary["mean"] <= summary["max"]
+    # The two sides are bit-identical per seed, so the difference of means is exactly zero.
+    assert record["high_level"]["runs"] == record["low_level"]["runs"]
+    assert record["difference"]["mean"] == 0.0
+    assert record["anchors"]["TensorFlow tutorial, 5 epochs"] == 0.8732
+    assert "difference of means" in (out / "results.md").read_text()
+    assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_mean_difference_interval():
+    result = mean_difference([0.86, 0.87, 0.88], [0.85, 0.86, 0.87])
+    assert result["mean"] == pytest.approx(0.01)
+    low, high = result["ci95"]
+    # Welch with equal variances 1e-4 and n=3: se = sqrt(2e-4/3), df = 4, t = 2.776.
+    assert high - result["mean"] == pytest.approx(2.776 * (2e-4 / 3) ** 0.5, rel=1e-3)
+    assert low < 0 < high
+
+
+def test_gpu_requested_without_gpu_is_a_clear_error(tiny_data_dir, tmp_path, capsys):
+    tf = import_tensorflow()
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("this machine has a GPU")
+    for argv in (["bench", "speed", "--device", "gpu"], ["compare", "--device", "gpu"]):
+        code = main(argv + ["--data-dir", str(tiny_data_dir), "--out", str(tmp_path / "o")])
+        assert code == 2
+        assert "--device gpu: TensorFlow sees no GPU" in capsys.readouterr().err
+        assert not (tmp_path / "o").exists()
