@@ -58,7 +58,7 @@ def dot_plot(record: dict, path: Path) -> None:
 
     from shared.results import atomic_path
 
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = plt.subplots(figsize=(9.5, 3.6))
     for i, (side, label, color) in enumerate((("high_level", "fit()", "tab:blue"),
                                               ("low_level", "GradientTape loop", "tab:orange"))):
         runs = record[side]["runs"]
@@ -71,7 +71,7 @@ def dot_plot(record: dict, path: Path) -> None:
     ax.set_xlim(-0.6, 1.6)
     ax.set_ylabel("test accuracy")
     ax.set_title(f"test accuracy over {len(record['seeds'])} seeds (square: mean ± std)")
-    ax.legend(fontsize=7, loc="lower center")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # off the data
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

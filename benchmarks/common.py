@@ -62,11 +62,11 @@ def gpu_names() -> list[str]:
 
 
 def markdown_table(rows: list[dict], columns: list[str]) -> str:
-    """A Markdown table of ``rows`` restricted to ``columns``; floats to 3 significant places."""
+    """A Markdown table of ``rows`` restricted to ``columns``; floats to 4 significant places."""
 
     def cell(value) -> str:
         if isinstance(value, float):
-            return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+            return f"{value:.4g}" if abs(value) < 100 else f"{value:.0f}"
         return str(value)
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]

@@ -127,6 +127,11 @@ def train(
     test_function = make_test_function(model, loss_fn, metrics, config.mode)
     steps = steps_per_epoch(len(x), config.batch_size)
 
+    # fit()'s data handling: one pipeline of every epoch's batches in the shared order, read
+    # `steps` batches per epoch (one pipeline, not one per epoch: memory stays flat).
+    if config.mode != "epoch":
+        batches = iter(train_batches(x, y, config.seed, config.batch_size, range(config.epochs)))
+
     # fit() drives callbacks through a CallbackList and records a History; so do we.
     callback_list = keras.callbacks.CallbackList(list(callbacks), model=model)
     history: dict[str, list[float]] = {}
@@ -146,8 +151,8 @@ def train(
             bar.update(steps)
         else:
             # fit()'s data handling: this epoch's batches, in the shared order.
-            for step, (images, labels) in enumerate(
-                    train_batches(x, y, config.seed, config.batch_size, [epoch])):
+            for step in range(steps):
+                images, labels = next(batches)
                 train_function(images, labels)
                 if verbose and ((step + 1) % PROGRESS_EVERY == 0 or step + 1 == steps):
                     bar.set_postfix({n: f"{float(m.result()):.4f}" for n, m in metrics.items()},
@@ -183,6 +188,9 @@ def evaluate(
 
 def predict(model: keras.Model, x: np.ndarray, config: TrainConfig) -> np.ndarray:
     """Class probabilities, shape (len(x), 10), for uint8 images ``x`` (replaces predict())."""
-    forward = compile_step(lambda images, labels: model(images, training=False), config.mode)
+    def predict_step(images, labels):  # labels unused: one signature for every step
+        return model(images, training=False)
+
+    forward = compile_step(predict_step, config.mode)
     batches = eval_batches(x, np.zeros(len(x), np.uint8), config.batch_size)
     return np.concatenate([np.asarray(forward(images, labels)) for images, labels in batches])
