@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from benchmarks.common import markdown_table, positive_int
+from benchmarks.common import bench_main, markdown_table, positive_int
 from shared.errors import UserError
 
 ANCHORS = {
@@ -56,7 +56,7 @@ def dot_plot(record: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from shared.results import atomic_path
+    from shared.plotting import save_figure
 
     fig, ax = plt.subplots(figsize=(9.5, 3.6))
     for i, (side, label, color) in enumerate((("high_level", "fit()", "tab:blue"),
@@ -73,9 +73,7 @@ def dot_plot(record: dict, path: Path) -> None:
     ax.set_title(f"test accuracy over {len(record['seeds'])} seeds (square: mean ± std)")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # off the data
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,15 +149,7 @@ def run(args: argparse.Namespace) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: ``python -m benchmarks.accuracy``."""
-    from fit_vs_tape.cli import PROG
-
-    args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except UserError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return bench_main(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

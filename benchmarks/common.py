@@ -8,18 +8,8 @@ import os
 import subprocess
 import sys
 
+from fit_vs_tape.cli import PROG, positive_int
 from shared.errors import UserError
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return value
 
 
 def int_list(text: str) -> list[int]:
@@ -59,6 +49,17 @@ def gpu_names() -> list[str]:
     if result.returncode != 0:
         raise UserError(f"could not start TensorFlow: {result.stderr.strip().splitlines()[-1:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def bench_main(parser: argparse.ArgumentParser, run, argv) -> int:
+    """Parse ``argv``, call ``run(args)``; a UserError is one line on stderr and exit code 2."""
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except UserError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def markdown_table(rows: list[dict], columns: list[str]) -> str:

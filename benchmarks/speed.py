@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from benchmarks.common import gpu_names, int_list, markdown_table, positive_int, run_worker
+from benchmarks.common import bench_main, gpu_names, int_list, markdown_table, positive_int, run_worker
 from shared.errors import UserError
 
 #: (implementation, row name, TrainConfig mode, steps_per_execution: None = one epoch)
@@ -99,7 +99,7 @@ def bar_chart(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from shared.results import atomic_path
+    from shared.plotting import save_figure
 
     groups = sorted({(r["device"], r["batch_size"]) for r in rows})
     fig, axes = plt.subplots(len(groups), 1, figsize=(8, 3.6 * len(groups)), squeeze=False)
@@ -117,9 +117,7 @@ def bar_chart(rows: list[dict], path: Path) -> None:
         ax.set_title(f"{device.upper()}, batch size {batch_size}")
         ax.set_xlim(right=ax.get_xlim()[1] * 3)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -200,15 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["--worker"]:
         print(json.dumps(worker(json.loads(argv[1]))))
         return 0
-    from fit_vs_tape.cli import PROG
-
-    args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except UserError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return bench_main(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

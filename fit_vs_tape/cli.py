@@ -19,7 +19,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
     try:
         value = int(text)
     except ValueError:
@@ -51,17 +52,17 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=MODES, default=d.mode,
                    help="how the loop runs its step; fit() gets the same compilation choice "
                         f"(default {d.mode})")
-    p.add_argument("--steps-per-execution", type=_positive_int, default=1, metavar="N",
+    p.add_argument("--steps-per-execution", type=positive_int, default=1, metavar="N",
                    help="fit(): training steps per call of its compiled function (default 1; "
                         "mode epoch: one epoch)")
-    p.add_argument("--epochs", type=_positive_int, default=d.epochs, help=f"default {d.epochs}")
-    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size,
+    p.add_argument("--epochs", type=positive_int, default=d.epochs, help=f"default {d.epochs}")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size,
                    help=f"default {d.batch_size}")
     p.add_argument("--lr", type=_number, default=d.learning_rate,
                    help=f"Adam learning rate (default {d.learning_rate})")
     p.add_argument("--seed", type=_non_negative_int, default=d.seed,
                    help=f"initial weights and data order (default {d.seed})")
-    p.add_argument("--limit", type=_positive_int, default=None,
+    p.add_argument("--limit", type=positive_int, default=None,
                    help="train on the first N training images only (quick runs)")
     p.add_argument("--validation-split", type=_number, default=0.0, metavar="F",
                    help="hold out the last fraction F of the training set for validation "

@@ -22,7 +22,8 @@ TRUE_COLOR, WRONG_COLOR, OTHER_COLOR = "tab:blue", "tab:red", "#999999"
 SIDE_COLORS = {"fit()": "tab:blue", "GradientTape loop": "tab:orange"}
 
 
-def _save(fig, path: str | os.PathLike) -> Path:
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    """Write ``fig`` as a PNG atomically and close it."""
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
@@ -69,7 +70,7 @@ def image_with_colorbar(image: np.ndarray, path: str | os.PathLike, title: str =
     fig.colorbar(shown, ax=ax)
     ax.set_title(title or f"pixel values {image.min()}-{image.max()}")
     ax.grid(False)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def image_grid(
@@ -83,7 +84,7 @@ def image_grid(
         ax.set_xlabel(class_names[int(labels[i])], fontsize=9)
     fig.suptitle("First 25 training images", fontsize=12)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def image_and_probabilities(
@@ -105,7 +106,7 @@ def image_and_probabilities(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def prediction_grid(
@@ -131,7 +132,7 @@ def prediction_grid(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def probability_bars(
@@ -147,7 +148,7 @@ def probability_bars(
     ax.set_ylabel("probability")
     ax.set_title(title or f"predicted: {class_names[int(np.argmax(probs))]}")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def training_curves(histories: Mapping[str, Mapping[str, list[float]]], path: str | os.PathLike) -> Path:
@@ -170,7 +171,7 @@ def training_curves(histories: Mapping[str, Mapping[str, list[float]]], path: st
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def epoch_times(epoch_seconds: Mapping[str, Sequence[float]], path: str | os.PathLike) -> Path:
@@ -187,7 +188,7 @@ def epoch_times(epoch_seconds: Mapping[str, Sequence[float]], path: str | os.Pat
     ax.set_xticks(np.arange(1, max(len(s) for s in epoch_seconds.values()) + 1))
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def confusion_matrices(
@@ -219,7 +220,7 @@ def confusion_matrices(
         ax.set_ylabel("true class (per-class accuracy)")
         ax.set_title(f"{label}: accuracy {100 * np.mean(predicted == y_true):.2f}%")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def disagreements(
@@ -239,7 +240,7 @@ def disagreements(
         ax.text(0.5, 0.5, f"{name_a} and {name_b} predict the same class\n"
                           f"for all {len(labels)} test images",
                 ha="center", va="center", fontsize=12)
-        return _save(fig, path)
+        return save_figure(fig, path)
     shown = differ[:max_images]
     cols = min(5, len(shown))
     rows = -(-len(shown) // cols)
@@ -253,4 +254,4 @@ def disagreements(
     fig.suptitle(f"{len(differ)} test images classified differently"
                  + (f" (first {len(shown)} shown)" if len(differ) > len(shown) else ""))
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
