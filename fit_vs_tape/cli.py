@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from shared.config import MODES, TrainConfig
-from shared.errors import UserError
+from shared.errors import RunInterrupted, UserError
 
 PROG = "fit-vs-tape"
 
@@ -76,6 +77,9 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="auto",
                    help="cpu: hide GPUs; gpu: require one; auto: TensorFlow's choice (default)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="carry on an interrupted run from its last completed epoch, with that "
+                        "run's own configuration (other training options are not used)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_options(p)
     p = sub.add_parser("train", help="train one implementation",
                        description="Train one implementation and save model.keras, results.json.")
-    p.add_argument("--impl", choices=("high", "low"), required=True,
-                   help="high: compile + fit; low: GradientTape loop")
+    p.add_argument("--impl", choices=("high", "low"),
+                   help="high: compile + fit; low: GradientTape loop (required unless --resume)")
     _add_training_options(p)
     p = sub.add_parser("predict", help="classify one image with a saved model",
                        description="Classify one test image or one PNG/JPEG file with a saved "
@@ -129,12 +133,12 @@ def _config(args: argparse.Namespace) -> TrainConfig:
     )
 
 
-def _run(args: argparse.Namespace) -> None:
+def _run(args: argparse.Namespace) -> int:
     if args.command == "explore":
         from fit_vs_tape.inspect_cmds import explore
 
         explore(args.data_dir, args.out)
-        return
+        return 0
     if args.command == "predict":
         from shared.runtime import import_tensorflow
 
@@ -142,12 +146,21 @@ def _run(args: argparse.Namespace) -> None:
         from fit_vs_tape.inspect_cmds import predict
 
         predict(args.model, args.index, args.image, args.data_dir, args.out)
-        return
-    config = _config(args)  # validate everything before the slow import
+        return 0
+    if args.resume:
+        from fit_vs_tape.runs import read_run
+
+        impl, config, source = read_run(Path(args.resume), args.command)
+        args.impl = {"high_level": "high", "low_level": "low"}.get(impl, getattr(args, "impl", None))
+        data_dir = args.data_dir or source
+        print(f"resuming {args.resume} with its own configuration")
+    else:
+        config = _config(args)  # validate everything before the slow import
+        data_dir = args.data_dir
     from shared import data
     from shared.results import new_run_dir
 
-    dataset = data.load(args.data_dir)
+    dataset = data.load(data_dir)
     if config.limit is not None and config.limit > len(dataset.x_train):
         raise UserError(f"--limit {config.limit}: the training set has {len(dataset.x_train)} images")
     n_train = int((config.limit or len(dataset.x_train)) * (1 - config.validation_split))
@@ -156,21 +169,22 @@ def _run(args: argparse.Namespace) -> None:
     from shared.runtime import import_tensorflow
 
     import_tensorflow(args.device)  # fails on --device gpu without a GPU: before any file exists
-    out = new_run_dir(args.out)
+    out = new_run_dir(args.resume or args.out)
     from fit_vs_tape import runs
 
     print(f"data: {dataset.source}   run directory: {out}")
     if args.command == "compare":
-        runs.compare(config, dataset, out, verbose=not args.quiet)
-    else:
-        runs.train({"high": "high_level", "low": "low_level"}[args.impl], config, dataset, out,
-                   verbose=not args.quiet)
+        return runs.compare(config, dataset, out, not args.quiet, bool(args.resume))
+    return runs.train({"high": "high_level", "low": "low_level"}[args.impl], config, dataset, out,
+                      not args.quiet, bool(args.resume))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code (tests call it directly)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "train" and args.impl is None and not args.resume:
+        parser.error("train: the following argument is required: --impl")
     if args.command == "bench":
         if args.benchmark == "speed":
             from benchmarks.speed import main as bench_main
@@ -178,11 +192,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             from benchmarks.accuracy import main as bench_main
         return bench_main(args.options)
     try:
-        _run(args)
+        return _run(args)
     except UserError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # outside training (loading, evaluating): nothing half-written
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    except RunInterrupted as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return 130

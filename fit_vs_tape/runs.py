@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Sequence
 
 import numpy as np
 
 from fit_vs_tape.report import write_report
 from shared import data as data_lib
 from shared.config import TrainConfig
-from shared.model import initial_weights, max_abs_weight_diff, model_from_weights
+from shared.callbacks import GracefulInterrupt, RunRecorder, StopOnNaN, TrainingInterrupted
+from shared.errors import RunInterrupted, UserError
+from shared.model import initial_weights, load_model, max_abs_weight_diff, model_from_weights
 from shared.results import save_model, write_json
 from shared.runtime import environment
-from shared.timing import EpochTimer
 
 LABELS = {"high_level": "fit()", "low_level": "GradientTape loop"}
+#: Inside a run directory: what --resume needs, one folder per side; removed once the run is done.
+STATE = "state"
+RUN_FILE = "run.json"
 
 
 @dataclass
@@ -29,6 +36,8 @@ class SideResult:
     test_accuracy: float
     epoch_seconds: list[float]
     probabilities: np.ndarray
+    stopped: dict | None = None
+    """Set when a non-finite loss stopped training: {"epoch": e, "step": s} (1-based)."""
 
     def to_dict(self) -> dict:
         """The results.json entry for this side."""
@@ -37,6 +46,7 @@ class SideResult:
             "test_loss": self.test_loss,
             "test_accuracy": self.test_accuracy,
             "epoch_seconds": self.epoch_seconds,
+            "stopped_on_nonfinite_loss": self.stopped,
         }
 
 
@@ -71,20 +81,52 @@ def implementation(name: str) -> ModuleType:
 
 
 def run_side(
-    name: str, weights: list[np.ndarray], splits: Splits, config: TrainConfig, verbose: bool
+    name: str,
+    weights: list[np.ndarray],
+    splits: Splits,
+    config: TrainConfig,
+    verbose: bool,
+    state_dir: Path | None = None,
+    callbacks: Sequence = (),
+    stop_on_nan: bool = True,
 ) -> SideResult:
-    """Train one implementation from ``weights``, then evaluate and predict on the test set."""
+    """Train one implementation from ``weights``, then evaluate and predict on the test set.
+
+    With ``state_dir`` the side can be resumed: progress and checkpoints are kept there after
+    every epoch, and a side that already finished is loaded instead of trained again.
+    """
     impl = implementation(name)
-    model = model_from_weights(config.hidden_units, weights)
-    timer = EpochTimer()
-    history = impl.train(
-        model, splits.x_train, splits.y_train, config, splits.validation, [timer], verbose
-    )
+    if state_dir is not None and (state_dir / "done.json").is_file():
+        done = json.loads((state_dir / "done.json").read_text())
+        model = load_model(state_dir / "final.keras")
+        history, seconds, stopped = done["history"], done["epoch_seconds"], done["stopped"]
+    else:
+        progress = None
+        if state_dir is not None:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            progress = RunRecorder.load(state_dir / "progress.json")
+        recorder = RunRecorder(state_dir / "progress.json" if state_dir else None, progress)
+        nan_guard = StopOnNaN()
+        model = model_from_weights(config.hidden_units, weights)
+        impl.train(
+            model, splits.x_train, splits.y_train, config, splits.validation,
+            [recorder, *([nan_guard] if stop_on_nan else []), *callbacks], verbose,
+            initial_epoch=recorder.completed_epochs,
+            checkpoint_dir=state_dir / "checkpoint" if state_dir else None,
+        )
+        history, seconds = recorder.history, recorder.epoch_seconds
+        stopped = None
+        if nan_guard.stopped_at is not None:
+            epoch, step = nan_guard.stopped_at
+            stopped = {"epoch": epoch + 1, "step": step + 1}
+        if state_dir is not None:
+            save_model(model, state_dir / "final.keras")
+            write_json(state_dir / "done.json",
+                       {"history": history, "epoch_seconds": seconds, "stopped": stopped})
     test = impl.evaluate(model, splits.x_test, splits.y_test, config)
     probabilities = impl.predict(model, splits.x_test, config)
-    return SideResult(
-        model, history, test["loss"], test["accuracy"], timer.epoch_seconds, probabilities
-    )
+    return SideResult(model, history, test["loss"], test["accuracy"], seconds, probabilities,
+                      stopped)
 
 
 def epoch_table(results: dict[str, SideResult]) -> str:
@@ -119,7 +161,9 @@ def save_run(
     """Write the models (``model_files``: side -> file name) and results.json; return the JSON."""
     for name, filename in model_files.items():
         save_model(results[name].model, out / filename)
+    stopped = any(r.stopped for r in results.values())
     record = {
+        "status": "stopped: non-finite loss" if stopped else "complete",
         "config": config.to_dict(),
         "data": source,
         "environment": environment(),
@@ -130,34 +174,91 @@ def save_run(
     return record
 
 
+def start_run(out: Path, command: str, impl: str | None, config: TrainConfig, source: str) -> None:
+    """Record what the run is, before training, so that --resume can carry it on."""
+    write_json(out / RUN_FILE, {"command": command, "impl": impl, "config": config.to_dict(),
+                                "data": source})
+
+
+def read_run(run_dir: Path, command: str) -> tuple[str | None, TrainConfig, str]:
+    """What an earlier run was (for --resume): its implementation, configuration and data."""
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        raise UserError(f"--resume {run_dir}: not a run directory (no {RUN_FILE})")
+    try:
+        record = json.loads(path.read_text())
+        config = TrainConfig(**record["config"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"--resume {run_dir}: {RUN_FILE} is damaged ({e})") from None
+    if record.get("command") != command:
+        raise UserError(f"--resume {run_dir}: that run was `{record.get('command')}`, "
+                        f"not `{command}`")
+    if not (Path(run_dir) / STATE).is_dir():
+        raise UserError(f"--resume {run_dir}: nothing to resume, that run is complete")
+    return record.get("impl"), config, record["data"]
+
+
+def _train_sides(names: Sequence[str], config: TrainConfig, splits: Splits, out: Path,
+                 verbose: bool, command: str) -> dict[str, SideResult]:
+    """Train each side resumably; on Ctrl-C save the history so far and say how to resume."""
+    weights = initial_weights(config.hidden_units, config.seed)  # one start for every side
+    results = {}
+    with GracefulInterrupt() as interrupt:
+        try:
+            for name in names:
+                if len(names) > 1:
+                    print(f"\n== {LABELS[name]} ({name}/train.py), mode {config.mode}")
+                results[name] = run_side(name, weights, splits, config, verbose,
+                                         out / STATE / name, [interrupt])
+        except TrainingInterrupted as stop:
+            so_far = {name: RunRecorder.load(out / STATE / name / "progress.json")
+                      for name in names if (out / STATE / name).is_dir()}
+            write_json(out / "results.json", {"status": "interrupted", "config": config.to_dict(),
+                                               **{n: p for n, p in so_far.items() if p}})
+            raise RunInterrupted(
+                f"{stop}; completed epochs are checkpointed in {out}; resume with: "
+                f"fit-vs-tape {command} --resume {out}") from None
+    return results
+
+
+def _report_nan(results: dict[str, SideResult]) -> bool:
+    for name, result in results.items():
+        if result.stopped:
+            print(f"{LABELS[name]}: loss became non-finite in epoch {result.stopped['epoch']}, "
+                  f"step {result.stopped['step']}: training stopped there")
+    return any(r.stopped for r in results.values())
+
+
 def train(
-    impl: str, config: TrainConfig, dataset: data_lib.FashionMNIST, out: Path, verbose: bool = True
-) -> dict:
-    """Train one implementation, print its test numbers, write model.keras and results.json."""
+    impl: str, config: TrainConfig, dataset: data_lib.FashionMNIST, out: Path,
+    verbose: bool = True, resume: bool = False,
+) -> int:
+    """Train one implementation, print its test numbers, write model.keras and results.json.
+    Returns the exit code: 0, or 1 when a non-finite loss stopped training."""
     splits = make_splits(dataset, config)
-    weights = initial_weights(config.hidden_units, config.seed)
-    result = run_side(impl, weights, splits, config, verbose)
+    if not resume:
+        start_run(out, "train", impl, config, dataset.source)
+    result = _train_sides([impl], config, splits, out, verbose, "train")[impl]
     print(epoch_table({impl: result}))
     print(f"\ntest loss {result.test_loss:.4f}   test accuracy {result.test_accuracy:.4f}")
-    record = save_run(
-        out, config, dataset.source, {impl: result}, {"implementation": impl},
-        {impl: "model.keras"},
-    )
+    stopped = _report_nan({impl: result})
+    save_run(out, config, dataset.source, {impl: result}, {"implementation": impl},
+             {impl: "model.keras"})
+    shutil.rmtree(out / STATE)
     print(f"wrote {out / 'model.keras'} and {out / 'results.json'}")
-    return record
+    return 1 if stopped else 0
 
 
 def compare(
-    config: TrainConfig, dataset: data_lib.FashionMNIST, out: Path, verbose: bool = True
-) -> dict:
-    """Train both implementations from the same initial weights on the same batches; compare."""
+    config: TrainConfig, dataset: data_lib.FashionMNIST, out: Path, verbose: bool = True,
+    resume: bool = False,
+) -> int:
+    """Train both implementations from the same initial weights on the same batches; compare.
+    Returns the exit code: 0, or 1 when a non-finite loss stopped training."""
     splits = make_splits(dataset, config)
-    # One snapshot of initial weights, copied into both models.
-    weights = initial_weights(config.hidden_units, config.seed)
-    results = {}
-    for name in ("high_level", "low_level"):
-        print(f"\n== {LABELS[name]} ({name}/train.py), mode {config.mode}")
-        results[name] = run_side(name, weights, splits, config, verbose)
+    if not resume:
+        start_run(out, "compare", None, config, dataset.source)
+    results = _train_sides(["high_level", "low_level"], config, splits, out, verbose, "compare")
     high, low = results["high_level"], results["low_level"]
     diff = max_abs_weight_diff(high.model, low.model)
     agree = high.probabilities.argmax(axis=1) == low.probabilities.argmax(axis=1)
@@ -170,6 +271,7 @@ def compare(
         + f"\npredictions agree on {int(agree.sum())} of {len(agree)} test images"
         f" ({100 * agree.mean():.2f}%)"
     )
+    stopped = _report_nan(results)
     record = save_run(
         out, config, dataset.source, results, summary,
         {name: f"{name}.keras" for name in results},
@@ -179,6 +281,7 @@ def compare(
         {name: r.probabilities for name, r in results.items()},
         splits.x_train, splits.y_train, splits.x_test, splits.y_test, dataset.class_names,
     )
+    shutil.rmtree(out / STATE)
     print(f"wrote {out}/results.json, high_level.keras, low_level.keras, figures/")
     print(f"report: {report}")
-    return record
+    return 1 if stopped else 0

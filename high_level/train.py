@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import keras
@@ -19,9 +20,20 @@ def train(
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: bool = True,
+    initial_epoch: int = 0,
+    checkpoint_dir: Path | None = None,
 ) -> dict[str, list[float]]:
-    """Train ``model`` on uint8 images ``x`` and labels ``y``; return Keras' History.history."""
+    """Train ``model`` on uint8 images ``x`` and labels ``y``; return Keras' History.history.
+
+    ``initial_epoch``: epochs already done (a resumed run); ``checkpoint_dir``: where the model,
+    optimizer and epoch are saved after every epoch and restored from at the start.
+    """
     steps = steps_per_epoch(len(x), config.batch_size)
+    callbacks = list(callbacks)
+    if checkpoint_dir is not None:
+        # Keras' own: after every epoch it saves weights, optimizer state and the epoch counter;
+        # at the start it restores them (and fit() then starts at the saved epoch).
+        callbacks.append(keras.callbacks.BackupAndRestore(str(checkpoint_dir), delete_checkpoint=False))
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(),
@@ -35,12 +47,13 @@ def train(
     history = model.fit(
         # All epochs' batches in the shared order, in one finite dataset: fit() keeps one
         # iterator running across epochs, so epoch k gets exactly the loop's epoch k.
-        train_batches(x, y, config.seed, config.batch_size, range(config.epochs)),
+        train_batches(x, y, config.seed, config.batch_size, range(initial_epoch, config.epochs)),
         epochs=config.epochs,
+        initial_epoch=initial_epoch,
         steps_per_epoch=steps,
         validation_data=None if validation is None else eval_batches(*validation, config.batch_size),
         shuffle=False,  # the order above is the shuffle; a tf.data input is never reshuffled
-        callbacks=list(callbacks),
+        callbacks=callbacks,
         verbose=1 if verbose else 0,
     )
     return history.history

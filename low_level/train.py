@@ -8,6 +8,7 @@ file can be read side by side with keras/src/backend/tensorflow/trainer.py.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 import keras
@@ -16,6 +17,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from shared.config import TrainConfig
+from shared.errors import UserError
 from shared.order import (eval_batches, epoch_permutation, normalize, steps_per_epoch,
                           train_batches)
 
@@ -45,6 +47,7 @@ def make_epoch_function(train_step: Callable, x: np.ndarray, y: np.ndarray, batc
     the device, each epoch gathers its permuted copy ONCE before the loop (gathering inside the
     loop body makes XLA carry the whole dataset through every iteration: ~1000x slower), and a
     tf.range loop slices batch i and normalises it inside the step. No Python runs per step.
+    Returns (steps run, last loss); it stops early at a non-finite loss.
     """
     images, labels = tf.constant(x), tf.constant(y)
     full_steps, rest = divmod(len(x), batch_size)
@@ -52,13 +55,19 @@ def make_epoch_function(train_step: Callable, x: np.ndarray, y: np.ndarray, batc
     @tf.function(jit_compile=True)
     def train_epoch(permutation):
         epoch_images, epoch_labels = tf.gather(images, permutation), tf.gather(labels, permutation)
+        loss, steps_run = tf.constant(0.0), tf.constant(0)
         for i in tf.range(full_steps):  # AutoGraph turns this into one XLA while loop
             start = i * batch_size
-            train_step(normalize(tf.slice(epoch_images, [start, 0, 0], [batch_size, 28, 28])),
-                       tf.slice(epoch_labels, [start], [batch_size]))
-        if rest:  # the smaller last batch, as in the other modes (its shape is static too)
-            train_step(normalize(epoch_images[full_steps * batch_size:]),
-                       epoch_labels[full_steps * batch_size:])
+            loss = train_step(normalize(tf.slice(epoch_images, [start, 0, 0], [batch_size, 28, 28])),
+                              tf.slice(epoch_labels, [start], [batch_size]))
+            steps_run = i + 1
+            if not tf.math.is_finite(loss):  # TerminateOnNaN, inside the compiled loop
+                break
+        if rest and tf.math.is_finite(loss):  # the smaller last batch (its shape is static too)
+            loss = train_step(normalize(epoch_images[full_steps * batch_size:]),
+                              epoch_labels[full_steps * batch_size:])
+            steps_run += 1
+        return steps_run, loss
 
     return train_epoch
 
@@ -80,6 +89,7 @@ def make_train_function(model, optimizer, loss_fn, metrics, mode: str, x=None, y
         gradients = tape.gradient(loss, model.trainable_variables)
         # Update the weights (and Adam's moments and iteration counter).
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return loss
 
     if mode == "epoch":
         return make_epoch_function(train_step, x, y, batch_size)
@@ -114,8 +124,14 @@ def train(
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: bool = True,
+    initial_epoch: int = 0,
+    checkpoint_dir: Path | None = None,
 ) -> dict[str, list[float]]:
-    """Train ``model`` on uint8 images ``x`` and labels ``y``; return a History.history-shaped dict."""
+    """Train ``model`` on uint8 images ``x`` and labels ``y``; return a History.history-shaped dict.
+
+    ``initial_epoch``: epochs already done (a resumed run); ``checkpoint_dir``: where the model,
+    optimizer and epoch are saved after every epoch and restored from at the start.
+    """
     # compile(): the optimizer, the loss and the metrics.
     optimizer = keras.optimizers.Adam(config.learning_rate)
     # Create Adam's moment variables now: a tf.function must not create variables when traced.
@@ -127,17 +143,30 @@ def train(
     test_function = make_test_function(model, loss_fn, metrics, config.mode)
     steps = steps_per_epoch(len(x), config.batch_size)
 
+    # BackupAndRestore's job: model, optimizer state (Adam's moments, step count) and the epoch
+    # counter saved after every epoch with tf.train.Checkpoint, and restored here on a resume.
+    epoch_counter = tf.Variable(0, dtype=tf.int64, trainable=False)
+    manager = None
+    if checkpoint_dir is not None:
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_counter)
+        manager = tf.train.CheckpointManager(checkpoint, str(checkpoint_dir), max_to_keep=1)
+        if manager.latest_checkpoint:
+            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        if int(epoch_counter) != initial_epoch:
+            raise UserError(f"{checkpoint_dir}: checkpoint is after epoch {int(epoch_counter)}, "
+                            f"the run's record after epoch {initial_epoch}")
+
     # fit()'s data handling: one pipeline of every epoch's batches in the shared order, read
     # `steps` batches per epoch (one pipeline, not one per epoch: memory stays flat).
     if config.mode != "epoch":
-        batches = iter(train_batches(x, y, config.seed, config.batch_size, range(config.epochs)))
+        batches = iter(train_batches(x, y, config.seed, config.batch_size,
+                                     range(initial_epoch, config.epochs)))
 
-    # fit() drives callbacks through a CallbackList and records a History; so do we.
-    callback_list = keras.callbacks.CallbackList(list(callbacks), model=model)
-    history: dict[str, list[float]] = {}
+    # fit() drives callbacks through a CallbackList that adds a History; so do we.
+    callback_list = keras.callbacks.CallbackList(list(callbacks), add_history=True, model=model)
     model.stop_training = False
     callback_list.on_train_begin()
-    for epoch in range(config.epochs):
+    for epoch in range(initial_epoch, config.epochs):
         callback_list.on_epoch_begin(epoch)
         # fit() resets every metric at the start of each epoch: its numbers are per epoch.
         for metric in metrics.values():
@@ -147,17 +176,23 @@ def train(
                    disable=not verbose, file=sys.stdout)  # stdout, where fit()'s bar goes
         if config.mode == "epoch":
             # One call trains the epoch: its permutation from the shared order goes in.
-            train_function(tf.constant(epoch_permutation(config.seed, epoch, len(x))))
-            bar.update(steps)
+            steps_run, loss = train_function(
+                tf.constant(epoch_permutation(config.seed, epoch, len(x))))
+            # Like fit(steps_per_execution=...): batch callbacks once per execution.
+            callback_list.on_train_batch_end(int(steps_run) - 1, {"loss": loss})
+            bar.update(int(steps_run))
         else:
-            # fit()'s data handling: this epoch's batches, in the shared order.
             for step in range(steps):
                 images, labels = next(batches)
-                train_function(images, labels)
+                loss = train_function(images, labels)
+                # fit() calls the batch callbacks after every step (NaN check, Ctrl-C).
+                callback_list.on_train_batch_end(step, {"loss": loss})
                 if verbose and ((step + 1) % PROGRESS_EVERY == 0 or step + 1 == steps):
                     bar.set_postfix({n: f"{float(m.result()):.4f}" for n, m in metrics.items()},
                                     refresh=False)
                 bar.update()
+                if model.stop_training:  # a callback (TerminateOnNaN, EarlyStopping) said stop
+                    break
         bar.set_postfix({n: f"{float(m.result()):.4f}" for n, m in metrics.items()})
         bar.close()
         # Read the epoch's metrics: a sync point, the loop waits for the device here.
@@ -166,13 +201,14 @@ def train(
         if validation is not None:
             val = run_test(test_function, metrics, eval_batches(*validation, config.batch_size))
             logs.update({f"val_{name}": value for name, value in val.items()})
-        callback_list.on_epoch_end(epoch, logs)
-        for key, value in logs.items():
-            history.setdefault(key, []).append(value)
-        if model.stop_training:  # a callback (EarlyStopping, TerminateOnNaN) asked to stop
+        callback_list.on_epoch_end(epoch, logs)  # History records the logs here
+        if manager is not None:
+            epoch_counter.assign(epoch + 1)
+            manager.save()
+        if model.stop_training:
             break
     callback_list.on_train_end()
-    return history
+    return model.history.history
 
 
 def evaluate(

@@ -43,10 +43,19 @@ def model_from_weights(hidden_units: int, weights: list[np.ndarray]):
 
 
 def max_abs_weight_diff(a, b) -> float:
-    """Largest absolute difference between corresponding weights of two models."""
-    return max(
-        float(np.max(np.abs(wa - wb))) for wa, wb in zip(a.get_weights(), b.get_weights())
-    )
+    """Largest absolute difference between corresponding weights of two models.
+
+    A NaN in the same place in both counts as equal (two runs that diverged identically);
+    a NaN in only one of them is an infinite difference.
+    """
+    worst = 0.0
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        diff = np.abs(wa.astype(np.float64) - wb)
+        both_nan = np.isnan(wa) & np.isnan(wb)
+        diff[both_nan] = 0.0
+        diff[np.isnan(diff)] = np.inf
+        worst = max(worst, float(diff.max()))
+    return worst
 
 
 def load_model(path: str | os.PathLike):

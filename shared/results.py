@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 import time
@@ -41,6 +42,7 @@ def atomic_path(path: str | os.PathLike):
     # Keep the suffix: Keras insists that a model file name ends in .keras.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
     try:
         yield tmp
         os.replace(tmp, path)
@@ -50,17 +52,34 @@ def atomic_path(path: str | os.PathLike):
         raise
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic(path: Path, write) -> None:
     with atomic_path(path) as tmp:
         write(tmp)
 
 
+def _finite_or_null(obj):
+    """JSON has no NaN or Infinity: a non-finite number (a diverged loss) is written as null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_null(v) for v in obj]
+    return obj
+
+
 def write_json(path: str | os.PathLike, obj) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
+    """Write ``obj`` as indented, strict JSON (non-finite numbers as null), atomically."""
 
     def write(tmp):
         with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2)
+            json.dump(_finite_or_null(obj), f, indent=2, allow_nan=False)
             f.write("\n")
 
     _atomic(Path(path), write)

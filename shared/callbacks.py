@@ -1,0 +1,105 @@
+"""Callbacks both implementations run: fit() calls them itself, the loop through a CallbackList.
+
+- RunRecorder: each epoch's logs and seconds, saved after every epoch (the history so far).
+- StopOnNaN: stop at the first non-finite loss and remember the epoch and step.
+- GracefulInterrupt: Ctrl-C stops training between two steps, never in the middle of a write.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+from pathlib import Path
+
+import keras
+
+from shared.results import write_json
+from shared.timing import EpochTimer
+
+
+class TrainingInterrupted(Exception):
+    """Raised between two training steps after Ctrl-C (SIGINT)."""
+
+    def __init__(self, epoch: int, step: int) -> None:
+        super().__init__(f"interrupted in epoch {epoch + 1}, step {step + 1}")
+        self.epoch, self.step = epoch, step
+
+
+class RunRecorder(EpochTimer):
+    """Every completed epoch's logs and seconds, in History.history's shape, written atomically
+    to ``path`` after each epoch so an interrupted run keeps them and a resumed one continues."""
+
+    def __init__(self, path: Path | None = None, previous: dict | None = None) -> None:
+        super().__init__()
+        self.path = path
+        previous = previous or {}
+        self.history: dict[str, list[float]] = {k: list(v) for k, v in previous.get("history", {}).items()}
+        self.epoch_seconds = list(previous.get("epoch_seconds", []))
+
+    @property
+    def completed_epochs(self) -> int:
+        """Epochs finished so far, resumed ones included."""
+        return len(self.epoch_seconds)
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+        if self.path is not None:
+            write_json(self.path, {"completed_epochs": self.completed_epochs,
+                                   "history": self.history, "epoch_seconds": self.epoch_seconds})
+
+    @staticmethod
+    def load(path: Path) -> dict | None:
+        """The saved progress of an earlier run, or None when there is none."""
+        if not path.is_file():
+            return None
+        return json.loads(path.read_text())
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """keras.callbacks.TerminateOnNaN, remembering where it happened (epoch and step)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stopped_at: tuple[int, int] | None = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and self.stopped_at is None and not math.isfinite(float(loss)):
+            self.stopped_at = (self._epoch, int(batch))
+            self.model.stop_training = True
+
+
+class GracefulInterrupt(keras.callbacks.Callback):
+    """While active (``with GracefulInterrupt() as stop:``), Ctrl-C only sets a flag; the next
+    end of a training step raises TrainingInterrupted. The epoch in progress is abandoned, so
+    checkpoints only ever hold completed epochs, and no file is cut off mid-write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requested = False
+        self._epoch = 0
+        self._previous = None
+
+    def __enter__(self) -> "GracefulInterrupt":
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.requested:
+            raise TrainingInterrupted(self._epoch, int(batch))

@@ -1,0 +1,159 @@
+"""Bad input, non-finite losses, Ctrl-C and --resume, foreign model files."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import numpy as np
+import pytest
+
+import high_level.train as high
+import low_level.train as low
+from fit_vs_tape.cli import main
+from shared import data
+from shared.callbacks import StopOnNaN
+from shared.config import TrainConfig
+from shared.model import build_model, initial_weights, load_model, max_abs_weight_diff, model_from_weights
+from tests.conftest import synthetic, write_dataset, write_idx
+
+
+@pytest.mark.parametrize("mode", ["graph", "epoch"])
+def test_nonfinite_loss_stops_both_sides_at_once(mode):
+    x, y = synthetic(320, 0)
+    config = TrainConfig(epochs=3, learning_rate=1e30, mode=mode)  # diverges within a few steps
+    weights = initial_weights(128, 0)
+    stops, histories = {}, {}
+    for name, impl in (("high", high), ("low", low)):
+        guard = StopOnNaN()
+        histories[name] = impl.train(model_from_weights(128, weights), x, y, config,
+                                     callbacks=[guard], verbose=False)
+        stops[name] = guard.stopped_at
+    assert stops["low"] is not None and stops["low"][0] == 0  # epoch 1 of 3
+    assert len(histories["low"]["loss"]) == 1 and np.isnan(histories["low"]["loss"][0])
+    if mode == "graph":
+        assert stops["high"] == stops["low"]  # the same step, named by both
+    else:
+        # fit(steps_per_execution=epoch) only sees the loss at the end of its execution; the
+        # compiled loop breaks out at the very step.
+        assert stops["high"][0] == 0 and stops["low"][1] <= stops["high"][1]
+
+
+def test_nonfinite_loss_through_the_cli(tiny_data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["compare", "--lr", "1e30", "--epochs", "3", "--data-dir", str(tiny_data_dir),
+                 "--out", str(out), "--quiet"])
+    assert code == 1
+    printed = capsys.readouterr().out
+    assert "fit(): loss became non-finite in epoch 1, step" in printed
+    assert "GradientTape loop: loss became non-finite in epoch 1, step" in printed
+    record = json.loads((out / "results.json").read_text())  # strict JSON: NaN written as null
+    assert record["status"] == "stopped: non-finite loss"
+    assert record["low_level"]["history"]["loss"] == [None]
+    assert record["low_level"]["stopped_on_nonfinite_loss"]["epoch"] == 1
+    assert record["max_abs_weight_diff"] == 0.0  # diverged identically
+
+
+def _run_cli(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "fit_vs_tape", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+@pytest.mark.parametrize("impl", ["high", "low"])
+def test_interrupt_then_resume_is_bit_identical(tmp_path, impl):
+    data_dir = write_dataset(tmp_path / "data", n_train=3000, n_test=50)
+    # Eager: about a second per epoch here, so Ctrl-C lands inside epoch 2.
+    options = ["--impl", impl, "--mode", "eager", "--epochs", "4", "--data-dir", str(data_dir),
+               "--quiet"]
+    run = tmp_path / "interrupted"
+    proc = _run_cli("train", *options, "--out", str(run))
+    progress = run / "state" / f"{impl}_level" / "progress.json"
+    deadline = time.time() + 120
+    while not progress.is_file() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "resume with: fit-vs-tape train --resume" in err and "Traceback" not in err
+    # Nothing half-written: every file parses, no temporary file is left behind.
+    assert not [p for p in run.rglob(".*")]
+    saved = json.loads((run / "results.json").read_text())
+    assert saved["status"] == "interrupted"
+    done = saved[f"{impl}_level"]["completed_epochs"]
+    assert 1 <= done < 4 and len(saved[f"{impl}_level"]["history"]["loss"]) == done
+
+    resumed = _run_cli("train", "--resume", str(run), "--quiet")
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert "resuming" in out
+    reference = tmp_path / "reference"
+    ref = _run_cli("train", *options, "--out", str(reference))
+    ref.communicate(timeout=300)
+    assert ref.returncode == 0
+    assert max_abs_weight_diff(load_model(run / "model.keras"),
+                               load_model(reference / "model.keras")) == 0.0
+    a = json.loads((run / "results.json").read_text())[f"{impl}_level"]
+    b = json.loads((reference / "results.json").read_text())[f"{impl}_level"]
+    assert a["history"] == b["history"] and len(a["epoch_seconds"]) == 4
+    assert not (run / "state").exists()  # checkpoints go once the run is complete
+
+
+def test_resume_mistakes(tmp_path, tiny_data_dir, capsys):
+    assert main(["compare", "--resume", str(tmp_path)]) == 2
+    assert f"--resume {tmp_path}: not a run directory" in capsys.readouterr().err
+    run = tmp_path / "done"
+    assert main(["train", "--impl", "low", "--epochs", "1", "--data-dir", str(tiny_data_dir),
+                 "--out", str(run), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run)]) == 2
+    assert "nothing to resume, that run is complete" in capsys.readouterr().err
+    assert main(["compare", "--resume", str(run)]) == 2
+    assert "that run was `train`, not `compare`" in capsys.readouterr().err
+
+
+def test_output_directory_that_cannot_be_written(tmp_path, tiny_data_dir, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    assert main(["compare", "--data-dir", str(tiny_data_dir), "--out", str(blocker / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {blocker / 'run'}: cannot write there" in err and len(err.splitlines()) == 1
+
+
+def test_damaged_data_through_the_cli(tmp_path, capsys):
+    directory = write_dataset(tmp_path / "d")
+    write_idx(directory / data.FILES["test_labels"], np.full(64, 12, np.uint8))
+    assert main(["compare", "--data-dir", str(directory), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "t10k-labels-idx1-ubyte.gz: label 12 at index 0 is outside 0-9" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+def test_bench_seeds_must_be_positive(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "accuracy", "--seeds", "0"])
+    assert exit_.value.code == 2
+    assert "argument --seeds: 0 must be at least 1" in capsys.readouterr().err
+
+
+def test_model_loader_rejects_foreign_and_wrong_models(tmp_path):
+    not_keras = tmp_path / "other.keras"
+    with zipfile.ZipFile(not_keras, "w") as z:
+        z.writestr("hello.txt", "a zip, but not a Keras model")
+    with pytest.raises(Exception) as err:
+        load_model(not_keras)
+    assert "cannot be loaded as a Keras model" in str(err.value)
+    wrong = tmp_path / "wide.keras"
+    build_model(hidden_units=8).save(wrong)  # loads fine: a Fashion-MNIST classifier still
+    assert load_model(wrong).count_params() == 784 * 8 + 8 + 8 * 10 + 10
+    import keras
+
+    other = keras.Sequential([keras.Input(shape=(5,)), keras.layers.Dense(3)])
+    other.save(tmp_path / "other-shape.keras")
+    with pytest.raises(Exception) as err:
+        load_model(tmp_path / "other-shape.keras")
+    assert "takes (5,) and gives (3,)" in str(err.value)
