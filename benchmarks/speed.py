@@ -50,7 +50,8 @@ def worker(job: dict) -> dict:
     n = min(job["limit"] or len(dataset.x_train), len(dataset.x_train))
     spe = job["steps_per_execution"] or steps_per_epoch(n, job["batch_size"])
     config = TrainConfig(epochs=job["epochs"], batch_size=job["batch_size"], limit=n,
-                         mode=job["mode"], steps_per_execution=spe, seed=job["seed"])
+                         mode=job["mode"], steps_per_execution=spe, seed=job["seed"],
+                         mixed_precision=job["mixed_precision"])
     result = run_side(job["implementation"], initial_weights(128, config.seed),
                       make_splits(dataset, config), config, verbose=False,
                       stop_on_nan=False)  # no per-step callback: time training as users run it
@@ -70,7 +71,8 @@ def measure(implementation: str, mode_name: str, mode: str, spe: int | None, bat
     limit = min(args.eager_limit, n_full) if eager else args.limit
     job = {"implementation": implementation, "mode": mode, "batch_size": batch_size,
            "steps_per_execution": spe, "epochs": args.epochs, "limit": limit,
-           "data_dir": args.data_dir, "seed": args.seed}
+           "data_dir": args.data_dir, "seed": args.seed,
+           "mixed_precision": args.mixed_precision and device == "gpu"}
     runs = [run_worker("benchmarks.speed", job, hide_gpus=device == "cpu")
             for _ in range(args.repeats)]
     n = runs[0]["n_train"]
@@ -89,6 +91,7 @@ def measure(implementation: str, mode_name: str, mode: str, spe: int | None, bat
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
         "test_accuracy": statistics.median(r["test_accuracy"] for r in runs),
         "epochs": args.epochs, "repeats": args.repeats, "note": note,
+        "mixed_precision": job["mixed_precision"],
     }
     return row, runs[0]["environment"]
 
@@ -128,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="fit-vs-tape bench speed", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="auto",
                    help="cpu rows, gpu rows, or both where a GPU is visible (default auto)")
+    p.add_argument("--mixed-precision", action="store_true",
+                   help="GPU rows train in mixed float16 (CPU rows never do)")
     p.add_argument("--batch-sizes", type=int_list, default=[32], metavar="N,N",
                    help="comma-separated (default 32)")
     p.add_argument("--epochs", type=positive_int, default=3,
@@ -163,6 +168,8 @@ def run(args: argparse.Namespace) -> dict:
             raise UserError("--device gpu: TensorFlow sees no GPU on this machine")
         else:
             print("GPU rows skipped: TensorFlow sees no GPU on this machine.")
+    if args.mixed_precision and "gpu" not in devices:
+        print("--mixed-precision applies to GPU rows only; there are none in this run.")
     out = new_run_dir(args.out)
     rows, env = [], {}
     for device in devices:

@@ -56,6 +56,11 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps-per-execution", type=positive_int, default=1, metavar="N",
                    help="fit(): training steps per call of its compiled function (default 1; "
                         "mode epoch: one epoch)")
+    p.add_argument("--jit-compile", action="store_true",
+                   help="fit(jit_compile=True) and an XLA-compiled loop step: --mode graph "
+                        "becomes xla (xla and epoch already compile with XLA)")
+    p.add_argument("--mixed-precision", action="store_true",
+                   help="float16 compute, float32 weights, loss scaling; GPU only")
     p.add_argument("--epochs", type=positive_int, default=d.epochs, help=f"default {d.epochs}")
     p.add_argument("--batch-size", type=positive_int, default=d.batch_size,
                    help=f"default {d.batch_size}")
@@ -126,10 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> TrainConfig:
+    if args.jit_compile and args.mode == "eager":
+        raise UserError("--jit-compile: cannot compile with --mode eager")
     return TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
-        limit=args.limit, validation_split=args.validation_split, mode=args.mode,
-        steps_per_execution=args.steps_per_execution,
+        limit=args.limit, validation_split=args.validation_split, mode="xla" if args.jit_compile and args.mode == "graph" else args.mode,
+        steps_per_execution=args.steps_per_execution, mixed_precision=args.mixed_precision,
     )
 
 
@@ -168,7 +175,9 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError(f"--batch-size {config.batch_size}: larger than the {n_train} training images")
     from shared.runtime import import_tensorflow
 
-    import_tensorflow(args.device)  # fails on --device gpu without a GPU: before any file exists
+    tf = import_tensorflow(args.device)  # --device gpu without a GPU fails here, before any file
+    if config.mixed_precision and not tf.config.list_physical_devices("GPU"):
+        raise UserError("--mixed-precision: float16 pays only on a GPU, and TensorFlow sees none")
     out = new_run_dir(args.resume or args.out)
     from fit_vs_tape import runs
 

@@ -107,7 +107,7 @@ def run_side(
             progress = RunRecorder.load(state_dir / "progress.json")
         recorder = RunRecorder(state_dir / "progress.json" if state_dir else None, progress)
         nan_guard = StopOnNaN()
-        model = model_from_weights(config.hidden_units, weights)
+        model = model_from_weights(config.hidden_units, weights, config.mixed_precision)
         impl.train(
             model, splits.x_train, splits.y_train, config, splits.validation,
             [recorder, *([nan_guard] if stop_on_nan else []), *callbacks], verbose,

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from shared.config import TrainConfig
+from shared.model import make_optimizer
 from shared.order import eval_batches, steps_per_epoch, train_batches
 
 
@@ -35,7 +36,7 @@ def train(
         # at the start it restores them (and fit() then starts at the saved epoch).
         callbacks.append(keras.callbacks.BackupAndRestore(str(checkpoint_dir), delete_checkpoint=False))
     model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
+        optimizer=make_optimizer(config),
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=["accuracy"],
         run_eagerly=config.mode == "eager",

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from shared.config import TrainConfig
 from shared.errors import UserError
+from shared.model import make_optimizer
 from shared.order import (eval_batches, epoch_permutation, normalize, steps_per_epoch,
                           train_batches)
 
@@ -82,11 +83,14 @@ def make_train_function(model, optimizer, loss_fn, metrics, mode: str, x=None, y
         with tf.GradientTape() as tape:
             probs = model(images, training=True)
             loss = loss_fn(labels, probs)
+            # Mixed precision: scale the loss up so float16 gradients do not underflow
+            # (the identity for a plain optimizer); apply_gradients scales them back.
+            scaled_loss = optimizer.scale_loss(loss)
         # fit()'s loss tracker: a mean over samples, so a smaller last batch weighs less.
         metrics["loss"].update_state(loss, sample_weight=tf.shape(images)[0])
         metrics["accuracy"].update_state(labels, probs)
         # Gradients of the loss with respect to every trainable weight.
-        gradients = tape.gradient(loss, model.trainable_variables)
+        gradients = tape.gradient(scaled_loss, model.trainable_variables)
         # Update the weights (and Adam's moments and iteration counter).
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return loss
@@ -133,7 +137,7 @@ def train(
     optimizer and epoch are saved after every epoch and restored from at the start.
     """
     # compile(): the optimizer, the loss and the metrics.
-    optimizer = keras.optimizers.Adam(config.learning_rate)
+    optimizer = make_optimizer(config)
     # Create Adam's moment variables now: a tf.function must not create variables when traced.
     optimizer.build(model.trainable_variables)
     loss_fn = keras.losses.SparseCategoricalCrossentropy()

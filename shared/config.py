@@ -35,6 +35,8 @@ class TrainConfig:
     epoch: a whole epoch compiled into one XLA computation (fit(): one execution per epoch)."""
     steps_per_execution: int = 1
     """fit()'s steps_per_execution: training steps per call of its compiled function."""
+    mixed_precision: bool = False
+    """float16 compute with float32 weights and a scaled loss (pays on GPUs only)."""
 
     def __post_init__(self) -> None:
         checks = [

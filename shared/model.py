@@ -12,16 +12,21 @@ from shared.data import CLASS_NAMES, IMAGE_SIZE
 from shared.errors import UserError
 
 
-def build_model(hidden_units: int = 128):
-    """A new, built (weights created) but uncompiled Keras model."""
+def build_model(hidden_units: int = 128, mixed_precision: bool = False):
+    """A new, built (weights created) but uncompiled Keras model.
+
+    ``mixed_precision``: the hidden layers compute in float16 (weights stay float32), set per
+    layer rather than through Keras' global policy; the softmax always runs in float32.
+    """
     import keras
 
+    compute = "mixed_float16" if mixed_precision else "float32"
     return keras.Sequential(
         [
             keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE)),
-            keras.layers.Flatten(),
-            keras.layers.Dense(hidden_units, activation="relu"),
-            keras.layers.Dense(len(CLASS_NAMES), activation="softmax"),
+            keras.layers.Flatten(dtype=compute),
+            keras.layers.Dense(hidden_units, activation="relu", dtype=compute),
+            keras.layers.Dense(len(CLASS_NAMES), activation="softmax", dtype="float32"),
         ],
         name="fashion_mnist_mlp",
     )
@@ -35,11 +40,22 @@ def initial_weights(hidden_units: int, seed: int) -> list[np.ndarray]:
     return build_model(hidden_units).get_weights()
 
 
-def model_from_weights(hidden_units: int, weights: list[np.ndarray]):
+def model_from_weights(hidden_units: int, weights: list[np.ndarray], mixed_precision: bool = False):
     """A fresh model holding a copy of ``weights`` (the same start for both implementations)."""
-    model = build_model(hidden_units)
+    model = build_model(hidden_units, mixed_precision)
     model.set_weights(weights)
     return model
+
+
+def make_optimizer(config):
+    """The optimizer both sides use: compile("adam") is keras.optimizers.Adam() with its defaults.
+    Under mixed precision it is wrapped in a LossScaleOptimizer, as compile() would do."""
+    import keras
+
+    optimizer = keras.optimizers.Adam(config.learning_rate)
+    if config.mixed_precision:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
 
 
 def max_abs_weight_diff(a, b) -> float:

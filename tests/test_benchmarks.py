@@ -68,8 +68,12 @@ def test_gpu_requested_without_gpu_is_a_clear_error(tiny_data_dir, tmp_path, cap
     tf = import_tensorflow()
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("this machine has a GPU")
-    for argv in (["bench", "speed", "--device", "gpu"], ["compare", "--device", "gpu"]):
+    for argv, needle in (
+        (["bench", "speed", "--device", "gpu"], "--device gpu: TensorFlow sees no GPU"),
+        (["compare", "--device", "gpu"], "--device gpu: TensorFlow sees no GPU"),
+        (["compare", "--mixed-precision"], "--mixed-precision: float16 pays only on a GPU"),
+    ):
         code = main(argv + ["--data-dir", str(tiny_data_dir), "--out", str(tmp_path / "o")])
         assert code == 2
-        assert "--device gpu: TensorFlow sees no GPU" in capsys.readouterr().err
+        assert needle in capsys.readouterr().err
         assert not (tmp_path / "o").exists()

@@ -69,6 +69,8 @@ def test_train_one_side(tiny_data_dir, tmp_path, capsys):
         (["compare", "--lr", "-1"], "--lr -1.0: must be a positive finite number"),
         (["compare", "--validation-split", "1.5"], "--validation-split 1.5"),
         (["compare", "--data-dir", "/no/such/dir"], "--data-dir /no/such/dir: no such directory"),
+        (["compare", "--jit-compile", "--mode", "eager"], "--jit-compile: cannot compile with --mode eager"),
+        (["compare", "--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
     ],
 )
 def test_user_mistakes_are_one_line_and_exit_2(argv, needle, capsys, tmp_path):
@@ -95,3 +97,11 @@ def test_console_script_module_runs():
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "invalid choice: 'x'" in result.stderr
+
+
+def test_jit_compile_flag_means_xla_for_both(tiny_data_dir, tmp_path):
+    out = tmp_path / "run"
+    assert main(["compare", "--jit-compile", "--limit", "64", "--epochs", "1", "--quiet",
+                 "--data-dir", str(tiny_data_dir), "--out", str(out)]) == 0
+    record = json.loads((out / "results.json").read_text())
+    assert record["config"]["mode"] == "xla" and record["max_abs_weight_diff"] == 0.0

@@ -98,3 +98,22 @@ def test_fit_with_steps_per_execution_is_still_bit_identical(small):
     high.train(a, x, y, config, verbose=False)
     low.train(b, x, y, config, verbose=False)
     assert max_abs_weight_diff(a, b) == 0.0
+
+
+def test_mixed_precision_scales_the_loss_on_both_sides_alike(small):
+    """The GPU option, run on the CPU: fit() and the loop still agree bit for bit, and the
+    hidden layer really computes in float16 behind a LossScaleOptimizer."""
+    import keras
+
+    x, y, _ = small
+    config = TrainConfig(epochs=1, mixed_precision=True, seed=3)
+    weights = initial_weights(128, 3)
+    models = {}
+    for name, impl in (("high", high), ("low", low)):
+        models[name] = model_from_weights(128, weights, mixed_precision=True)
+        impl.train(models[name], x, y, config, verbose=False)
+    assert max_abs_weight_diff(models["high"], models["low"]) == 0.0
+    assert isinstance(models["high"].optimizer, keras.optimizers.LossScaleOptimizer)
+    assert models["low"].layers[1].compute_dtype == "float16"
+    assert models["low"].layers[1].kernel.dtype == "float32"
+    assert models["low"].layers[2].compute_dtype == "float32"
