@@ -35,11 +35,18 @@ COLUMNS = ["implementation", "mode", "batch_size", "device", "median_epoch_s", "
            "samples_per_s", "speedup_vs_fit_default", "peak_rss_mb", "test_accuracy", "note"]
 
 
+def rows_for(strategy: str) -> tuple:
+    """Under a distribution strategy only fit() default and the graph loop run: XLA and the
+    compiled epoch are single-device modes here, and fit(steps_per_execution > 1) under
+    MirroredStrategy fails in its compiled multi-step function (TF 2.21, Keras 3.15)."""
+    return ROWS if strategy == "default" else tuple(r for r in ROWS if r[2:] == ("graph", 1))
+
+
 def worker(job: dict) -> dict:
     """Train one configuration and measure it (runs in its own process)."""
     from shared.runtime import environment, import_tensorflow
 
-    import_tensorflow()
+    import_tensorflow(cpu_replicas=job["cpu_replicas"])
     from fit_vs_tape.runs import make_splits, run_side
     from shared import data
     from shared.config import TrainConfig
@@ -51,7 +58,8 @@ def worker(job: dict) -> dict:
     spe = job["steps_per_execution"] or steps_per_epoch(n, job["batch_size"])
     config = TrainConfig(epochs=job["epochs"], batch_size=job["batch_size"], limit=n,
                          mode=job["mode"], steps_per_execution=spe, seed=job["seed"],
-                         mixed_precision=job["mixed_precision"])
+                         mixed_precision=job["mixed_precision"], strategy=job["strategy"],
+                         cpu_replicas=job["cpu_replicas"])
     result = run_side(job["implementation"], initial_weights(128, config.seed),
                       make_splits(dataset, config), config, verbose=False,
                       stop_on_nan=False)  # no per-step callback: time training as users run it
@@ -72,7 +80,8 @@ def measure(implementation: str, mode_name: str, mode: str, spe: int | None, bat
     job = {"implementation": implementation, "mode": mode, "batch_size": batch_size,
            "steps_per_execution": spe, "epochs": args.epochs, "limit": limit,
            "data_dir": args.data_dir, "seed": args.seed,
-           "mixed_precision": args.mixed_precision and device == "gpu"}
+           "mixed_precision": args.mixed_precision and device == "gpu",
+           "strategy": args.strategy, "cpu_replicas": args.cpu_replicas}
     runs = [run_worker("benchmarks.speed", job, hide_gpus=device == "cpu")
             for _ in range(args.repeats)]
     n = runs[0]["n_train"]
@@ -91,7 +100,7 @@ def measure(implementation: str, mode_name: str, mode: str, spe: int | None, bat
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
         "test_accuracy": statistics.median(r["test_accuracy"] for r in runs),
         "epochs": args.epochs, "repeats": args.repeats, "note": note,
-        "mixed_precision": job["mixed_precision"],
+        "mixed_precision": job["mixed_precision"], "strategy": args.strategy,
     }
     return row, runs[0]["environment"]
 
@@ -131,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="fit-vs-tape bench speed", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="auto",
                    help="cpu rows, gpu rows, or both where a GPU is visible (default auto)")
+    p.add_argument("--strategy", choices=("default", "mirrored"), default="default",
+                   help="tf.distribute strategy for every row (mirrored: graph-mode rows only)")
+    p.add_argument("--cpu-replicas", type=positive_int, default=1, metavar="N",
+                   help="with --strategy mirrored and no GPU: N logical CPU devices")
     p.add_argument("--mixed-precision", action="store_true",
                    help="GPU rows train in mixed float16 (CPU rows never do)")
     p.add_argument("--batch-sizes", type=int_list, default=[32], metavar="N,N",
@@ -175,7 +188,7 @@ def run(args: argparse.Namespace) -> dict:
     for device in devices:
         for batch_size in args.batch_sizes:
             group = []
-            for implementation, name, mode, spe in ROWS:
+            for implementation, name, mode, spe in rows_for(args.strategy):
                 row, env = measure(implementation, name, mode, spe, batch_size, device, args, n_full)
                 group.append(row)
                 print(f"{device} batch {batch_size:>4} {implementation:>10} {name:<8} "

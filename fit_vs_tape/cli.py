@@ -81,6 +81,11 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
                    help="run directory to write into (default runs/<timestamp>/)")
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="auto",
                    help="cpu: hide GPUs; gpu: require one; auto: TensorFlow's choice (default)")
+    p.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), default="default",
+                   help="tf.distribute strategy: one device (default); mirrored over all GPUs or "
+                        "--cpu-replicas logical CPUs; multiworker as $TF_CONFIG says")
+    p.add_argument("--cpu-replicas", type=positive_int, default=1, metavar="N",
+                   help="with --strategy mirrored and no GPU: N logical CPU devices (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="carry on an interrupted run from its last completed epoch, with that "
@@ -137,6 +142,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
         limit=args.limit, validation_split=args.validation_split, mode="xla" if args.jit_compile and args.mode == "graph" else args.mode,
         steps_per_execution=args.steps_per_execution, mixed_precision=args.mixed_precision,
+        strategy=args.strategy, cpu_replicas=args.cpu_replicas,
     )
 
 
@@ -164,6 +170,10 @@ def _run(args: argparse.Namespace) -> int:
     else:
         config = _config(args)  # validate everything before the slow import
         data_dir = args.data_dir
+    if config.strategy == "multiworker" and (args.command == "compare" or args.impl == "high"):
+        raise UserError("--strategy multiworker: Keras 3's fit() does not run under "
+                        "MultiWorkerMirroredStrategy (keras-team/keras#20585); the loop does: "
+                        "fit-vs-tape train --impl low --strategy multiworker")
     from shared import data
     from shared.results import new_run_dir
 
@@ -175,7 +185,12 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError(f"--batch-size {config.batch_size}: larger than the {n_train} training images")
     from shared.runtime import import_tensorflow
 
-    tf = import_tensorflow(args.device)  # --device gpu without a GPU fails here, before any file
+    # --device gpu without a GPU fails here, before any file is written.
+    tf = import_tensorflow(args.device, config.cpu_replicas,
+                           start=config.strategy != "multiworker")
+    from shared.distribute import make_strategy
+
+    strategy = make_strategy(config.strategy, config.cpu_replicas)  # once, at program start
     if config.mixed_precision and not tf.config.list_physical_devices("GPU"):
         raise UserError("--mixed-precision: float16 pays only on a GPU, and TensorFlow sees none")
     out = new_run_dir(args.resume or args.out)
@@ -183,9 +198,9 @@ def _run(args: argparse.Namespace) -> int:
 
     print(f"data: {dataset.source}   run directory: {out}")
     if args.command == "compare":
-        return runs.compare(config, dataset, out, not args.quiet, bool(args.resume))
+        return runs.compare(config, dataset, out, not args.quiet, bool(args.resume), strategy)
     return runs.train({"high": "high_level", "low": "low_level"}[args.impl], config, dataset, out,
-                      not args.quiet, bool(args.resume))
+                      not args.quiet, bool(args.resume), strategy)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

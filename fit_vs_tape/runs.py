@@ -15,6 +15,7 @@ from fit_vs_tape.report import write_report
 from shared import data as data_lib
 from shared.config import TrainConfig
 from shared.callbacks import GracefulInterrupt, RunRecorder, StopOnNaN, TrainingInterrupted
+from shared.distribute import make_strategy
 from shared.errors import RunInterrupted, UserError
 from shared.model import initial_weights, load_model, max_abs_weight_diff, model_from_weights
 from shared.results import save_model, write_json
@@ -89,11 +90,13 @@ def run_side(
     state_dir: Path | None = None,
     callbacks: Sequence = (),
     stop_on_nan: bool = True,
+    strategy=None,
 ) -> SideResult:
     """Train one implementation from ``weights``, then evaluate and predict on the test set.
 
     With ``state_dir`` the side can be resumed: progress and checkpoints are kept there after
     every epoch, and a side that already finished is loaded instead of trained again.
+    ``strategy``: a tf.distribute strategy made once per process (default: from ``config``).
     """
     impl = implementation(name)
     if state_dir is not None and (state_dir / "done.json").is_file():
@@ -107,13 +110,17 @@ def run_side(
             progress = RunRecorder.load(state_dir / "progress.json")
         recorder = RunRecorder(state_dir / "progress.json" if state_dir else None, progress)
         nan_guard = StopOnNaN()
-        model = model_from_weights(config.hidden_units, weights, config.mixed_precision)
-        impl.train(
-            model, splits.x_train, splits.y_train, config, splits.validation,
-            [recorder, *([nan_guard] if stop_on_nan else []), *callbacks], verbose,
-            initial_epoch=recorder.completed_epochs,
-            checkpoint_dir=state_dir / "checkpoint" if state_dir else None,
-        )
+        # fit() and the loop alike: model (and, inside train, optimizer and metrics) are
+        # created under the strategy's scope, so their variables are mirrored on every replica.
+        strategy = strategy or make_strategy(config.strategy, config.cpu_replicas)
+        with strategy.scope():
+            model = model_from_weights(config.hidden_units, weights, config.mixed_precision)
+            impl.train(
+                model, splits.x_train, splits.y_train, config, splits.validation,
+                [recorder, *([nan_guard] if stop_on_nan else []), *callbacks], verbose,
+                initial_epoch=recorder.completed_epochs,
+                checkpoint_dir=state_dir / "checkpoint" if state_dir else None,
+            )
         history, seconds = recorder.history, recorder.epoch_seconds
         stopped = None
         if nan_guard.stopped_at is not None:
@@ -199,7 +206,7 @@ def read_run(run_dir: Path, command: str) -> tuple[str | None, TrainConfig, str]
 
 
 def _train_sides(names: Sequence[str], config: TrainConfig, splits: Splits, out: Path,
-                 verbose: bool, command: str) -> dict[str, SideResult]:
+                 verbose: bool, command: str, strategy=None) -> dict[str, SideResult]:
     """Train each side resumably; on Ctrl-C save the history so far and say how to resume."""
     weights = initial_weights(config.hidden_units, config.seed)  # one start for every side
     results = {}
@@ -209,7 +216,7 @@ def _train_sides(names: Sequence[str], config: TrainConfig, splits: Splits, out:
                 if len(names) > 1:
                     print(f"\n== {LABELS[name]} ({name}/train.py), mode {config.mode}")
                 results[name] = run_side(name, weights, splits, config, verbose,
-                                         out / STATE / name, [interrupt])
+                                         out / STATE / name, [interrupt], strategy=strategy)
         except TrainingInterrupted as stop:
             so_far = {name: RunRecorder.load(out / STATE / name / "progress.json")
                       for name in names if (out / STATE / name).is_dir()}
@@ -231,14 +238,14 @@ def _report_nan(results: dict[str, SideResult]) -> bool:
 
 def train(
     impl: str, config: TrainConfig, dataset: data_lib.FashionMNIST, out: Path,
-    verbose: bool = True, resume: bool = False,
+    verbose: bool = True, resume: bool = False, strategy=None,
 ) -> int:
     """Train one implementation, print its test numbers, write model.keras and results.json.
     Returns the exit code: 0, or 1 when a non-finite loss stopped training."""
     splits = make_splits(dataset, config)
     if not resume:
         start_run(out, "train", impl, config, dataset.source)
-    result = _train_sides([impl], config, splits, out, verbose, "train")[impl]
+    result = _train_sides([impl], config, splits, out, verbose, "train", strategy)[impl]
     print(epoch_table({impl: result}))
     print(f"\ntest loss {result.test_loss:.4f}   test accuracy {result.test_accuracy:.4f}")
     stopped = _report_nan({impl: result})
@@ -251,14 +258,15 @@ def train(
 
 def compare(
     config: TrainConfig, dataset: data_lib.FashionMNIST, out: Path, verbose: bool = True,
-    resume: bool = False,
+    resume: bool = False, strategy=None,
 ) -> int:
     """Train both implementations from the same initial weights on the same batches; compare.
     Returns the exit code: 0, or 1 when a non-finite loss stopped training."""
     splits = make_splits(dataset, config)
     if not resume:
         start_run(out, "compare", None, config, dataset.source)
-    results = _train_sides(["high_level", "low_level"], config, splits, out, verbose, "compare")
+    results = _train_sides(["high_level", "low_level"], config, splits, out, verbose, "compare",
+                           strategy)
     high, low = results["high_level"], results["low_level"]
     diff = max_abs_weight_diff(high.model, low.model)
     agree = high.probabilities.argmax(axis=1) == low.probabilities.argmax(axis=1)

@@ -33,7 +33,19 @@ def make_metrics() -> dict[str, keras.metrics.Metric]:
 
 
 def compile_step(step: Callable, mode: str) -> Callable:
-    """fit() does this in make_train_function: eager, tf.function, or tf.function + XLA."""
+    """fit() does this in make_train_function: eager, tf.function, or tf.function + XLA;
+    under a tf.distribute strategy, the step runs on every replica and their results are summed."""
+    if tf.distribute.has_strategy():
+        strategy = tf.distribute.get_strategy()
+
+        def distributed_step(images, labels):
+            per_replica = strategy.run(step, args=(images, labels))
+            if per_replica is None:
+                return None
+            # Each replica's loss is already divided by the replica count: the sum is the mean.
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+        return tf.function(distributed_step)
     if mode == "eager":
         return step
     # A None batch dimension: the smaller last batch reuses the same trace instead of retracing.
@@ -77,6 +89,7 @@ def make_train_function(model, optimizer, loss_fn, metrics, mode: str, x=None, y
                         batch_size: int = 32) -> Callable:
     """One training step on a batch, compiled as ``mode`` says (replaces Model.train_step);
     in mode "epoch", one whole epoch over ``x``, ``y`` given its permutation."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
 
     def train_step(images, labels):
         # Forward pass, recorded on the tape.
@@ -87,7 +100,10 @@ def make_train_function(model, optimizer, loss_fn, metrics, mode: str, x=None, y
             # (the identity for a plain optimizer); apply_gradients scales them back.
             scaled_loss = optimizer.scale_loss(loss)
         # fit()'s loss tracker: a mean over samples, so a smaller last batch weighs less.
-        metrics["loss"].update_state(loss, sample_weight=tf.shape(images)[0])
+        # Under a strategy, Keras losses come divided by the replica count (so the summed
+        # gradients are the global mean); the tracker wants this replica's own mean back.
+        metrics["loss"].update_state(loss * replicas if replicas > 1 else loss,
+                                     sample_weight=tf.shape(images)[0])
         metrics["accuracy"].update_state(labels, probs)
         # Gradients of the loss with respect to every trainable weight.
         gradients = tape.gradient(scaled_loss, model.trainable_variables)
@@ -103,9 +119,13 @@ def make_train_function(model, optimizer, loss_fn, metrics, mode: str, x=None, y
 def make_test_function(model, loss_fn, metrics, mode: str) -> Callable:
     """One evaluation step: forward pass and metrics, no gradients (replaces Model.test_step)."""
 
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+
     def test_step(images, labels):
         probs = model(images, training=False)
-        metrics["loss"].update_state(loss_fn(labels, probs), sample_weight=tf.shape(images)[0])
+        loss = loss_fn(labels, probs)
+        metrics["loss"].update_state(loss * replicas if replicas > 1 else loss,
+                                     sample_weight=tf.shape(images)[0])
         metrics["accuracy"].update_state(labels, probs)
 
     return compile_step(test_step, mode)
@@ -156,15 +176,18 @@ def train(
         manager = tf.train.CheckpointManager(checkpoint, str(checkpoint_dir), max_to_keep=1)
         if manager.latest_checkpoint:
             checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        if int(epoch_counter) != initial_epoch:
-            raise UserError(f"{checkpoint_dir}: checkpoint is after epoch {int(epoch_counter)}, "
+        if int(epoch_counter.numpy()) != initial_epoch:
+            raise UserError(f"{checkpoint_dir}: checkpoint is after epoch {int(epoch_counter.numpy())}, "
                             f"the run's record after epoch {initial_epoch}")
 
     # fit()'s data handling: one pipeline of every epoch's batches in the shared order, read
     # `steps` batches per epoch (one pipeline, not one per epoch: memory stays flat).
+    # Under a strategy (--strategy mirrored), each global batch is split across the replicas.
+    distribute = (tf.distribute.get_strategy().experimental_distribute_dataset
+                  if tf.distribute.has_strategy() else (lambda dataset: dataset))
     if config.mode != "epoch":
-        batches = iter(train_batches(x, y, config.seed, config.batch_size,
-                                     range(initial_epoch, config.epochs)))
+        batches = iter(distribute(train_batches(x, y, config.seed, config.batch_size,
+                                                range(initial_epoch, config.epochs))))
 
     # fit() drives callbacks through a CallbackList that adds a History; so do we.
     callback_list = keras.callbacks.CallbackList(list(callbacks), add_history=True, model=model)
@@ -203,7 +226,8 @@ def train(
         logs = {name: float(metric.result()) for name, metric in metrics.items()}
         # fit(validation_data=...): evaluate at the end of each epoch, as val_*.
         if validation is not None:
-            val = run_test(test_function, metrics, eval_batches(*validation, config.batch_size))
+            val = run_test(test_function, metrics,
+                           distribute(eval_batches(*validation, config.batch_size)))
             logs.update({f"val_{name}": value for name, value in val.items()})
         callback_list.on_epoch_end(epoch, logs)  # History records the logs here
         if manager is not None:

@@ -37,6 +37,10 @@ class TrainConfig:
     """fit()'s steps_per_execution: training steps per call of its compiled function."""
     mixed_precision: bool = False
     """float16 compute with float32 weights and a scaled loss (pays on GPUs only)."""
+    strategy: str = "default"
+    """tf.distribute strategy: default (one device), mirrored, multiworker ($TF_CONFIG)."""
+    cpu_replicas: int = 1
+    """mirrored without GPUs: how many logical CPU devices to mirror over."""
 
     def __post_init__(self) -> None:
         checks = [
@@ -58,6 +62,14 @@ class TrainConfig:
                 "must be at least 0 and below 1",
             ),
             (self.mode in MODES, "mode", self.mode, f"must be one of {', '.join(MODES)}"),
+            (self.strategy in ("default", "mirrored", "multiworker"), "strategy", self.strategy,
+             "must be one of default, mirrored, multiworker"),
+            (self.strategy == "default" or self.mode == "graph", "mode", self.mode,
+             f"--strategy {self.strategy} runs with --mode graph only"),
+            (self.cpu_replicas >= 1, "cpu-replicas", self.cpu_replicas, "must be at least 1"),
+            (self.strategy == "default" or self.steps_per_execution == 1, "steps-per-execution",
+             self.steps_per_execution, f"must be 1 with --strategy {self.strategy} (fit()'s "
+             "multi-step function fails under MirroredStrategy with TF 2.21 / Keras 3.15)"),
             (self.steps_per_execution >= 1, "steps-per-execution", self.steps_per_execution,
              "must be at least 1"),
         ]

@@ -11,6 +11,7 @@ import os
 import platform
 import sys
 
+from shared.distribute import configure_cpu_replicas
 from shared.errors import UserError
 
 #: Set to 1 to see TensorFlow's C++ log lines (CUDA probing, oneDNN notices) again.
@@ -34,25 +35,32 @@ def _native_stderr_silenced():
         os.close(devnull)
 
 
-def import_tensorflow(device: str = "auto"):
+def import_tensorflow(device: str = "auto", cpu_replicas: int = 1, start: bool = True):
     """Import TensorFlow and initialise its devices without flooding the terminal.
 
     ``device``: "cpu" hides every GPU before TensorFlow starts (so Keras' automatic XLA choice is
-    a CPU user's); "gpu" requires one; "auto" leaves TensorFlow's choice. Logs stay visible when
+    a CPU user's); "gpu" requires one; "auto" leaves TensorFlow's choice. ``cpu_replicas`` > 1
+    splits the CPU into that many logical devices (for --strategy mirrored). ``start=False``
+    leaves TensorFlow's runtime unstarted: MultiWorkerMirroredStrategy must be created before
+    the first operation runs. Logs stay visible when
     ``$FIT_VS_TAPE_TF_LOGS=1`` or when the user set ``$TF_CPP_MIN_LOG_LEVEL`` themselves.
     """
     if device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
     if os.environ.get(SHOW_LOGS_ENV) == "1" or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
         import tensorflow as tf
+
+        configure_cpu_replicas(tf, cpu_replicas)
     else:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
         with _native_stderr_silenced():
             import tensorflow as tf
 
+            configure_cpu_replicas(tf, cpu_replicas)
             # Device discovery (CUDA probing on a CPU-only machine) logs too: do it here, once.
             tf.config.list_physical_devices()
-            tf.constant(0)
+            if start:
+                tf.constant(0)
     if device == "gpu" and not tf.config.list_physical_devices("GPU"):
         raise UserError("--device gpu: TensorFlow sees no GPU on this machine")
     return tf
