@@ -118,7 +118,6 @@ def make_train_function(model, optimizer, loss_fn, metrics, mode: str, x=None, y
 
 def make_test_function(model, loss_fn, metrics, mode: str) -> Callable:
     """One evaluation step: forward pass and metrics, no gradients (replaces Model.test_step)."""
-
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
 
     def test_step(images, labels):
@@ -169,15 +168,16 @@ def train(
 
     # BackupAndRestore's job: model, optimizer state (Adam's moments, step count) and the epoch
     # counter saved after every epoch with tf.train.Checkpoint, and restored here on a resume.
-    epoch_counter = tf.Variable(0, dtype=tf.int64, trainable=False)
     manager = None
     if checkpoint_dir is not None:
+        epoch_counter = tf.Variable(0, dtype=tf.int64, trainable=False)
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_counter)
         manager = tf.train.CheckpointManager(checkpoint, str(checkpoint_dir), max_to_keep=1)
         if manager.latest_checkpoint:
             checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        if int(epoch_counter.numpy()) != initial_epoch:
-            raise UserError(f"{checkpoint_dir}: checkpoint is after epoch {int(epoch_counter.numpy())}, "
+        saved_epoch = int(epoch_counter.numpy())
+        if saved_epoch != initial_epoch:
+            raise UserError(f"{checkpoint_dir}: checkpoint is after epoch {saved_epoch}, "
                             f"the run's record after epoch {initial_epoch}")
 
     # fit()'s data handling: one pipeline of every epoch's batches in the shared order, read
