@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=positive_int, default=5, help="default 5, as the tutorial")
     p.add_argument("--mode", choices=("eager", "graph", "xla", "epoch"), default="graph")
     p.add_argument("--limit", type=positive_int, default=None)
+    p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="auto",
+                   help="cpu: hide GPUs; gpu: require one (default auto)")
+    p.add_argument("--strategy", choices=("default", "mirrored"), default="default",
+                   help="tf.distribute strategy for both implementations (mirrored: --mode graph)")
+    p.add_argument("--cpu-replicas", type=positive_int, default=1, metavar="N",
+                   help="with --strategy mirrored and no GPU: N logical CPU devices")
     p.add_argument("--data-dir", default=None, metavar="DIR")
     p.add_argument("--out", default="runs/bench-accuracy", metavar="DIR")
     return p
@@ -95,23 +101,29 @@ def run(args: argparse.Namespace) -> dict:
     from shared import data
     from shared.results import new_run_dir, write_json, write_text
 
+    from shared.config import TrainConfig
+
+    def config_for(seed: int) -> TrainConfig:
+        return TrainConfig(epochs=args.epochs, seed=seed, limit=args.limit, mode=args.mode,
+                           strategy=args.strategy, cpu_replicas=args.cpu_replicas)
+
+    config_for(0)  # a bad combination of options fails here, before anything slow
     dataset = data.load(args.data_dir)
     if args.limit is not None and args.limit > len(dataset.x_train):
         raise UserError(f"--limit {args.limit}: the training set has {len(dataset.x_train)} images")
-    out = new_run_dir(args.out)
     from shared.runtime import environment, import_tensorflow
 
-    import_tensorflow()
+    import_tensorflow(args.device, args.cpu_replicas)  # --device gpu without one fails here
+    out = new_run_dir(args.out)
     import keras
 
     from fit_vs_tape.runs import make_splits, run_side
-    from shared.config import TrainConfig
     from shared.model import initial_weights
 
     accuracies = {"high_level": [], "low_level": []}
     seeds = list(range(args.seeds))
     for seed in seeds:
-        config = TrainConfig(epochs=args.epochs, seed=seed, limit=args.limit, mode=args.mode)
+        config = config_for(seed)
         splits, weights = make_splits(dataset, config), initial_weights(128, seed)
         for side in accuracies:
             accuracies[side].append(run_side(side, weights, splits, config, False).test_accuracy)

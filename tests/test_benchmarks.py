@@ -70,6 +70,7 @@ def test_gpu_requested_without_gpu_is_a_clear_error(tiny_data_dir, tmp_path, cap
         pytest.skip("this machine has a GPU")
     for argv, needle in (
         (["bench", "speed", "--device", "gpu"], "--device gpu: TensorFlow sees no GPU"),
+        (["bench", "accuracy", "--device", "gpu"], "--device gpu: TensorFlow sees no GPU"),
         (["compare", "--device", "gpu"], "--device gpu: TensorFlow sees no GPU"),
         (["compare", "--mixed-precision"], "--mixed-precision: float16 pays only on a GPU"),
     ):
