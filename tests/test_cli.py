@@ -71,6 +71,12 @@ def test_train_one_side(tiny_data_dir, tmp_path, capsys):
         (["compare", "--data-dir", "/no/such/dir"], "--data-dir /no/such/dir: no such directory"),
         (["compare", "--jit-compile", "--mode", "eager"], "--jit-compile: cannot compile with --mode eager"),
         (["compare", "--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
+        (["compare", "--limit", "0"], "argument --limit: 0 must be at least 1"),
+        (["compare", "--batch-size", "0"], "argument --batch-size: 0 must be at least 1"),
+        (["compare", "--seed", "-1"], "argument --seed: -1 must be 0 or more"),
+        (["compare", "--epochs", "two"], "argument --epochs: 'two' is not a whole number"),
+        (["compare", "--strategy", "mirrored", "--mode", "epoch"],
+         "--mode epoch: --strategy mirrored runs with --mode graph only"),
     ],
 )
 def test_user_mistakes_are_one_line_and_exit_2(argv, needle, capsys, tmp_path):
