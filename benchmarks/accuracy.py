@@ -12,11 +12,13 @@ import argparse
 import math
 import statistics
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from benchmarks.common import bench_main, markdown_table, positive_int
-from shared.errors import UserError
+from benchmarks.common import bench_main, markdown_table
+from fit_vs_tape import options
+from fit_vs_tape.errors import PROG
+from shared.config import SIDES
 
 ANCHORS = {
     "TensorFlow tutorial, 5 epochs": 0.8732,
@@ -59,16 +61,15 @@ def dot_plot(record: dict, path: Path) -> None:
     from shared.plotting import save_figure
 
     fig, ax = plt.subplots(figsize=(9.5, 3.6))
-    for i, (side, label, color) in enumerate((("high_level", "fit()", "tab:blue"),
-                                              ("low_level", "GradientTape loop", "tab:orange"))):
-        runs = record[side]["runs"]
-        ax.scatter([i] * len(runs), runs, color=color, alpha=0.7, label=f"{label} (runs)")
-        ax.errorbar(i + 0.12, record[side]["mean"], yerr=record[side]["std"], fmt="s",
-                    color=color, capsize=4)
+    for i, side in enumerate(SIDES.values()):
+        runs = record[side.name]["runs"]
+        ax.scatter([i] * len(runs), runs, color=side.color, alpha=0.7, label=f"{side.label} (runs)")
+        ax.errorbar(i + 0.12, record[side.name]["mean"], yerr=record[side.name]["std"], fmt="s",
+                    color=side.color, capsize=4)
     for (name, value), style in zip(ANCHORS.items(), ("--", ":")):
         ax.axhline(value, color="gray", ls=style, lw=1, label=f"{name}: {value}")
-    ax.set_xticks([0, 1], ["fit()", "GradientTape loop"])
-    ax.set_xlim(-0.6, 1.6)
+    ax.set_xticks(range(len(SIDES)), [side.label for side in SIDES.values()])
+    ax.set_xlim(-0.6, len(SIDES) - 0.4)
     ax.set_ylabel("test accuracy")
     ax.set_title(f"test accuracy over {len(record['seeds'])} seeds (square: mean ± std)")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # off the data
@@ -78,68 +79,53 @@ def dot_plot(record: dict, path: Path) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """Options of the accuracy benchmark."""
-    from fit_vs_tape.cli import _Parser
-
-    p = _Parser(prog="fit-vs-tape bench accuracy", description=__doc__.split("\n\n")[0])
-    p.add_argument("--seeds", type=positive_int, default=5, help="seeds 0..N-1 (default 5)")
-    p.add_argument("--epochs", type=positive_int, default=5, help="default 5, as the tutorial")
-    p.add_argument("--mode", choices=("eager", "graph", "xla", "epoch"), default="graph")
-    p.add_argument("--limit", type=positive_int, default=None)
-    p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="auto",
-                   help="cpu: hide GPUs; gpu: require one (default auto)")
-    p.add_argument("--strategy", choices=("default", "mirrored"), default="default",
-                   help="tf.distribute strategy for both implementations (mirrored: --mode graph)")
-    p.add_argument("--cpu-replicas", type=positive_int, default=1, metavar="N",
-                   help="with --strategy mirrored and no GPU: N logical CPU devices")
-    p.add_argument("--data-dir", default=None, metavar="DIR")
-    p.add_argument("--out", default="runs/bench-accuracy", metavar="DIR")
+    p = options.Parser(prog=f"{PROG} bench accuracy", description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", type=options.positive_int, default=5, help="seeds 0..N-1 (default 5)")
+    options.add_training_options(
+        p, ["--epochs", "--mode", "--limit", "--device", "--strategy", "--cpu-replicas",
+            "--data-dir", "--out"], out="runs/bench-accuracy")
     return p
 
 
 def run(args: argparse.Namespace) -> dict:
     """Train both implementations for each seed; write results.json, results.md, accuracy.png."""
-    from shared import data
-    from shared.results import new_run_dir, write_json, write_text
+    from fit_vs_tape.rundir import new_run_dir, write_json, write_text
+    from fit_vs_tape.runtime import choose_device, environment, import_tensorflow, load_dataset
 
-    from shared.config import TrainConfig
-
-    def config_for(seed: int) -> TrainConfig:
-        return TrainConfig(epochs=args.epochs, seed=seed, limit=args.limit, mode=args.mode,
-                           strategy=args.strategy, cpu_replicas=args.cpu_replicas)
-
-    config_for(0)  # a bad combination of options fails here, before anything slow
-    dataset = data.load(args.data_dir)
-    if args.limit is not None and args.limit > len(dataset.x_train):
-        raise UserError(f"--limit {args.limit}: the training set has {len(dataset.x_train)} images")
-    from shared.runtime import environment, import_tensorflow
-
+    configs = [options.make_config(args, seed=seed) for seed in range(args.seeds)]
+    options.checked(lambda: configs[0].check_sides(SIDES))  # every rule before anything slow
+    choose_device(args.device)
+    dataset = load_dataset(args.data_dir)
+    options.checked(lambda: configs[0].check_data(len(dataset.x_train)))
     import_tensorflow(args.device, args.cpu_replicas)  # --device gpu without one fails here
     out = new_run_dir(args.out)
     import keras
 
     from fit_vs_tape.runs import make_splits, run_side
+    from fit_vs_tape.runtime import make_strategy
     from shared.model import initial_weights
 
-    accuracies = {"high_level": [], "low_level": []}
-    seeds = list(range(args.seeds))
-    for seed in seeds:
-        config = config_for(seed)
-        splits, weights = make_splits(dataset, config), initial_weights(128, seed)
+    strategy = make_strategy(args.strategy, args.cpu_replicas)  # once per process
+    accuracies = {side: [] for side in SIDES}
+    for config in configs:
+        splits = make_splits(dataset, config)
+        weights = initial_weights(config.hidden_units, config.seed)
         for side in accuracies:
-            accuracies[side].append(run_side(side, weights, splits, config, False).test_accuracy)
+            accuracies[side].append(run_side(side, weights, splits, config, False,
+                                             strategy=strategy).test_accuracy)
             keras.backend.clear_session()  # keep memory flat across runs in one process
-        print(f"seed {seed}: fit() {accuracies['high_level'][-1]:.4f}, "
-              f"loop {accuracies['low_level'][-1]:.4f}", flush=True)
+        print(f"seed {config.seed}: " + ", ".join(
+            f"{SIDES[side].label} {accuracies[side][-1]:.4f}" for side in accuracies), flush=True)
+    seeds = [config.seed for config in configs]
     record = {
         "benchmark": "accuracy", "command": " ".join(sys.argv), "seeds": seeds,
         "settings": vars(args), "environment": environment(),
-        "high_level": summarize(accuracies["high_level"]),
-        "low_level": summarize(accuracies["low_level"]),
+        **{side: summarize(values) for side, values in accuracies.items()},
         "difference": mean_difference(accuracies["high_level"], accuracies["low_level"]),
         "anchors": ANCHORS,
     }
     rows = [{"implementation": side, **{k: v for k, v in record[side].items() if k != "runs"},
-             "runs": len(record[side]["runs"])} for side in ("high_level", "low_level")]
+             "runs": len(record[side]["runs"])} for side in SIDES]
     table = markdown_table(rows, ["implementation", "mean", "std", "min", "max", "runs"])
     diff = record["difference"]
     ci = diff["ci95"]

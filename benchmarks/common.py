@@ -1,4 +1,4 @@
-"""What both benchmarks share: argument checks, workers in fresh processes, output files."""
+"""What both benchmarks share: workers in fresh processes, errors, output tables."""
 
 from __future__ import annotations
 
@@ -8,16 +8,7 @@ import os
 import subprocess
 import sys
 
-from fit_vs_tape.cli import PROG, positive_int
-from shared.errors import UserError
-
-
-def int_list(text: str) -> list[int]:
-    """argparse type: comma-separated whole numbers of at least 1, e.g. 32,256."""
-    try:
-        return [positive_int(part) for part in text.split(",")]
-    except argparse.ArgumentTypeError as e:
-        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
+from fit_vs_tape.errors import UserError, report_errors
 
 
 def run_worker(module: str, job: dict, hide_gpus: bool) -> dict:
@@ -43,7 +34,7 @@ def run_worker(module: str, job: dict, hide_gpus: bool) -> dict:
 
 def gpu_names() -> list[str]:
     """Names of the GPUs TensorFlow sees, asked in a separate process."""
-    code = ("from shared.runtime import import_tensorflow, environment; import_tensorflow(); "
+    code = ("from fit_vs_tape.runtime import import_tensorflow, environment; import_tensorflow(); "
             "import json; print(json.dumps(environment()['gpus']))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if result.returncode != 0:
@@ -54,12 +45,12 @@ def gpu_names() -> list[str]:
 def bench_main(parser: argparse.ArgumentParser, run, argv) -> int:
     """Parse ``argv``, call ``run(args)``; a UserError is one line on stderr and exit code 2."""
     args = parser.parse_args(argv)
-    try:
+
+    def command() -> int:
         run(args)
-    except UserError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return report_errors(command)
 
 
 def markdown_table(rows: list[dict], columns: list[str]) -> str:

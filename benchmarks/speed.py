@@ -14,11 +14,14 @@ import json
 import resource
 import statistics
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from benchmarks.common import bench_main, gpu_names, int_list, markdown_table, positive_int, run_worker
-from shared.errors import UserError
+from benchmarks.common import bench_main, gpu_names, markdown_table, run_worker
+from fit_vs_tape import options
+from fit_vs_tape.errors import PROG, UserError
+from shared.config import SIDES
+from shared.order import steps_per_epoch
 
 #: (implementation, row name, TrainConfig mode, steps_per_execution: None = one epoch)
 ROWS = (
@@ -44,29 +47,22 @@ def rows_for(strategy: str) -> tuple:
 
 def worker(job: dict) -> dict:
     """Train one configuration and measure it (runs in its own process)."""
-    from shared.runtime import environment, import_tensorflow
-
-    import_tensorflow(cpu_replicas=job["cpu_replicas"])
-    from fit_vs_tape.runs import make_splits, run_side
-    from shared import data
+    from fit_vs_tape.runtime import environment, import_tensorflow, load_dataset
     from shared.config import TrainConfig
-    from shared.model import initial_weights
-    from shared.order import steps_per_epoch
 
-    dataset = data.load(job["data_dir"])
-    n = min(job["limit"] or len(dataset.x_train), len(dataset.x_train))
-    spe = job["steps_per_execution"] or steps_per_epoch(n, job["batch_size"])
-    config = TrainConfig(epochs=job["epochs"], batch_size=job["batch_size"], limit=n,
-                         mode=job["mode"], steps_per_execution=spe, seed=job["seed"],
-                         mixed_precision=job["mixed_precision"], strategy=job["strategy"],
-                         cpu_replicas=job["cpu_replicas"])
-    result = run_side(job["implementation"], initial_weights(128, config.seed),
+    config = TrainConfig(**job["config"])
+    import_tensorflow(cpu_replicas=config.cpu_replicas)
+    from fit_vs_tape.runs import make_splits, run_side
+    from shared.model import initial_weights
+
+    dataset = load_dataset(job["data_dir"])
+    result = run_side(job["implementation"], initial_weights(config.hidden_units, config.seed),
                       make_splits(dataset, config), config, verbose=False,
                       stop_on_nan=False)  # no per-step callback: time training as users run it
     return {
         "epoch_seconds": result.epoch_seconds,
         "test_accuracy": result.test_accuracy,
-        "n_train": n,
+        "n_train": config.limit,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "environment": environment(),
     }
@@ -75,13 +71,13 @@ def worker(job: dict) -> dict:
 def measure(implementation: str, mode_name: str, mode: str, spe: int | None, batch_size: int,
             device: str, args: argparse.Namespace, n_full: int) -> tuple[dict, dict]:
     """Run one row ``args.repeats`` times; return the row and the worker's environment."""
-    eager = mode == "eager"
-    limit = min(args.eager_limit, n_full) if eager else args.limit
-    job = {"implementation": implementation, "mode": mode, "batch_size": batch_size,
-           "steps_per_execution": spe, "epochs": args.epochs, "limit": limit,
-           "data_dir": args.data_dir, "seed": args.seed,
-           "mixed_precision": args.mixed_precision and device == "gpu",
-           "strategy": args.strategy, "cpu_replicas": args.cpu_replicas}
+    # Eager is ~10x slower: it times fewer images and scales to the full epoch (and says so).
+    limit = min(args.eager_limit, n_full) if mode == "eager" else n_full
+    config = options.make_config(
+        args, batch_size=batch_size, mode=mode, limit=limit,
+        steps_per_execution=spe or steps_per_epoch(limit, batch_size),
+        mixed_precision=args.mixed_precision and device == "gpu")
+    job = {"implementation": implementation, "config": config.to_dict(), "data_dir": args.data_dir}
     runs = [run_worker("benchmarks.speed", job, hide_gpus=device == "cpu")
             for _ in range(args.repeats)]
     n = runs[0]["n_train"]
@@ -90,7 +86,6 @@ def measure(implementation: str, mode_name: str, mode: str, spe: int | None, bat
     median = statistics.median(later)
     note = ""
     if n < n_full:
-        # Eager is ~10x slower: time fewer images and scale to the full epoch, and say so.
         note = f"timed on {n} images, scaled to {n_full}"
         median, first = median * n_full / n, first * n_full / n
     row = {
@@ -100,7 +95,7 @@ def measure(implementation: str, mode_name: str, mode: str, spe: int | None, bat
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
         "test_accuracy": statistics.median(r["test_accuracy"] for r in runs),
         "epochs": args.epochs, "repeats": args.repeats, "note": note,
-        "mixed_precision": job["mixed_precision"], "strategy": args.strategy,
+        "mixed_precision": config.mixed_precision, "strategy": args.strategy,
     }
     return row, runs[0]["environment"]
 
@@ -118,9 +113,8 @@ def bar_chart(rows: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(len(groups), 1, figsize=(8, 3.6 * len(groups)), squeeze=False)
     for ax, (device, batch_size) in zip(axes[:, 0], groups):
         group = [r for r in rows if (r["device"], r["batch_size"]) == (device, batch_size)]
-        labels = [f"{'fit()' if r['implementation'] == 'high_level' else 'loop'} {r['mode']}"
-                  for r in group]
-        colors = ["tab:blue" if r["implementation"] == "high_level" else "tab:orange" for r in group]
+        labels = [f"{SIDES[r['implementation']].label} {r['mode']}" for r in group]
+        colors = [SIDES[r["implementation"]].color for r in group]
         bars = ax.barh(labels, [r["median_epoch_s"] for r in group], color=colors)
         ax.bar_label(bars, labels=[f"{r['median_epoch_s']:.2f} s  (x{r['speedup_vs_fit_default']:.1f})"
                                    for r in group], fontsize=8, padding=3)
@@ -135,43 +129,29 @@ def bar_chart(rows: list[dict], path: Path) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """Options of the speed benchmark."""
-    from fit_vs_tape.cli import _Parser
-
-    p = _Parser(prog="fit-vs-tape bench speed", description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="auto",
-                   help="cpu rows, gpu rows, or both where a GPU is visible (default auto)")
-    p.add_argument("--strategy", choices=("default", "mirrored"), default="default",
-                   help="tf.distribute strategy for every row (mirrored: graph-mode rows only)")
-    p.add_argument("--cpu-replicas", type=positive_int, default=1, metavar="N",
-                   help="with --strategy mirrored and no GPU: N logical CPU devices")
-    p.add_argument("--mixed-precision", action="store_true",
-                   help="GPU rows train in mixed float16 (CPU rows never do)")
-    p.add_argument("--batch-sizes", type=int_list, default=[32], metavar="N,N",
+    p = options.Parser(prog=f"{PROG} bench speed", description=__doc__.split("\n\n")[0])
+    options.add_training_options(
+        p, ["--device", "--strategy", "--cpu-replicas", "--mixed-precision", "--epochs", "--limit",
+            "--seed", "--data-dir", "--out"], epochs=3, out="runs/bench-speed")
+    p.add_argument("--batch-sizes", type=options.whole_numbers, default=[32], metavar="N,N",
                    help="comma-separated (default 32)")
-    p.add_argument("--epochs", type=positive_int, default=3,
-                   help="epochs per run, the first excluded from the median (default 3)")
-    p.add_argument("--repeats", type=positive_int, default=1, help="runs per row (default 1)")
-    p.add_argument("--limit", type=positive_int, default=None,
-                   help="train on the first N images (default all 60,000)")
-    p.add_argument("--eager-limit", type=positive_int, default=3200, metavar="N",
+    p.add_argument("--repeats", type=options.positive_int, default=1,
+                   help="runs per row (default 1)")
+    p.add_argument("--eager-limit", type=options.positive_int, default=3200, metavar="N",
                    help="eager rows time N images and scale to a full epoch (default 3200)")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--data-dir", default=None, metavar="DIR")
-    p.add_argument("--out", default="runs/bench-speed", metavar="DIR",
-                   help="where results.json, results.md, speed.png go (default runs/bench-speed)")
     return p
 
 
 def run(args: argparse.Namespace) -> dict:
     """The whole matrix; writes results.json, results.md and speed.png into ``args.out``."""
-    from shared import data
-    from shared.results import new_run_dir, write_json, write_text
+    from fit_vs_tape.rundir import new_run_dir, write_json, write_text
+    from fit_vs_tape.runtime import load_dataset
 
-    dataset = data.load(args.data_dir)  # checks the data (and fetches it) once, up front
-    n_full = min(args.limit or len(dataset.x_train), len(dataset.x_train))
-    too_big = [b for b in args.batch_sizes if b > n_full]
-    if too_big:
-        raise UserError(f"--batch-sizes {too_big[0]}: larger than the {n_full} training images")
+    configs = [options.make_config(args, batch_size=b) for b in args.batch_sizes]
+    options.checked(lambda: configs[0].check_sides(SIDES))  # every rule before anything slow
+    dataset = load_dataset(args.data_dir)  # checks the data (and fetches it) once, up front
+    for config in configs:
+        n_full = options.checked(lambda: config.check_data(len(dataset.x_train)))
     devices = ["cpu"] if args.device in ("cpu", "auto") else []
     if args.device in ("gpu", "auto"):
         gpus = gpu_names()

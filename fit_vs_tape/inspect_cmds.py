@@ -6,9 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
+from fit_vs_tape.errors import UserError
+from fit_vs_tape.rundir import load_model, new_run_dir
+from fit_vs_tape.runtime import load_dataset
 from shared import data as data_lib
 from shared import plotting
-from shared.errors import UserError
 
 MODEL_FILES = ("model.keras", "high_level.keras", "low_level.keras")
 
@@ -56,13 +58,12 @@ def predict(model_path: str | None, index: int | None, image: str | None,
             data_dir: str | None, out: str | None, top: int = 3) -> dict:
     """Classify one test image (``index``) or one image file; print the top classes and save
     the image beside its probability bars. Returns what was printed, as a dict."""
-    from shared.model import load_model
     from shared.order import normalize
 
     path = Path(model_path) if model_path else latest_model()
     true_label = None
     if index is not None:
-        dataset = data_lib.load(data_dir)
+        dataset = load_dataset(data_dir)
         if not 0 <= index < len(dataset.x_test):
             raise UserError(f"--index {index}: the test set has images 0-{len(dataset.x_test) - 1}")
         pixels, true_label = dataset.x_test[index], int(dataset.y_test[index])
@@ -72,8 +73,6 @@ def predict(model_path: str | None, index: int | None, image: str | None,
         pixels = load_image(Path(image))
         name, stem = Path(image).name, f"predict_{Path(image).stem}"
     model = load_model(path)
-    from shared.results import new_run_dir
-
     out_dir = new_run_dir(Path(out) if out else path.parent)
     probs = np.asarray(model(normalize(pixels[None]), training=False))[0]
     names = data_lib.CLASS_NAMES
@@ -93,9 +92,7 @@ def predict(model_path: str | None, index: int | None, image: str | None,
 def explore(data_dir: str | None, out: str | None) -> dict:
     """The tutorial's look at the data: shapes, dtype, pixel range, images per class, figures.
     Needs no TensorFlow."""
-    from shared.results import new_run_dir
-
-    dataset = data_lib.load(data_dir)
+    dataset = load_dataset(data_dir)
     out_dir = new_run_dir(out or "runs/explore")
     print(f"data: {dataset.source}")
     for split, x, y in (("train", dataset.x_train, dataset.y_train),

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
+from fit_vs_tape.rundir import write_text
 from shared import plotting
-from shared.results import write_text
 
 FIGURES = "figures"
 #: The tutorial shows test images 0 and 12 beside their probability bars.

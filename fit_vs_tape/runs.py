@@ -2,29 +2,27 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Sequence
 
 import numpy as np
 
+from fit_vs_tape.callbacks import GracefulInterrupt, RunRecorder, StopOnNaN, TrainingInterrupted
+from fit_vs_tape.errors import RunInterrupted, UserError
 from fit_vs_tape.report import write_report
+from fit_vs_tape.rundir import STATE, load_model, save_model, start_run, write_json
+from fit_vs_tape.runtime import environment, make_strategy
+from low_level.checkpoint import CheckpointMismatch
 from shared import data as data_lib
-from shared.config import TrainConfig
-from shared.callbacks import GracefulInterrupt, RunRecorder, StopOnNaN, TrainingInterrupted
-from shared.distribute import make_strategy
-from shared.errors import RunInterrupted, UserError
-from shared.model import initial_weights, load_model, max_abs_weight_diff, model_from_weights
-from shared.results import save_model, write_json
-from shared.runtime import environment
+from shared.config import SIDES, TrainConfig
+from shared.model import initial_weights, max_abs_weight_diff, model_from_weights
 
-LABELS = {"high_level": "fit()", "low_level": "GradientTape loop"}
-#: Inside a run directory: what --resume needs, one folder per side; removed once the run is done.
-STATE = "state"
-RUN_FILE = "run.json"
+LABELS = {name: side.label for name, side in SIDES.items()}
 
 
 @dataclass
@@ -73,12 +71,8 @@ def make_splits(dataset: data_lib.FashionMNIST, config: TrainConfig) -> Splits:
 
 
 def implementation(name: str) -> ModuleType:
-    """high_level.train or low_level.train: the two modules share their public names."""
-    if name == "high_level":
-        import high_level.train as module
-    else:
-        import low_level.train as module
-    return module
+    """``<name>.train`` (high_level.train, low_level.train): they share their public names."""
+    return importlib.import_module(f"{name}.train")
 
 
 def run_side(
@@ -115,12 +109,15 @@ def run_side(
         strategy = strategy or make_strategy(config.strategy, config.cpu_replicas)
         with strategy.scope():
             model = model_from_weights(config.hidden_units, weights, config.mixed_precision)
-            impl.train(
-                model, splits.x_train, splits.y_train, config, splits.validation,
-                [recorder, *([nan_guard] if stop_on_nan else []), *callbacks], verbose,
-                initial_epoch=recorder.completed_epochs,
-                checkpoint_dir=state_dir / "checkpoint" if state_dir else None,
-            )
+            try:
+                impl.train(
+                    model, splits.x_train, splits.y_train, config, splits.validation,
+                    [recorder, *([nan_guard] if stop_on_nan else []), *callbacks], verbose,
+                    initial_epoch=recorder.completed_epochs,
+                    checkpoint_dir=state_dir / "checkpoint" if state_dir else None,
+                )
+            except CheckpointMismatch as e:  # progress.json and the checkpoint disagree
+                raise UserError(f"cannot resume: {e}") from None
         history, seconds = recorder.history, recorder.epoch_seconds
         stopped = None
         if nan_guard.stopped_at is not None:
@@ -179,30 +176,6 @@ def save_run(
     }
     write_json(out / "results.json", record)
     return record
-
-
-def start_run(out: Path, command: str, impl: str | None, config: TrainConfig, source: str) -> None:
-    """Record what the run is, before training, so that --resume can carry it on."""
-    write_json(out / RUN_FILE, {"command": command, "impl": impl, "config": config.to_dict(),
-                                "data": source})
-
-
-def read_run(run_dir: Path, command: str) -> tuple[str | None, TrainConfig, str]:
-    """What an earlier run was (for --resume): its implementation, configuration and data."""
-    path = Path(run_dir) / RUN_FILE
-    if not path.is_file():
-        raise UserError(f"--resume {run_dir}: not a run directory (no {RUN_FILE})")
-    try:
-        record = json.loads(path.read_text())
-        config = TrainConfig(**record["config"])
-    except (ValueError, KeyError, TypeError) as e:
-        raise UserError(f"--resume {run_dir}: {RUN_FILE} is damaged ({e})") from None
-    if record.get("command") != command:
-        raise UserError(f"--resume {run_dir}: that run was `{record.get('command')}`, "
-                        f"not `{command}`")
-    if not (Path(run_dir) / STATE).is_dir():
-        raise UserError(f"--resume {run_dir}: nothing to resume, that run is complete")
-    return record.get("impl"), config, record["data"]
 
 
 def _train_sides(names: Sequence[str], config: TrainConfig, splits: Splits, out: Path,
@@ -265,7 +238,7 @@ def compare(
     splits = make_splits(dataset, config)
     if not resume:
         start_run(out, "compare", None, config, dataset.source)
-    results = _train_sides(["high_level", "low_level"], config, splits, out, verbose, "compare",
+    results = _train_sides(list(SIDES), config, splits, out, verbose, "compare",
                            strategy)
     high, low = results["high_level"], results["low_level"]
     diff = max_abs_weight_diff(high.model, low.model)

@@ -1,1 +1,1 @@
-"""Code both implementations share: data, model, config, data order, plotting, timing, results."""
+"""What both implementations and the figures share: data, data order, model, config, plotting."""

@@ -1,20 +1,51 @@
-"""The one training configuration both implementations read."""
+"""The one training configuration both implementations read, and the rules it must follow.
+
+Every rule about what a setting may be lives here, once: ``TrainConfig`` checks itself when it is
+made, and ``check_data`` / ``check_sides`` check it against the data and the implementations that
+will run it. They raise ``ValueError`` naming the setting by its command-line option, so the
+command line and the Python API (a notebook) give the same message.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
 
-from shared.errors import UserError
+from shared.data import split_sizes
 
 #: How the low-level loop runs its step. fit() is given the same compilation choice;
 #: for "epoch" (the whole epoch as one XLA computation) that is steps_per_execution = one epoch.
 MODES = ("eager", "graph", "xla", "epoch")
+#: tf.distribute strategies: one device, MirroredStrategy, MultiWorkerMirroredStrategy.
+STRATEGIES = ("default", "mirrored", "multiworker")
+#: Where to train: hide every GPU, require one, or TensorFlow's own choice.
+DEVICES = ("cpu", "gpu", "auto")
+
+
+@dataclass(frozen=True)
+class Side:
+    """One implementation: its package, its label in tables and figures, its colour."""
+
+    name: str
+    label: str
+    impl: str
+    """How ``fit-vs-tape train --impl`` names it."""
+    color: str
+
+
+#: The implementations, in the order they run and are shown.
+SIDES = {
+    "high_level": Side("high_level", "fit()", "high", "tab:blue"),
+    "low_level": Side("low_level", "GradientTape loop", "low", "tab:orange"),
+}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyperparameters of the tutorial's classifier; defaults are the tutorial's."""
+    """Hyperparameters of the tutorial's classifier; defaults are the tutorial's.
+
+    Made with a value a rule forbids, it raises ValueError("--option value: what is wrong").
+    """
 
     epochs: int = 5
     """Passes over the training set."""
@@ -43,39 +74,53 @@ class TrainConfig:
     """mirrored without GPUs: how many logical CPU devices to mirror over."""
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.epochs >= 1, "epochs", self.epochs, "must be at least 1"),
-            (self.batch_size >= 1, "batch-size", self.batch_size, "must be at least 1"),
-            (
-                math.isfinite(self.learning_rate) and self.learning_rate > 0,
-                "lr",
-                self.learning_rate,
-                "must be a positive finite number",
-            ),
-            (self.hidden_units >= 1, "hidden-units", self.hidden_units, "must be at least 1"),
-            (self.seed >= 0, "seed", self.seed, "must be 0 or more"),
-            (self.limit is None or self.limit >= 1, "limit", self.limit, "must be at least 1"),
-            (
-                0.0 <= self.validation_split < 1.0,
-                "validation-split",
-                self.validation_split,
-                "must be at least 0 and below 1",
-            ),
+        distributed = self.strategy != "default"
+        rules = [
+            (_whole(self.epochs, 1), "epochs", self.epochs, "must be at least 1"),
+            (_whole(self.batch_size, 1), "batch-size", self.batch_size, "must be at least 1"),
+            (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
+             and self.learning_rate > 0, "lr", self.learning_rate, "must be a positive finite number"),
+            (_whole(self.hidden_units, 1), "hidden-units", self.hidden_units, "must be at least 1"),
+            (_whole(self.seed, 0), "seed", self.seed, "must be 0 or more"),
+            (self.limit is None or _whole(self.limit, 1), "limit", self.limit, "must be at least 1"),
+            (0.0 <= self.validation_split < 1.0, "validation-split", self.validation_split,
+             "must be at least 0 and below 1"),
             (self.mode in MODES, "mode", self.mode, f"must be one of {', '.join(MODES)}"),
-            (self.strategy in ("default", "mirrored", "multiworker"), "strategy", self.strategy,
-             "must be one of default, mirrored, multiworker"),
-            (self.strategy == "default" or self.mode == "graph", "mode", self.mode,
+            (self.strategy in STRATEGIES, "strategy", self.strategy,
+             f"must be one of {', '.join(STRATEGIES)}"),
+            (_whole(self.cpu_replicas, 1), "cpu-replicas", self.cpu_replicas, "must be at least 1"),
+            (_whole(self.steps_per_execution, 1), "steps-per-execution", self.steps_per_execution,
+             "must be at least 1"),
+            (not distributed or self.mode == "graph", "mode", self.mode,
              f"--strategy {self.strategy} runs with --mode graph only"),
-            (self.cpu_replicas >= 1, "cpu-replicas", self.cpu_replicas, "must be at least 1"),
-            (self.strategy == "default" or self.steps_per_execution == 1, "steps-per-execution",
+            (not distributed or self.steps_per_execution == 1, "steps-per-execution",
              self.steps_per_execution, f"must be 1 with --strategy {self.strategy} (fit()'s "
              "multi-step function fails under MirroredStrategy with TF 2.21 / Keras 3.15)"),
-            (self.steps_per_execution >= 1, "steps-per-execution", self.steps_per_execution,
-             "must be at least 1"),
         ]
-        for ok, option, value, what in checks:
+        for ok, option, value, what in rules:
             if not ok:
-                raise UserError(f"--{option} {value}: {what}")
+                raise ValueError(f"--{option} {value}: {what}")
+
+    def check_data(self, n_images: int) -> int:
+        """Check the settings against a training set of ``n_images``; return how many images
+        training gets after --limit and --validation-split (the data code's own arithmetic)."""
+        if self.limit is not None and self.limit > n_images:
+            raise ValueError(f"--limit {self.limit}: the training set has {n_images} images")
+        n_train, n_val = split_sizes(self.limit or n_images, self.validation_split)
+        if self.validation_split and (n_train < 1 or n_val < 1):
+            raise ValueError(f"--validation-split {self.validation_split}: leaves {n_train} "
+                             f"training and {n_val} validation images; both need at least one")
+        if self.batch_size > n_train:
+            raise ValueError(f"--batch-size {self.batch_size}: larger than the {n_train} "
+                             "training images")
+        return n_train
+
+    def check_sides(self, sides) -> None:
+        """Check that every implementation in ``sides`` can run with these settings."""
+        if self.strategy == "multiworker" and "high_level" in sides:
+            raise ValueError("--strategy multiworker: Keras 3's fit() does not run under "
+                             "MultiWorkerMirroredStrategy (keras-team/keras#20585); the loop "
+                             "does: fit-vs-tape train --impl low --strategy multiworker")
 
     @property
     def jit_compile(self) -> bool:
@@ -85,3 +130,7 @@ class TrainConfig:
     def to_dict(self) -> dict:
         """Plain dict for results.json."""
         return asdict(self)
+
+
+def _whole(value, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least

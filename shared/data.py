@@ -12,13 +12,11 @@ import gzip
 import os
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-
-from shared.errors import UserError
 
 CLASS_NAMES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -56,39 +54,39 @@ class FashionMNIST:
 def read_idx(path: Path, ndim: int) -> np.ndarray:
     """Parse one gzipped IDX file of unsigned bytes with ``ndim`` dimensions.
 
-    Every way the file can be wrong raises UserError naming the file.
+    Every way the file can be wrong raises ValueError naming the file.
     """
     path = Path(path)
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror})") from None
+        raise ValueError(f"{path}: cannot read ({e.strerror})") from None
     if not raw:
-        raise UserError(f"{path}: file is empty")
+        raise ValueError(f"{path}: file is empty")
     if raw[:2] != b"\x1f\x8b":
-        raise UserError(f"{path}: not a gzip file")
+        raise ValueError(f"{path}: not a gzip file")
     try:
         data = gzip.decompress(raw)
     except (EOFError, OSError, zlib.error) as e:
-        raise UserError(f"{path}: damaged gzip data ({e})") from None
+        raise ValueError(f"{path}: damaged gzip data ({e})") from None
     if len(data) < 4:
-        raise UserError(f"{path}: too short for an IDX header ({len(data)} bytes)")
+        raise ValueError(f"{path}: too short for an IDX header ({len(data)} bytes)")
     zero, dtype, dims = struct.unpack(">HBB", data[:4])
     if zero != 0 or dtype != _UBYTE or dims != ndim:
-        raise UserError(
+        raise ValueError(
             f"{path}: wrong magic number 0x{data[:4].hex()} "
             f"(expected 0x000008{ndim:02x}: unsigned bytes, {ndim} dimension(s))"
         )
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise UserError(f"{path}: header truncated ({len(data)} of {header} bytes)")
+        raise ValueError(f"{path}: header truncated ({len(data)} of {header} bytes)")
     shape = struct.unpack(f">{ndim}I", data[4:header])
     expected = int(np.prod(shape))
     found = len(data) - header
     if found != expected:
         what = "truncated" if found < expected else "longer than its header says"
-        raise UserError(
+        raise ValueError(
             f"{path}: data {what}: header gives shape {shape} = {expected} bytes, file holds {found}"
         )
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
@@ -99,16 +97,16 @@ def _read_pair(directory: Path, images_key: str, labels_key: str) -> tuple[np.nd
     images = read_idx(images_path, ndim=3)
     labels = read_idx(labels_path, ndim=1)
     if images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
-        raise UserError(
+        raise ValueError(
             f"{images_path}: images are {images.shape[1]}x{images.shape[2]}, expected 28x28"
         )
     if len(images) != len(labels):
-        raise UserError(
+        raise ValueError(
             f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels"
         )
     if len(labels) and labels.max() >= len(CLASS_NAMES):
         bad = int(np.argmax(labels >= len(CLASS_NAMES)))
-        raise UserError(f"{labels_path}: label {labels[bad]} at index {bad} is outside 0-9")
+        raise ValueError(f"{labels_path}: label {labels[bad]} at index {bad} is outside 0-9")
     return images, labels
 
 
@@ -129,22 +127,23 @@ def download(directory: Path, fetch: Callable[[str, str, Path], None] | None = N
     ``keras.utils.get_file``. Tests pass a stub, so the suite never touches the network.
     """
     if fetch is None:
-        fetch = _keras_fetch
+        fetch = keras_fetch
     directory.mkdir(parents=True, exist_ok=True)
     for name in FILES.values():
         if not (directory / name).is_file():
             try:
                 fetch(DOWNLOAD_BASE + name, name, directory)
             except Exception as e:  # noqa: BLE001 - any transfer failure is reported the same way
-                raise UserError(
+                raise ConnectionError(
                     f"could not download {DOWNLOAD_BASE + name} ({e}); offline, install "
                     f"'dataset-fashion-mnist' or pass --data-dir"
                 ) from None
             if not (directory / name).is_file():
-                raise UserError(f"download of {name} left no file in {directory}")
+                raise ConnectionError(f"download of {name} left no file in {directory}")
 
 
-def _keras_fetch(url: str, filename: str, directory: Path) -> None:
+def keras_fetch(url: str, filename: str, directory: Path) -> None:
+    """Download one file with ``keras.utils.get_file`` (what keras.datasets uses)."""
     import keras  # lazily: importing TensorFlow costs seconds
 
     keras.utils.get_file(filename, origin=url, cache_dir=str(directory), cache_subdir=".")
@@ -163,10 +162,10 @@ def find_data_dir(
         if explicit:
             directory = Path(explicit)
             if not directory.is_dir():
-                raise UserError(f"{label} {directory}: no such directory")
+                raise ValueError(f"{label} {directory}: no such directory")
             missing = [n for n in FILES.values() if not (directory / n).is_file()]
             if missing:
-                raise UserError(f"{label} {directory}: missing {', '.join(missing)}")
+                raise ValueError(f"{label} {directory}: missing {', '.join(missing)}")
             return directory
     for directory in (DEBIAN_DIR, keras_cache_dir()):
         if _has_all_files(directory):
@@ -187,6 +186,13 @@ def load(
     return FashionMNIST(x_train, y_train, x_test, y_test, source=str(directory))
 
 
+def split_sizes(n: int, fraction: float) -> tuple[int, int]:
+    """How many of ``n`` images train and how many validate when ``fraction`` is held out
+    (Keras' validation_split arithmetic: the validation count is rounded down)."""
+    n_val = int(n * fraction) if fraction > 0 else 0
+    return n - n_val, n_val
+
+
 def split_validation(
     x: np.ndarray, y: np.ndarray, fraction: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -196,10 +202,10 @@ def split_validation(
     """
     if fraction <= 0:
         return x, y, None, None
-    n_val = int(len(x) * fraction)
-    if n_val < 1 or n_val >= len(x):
-        raise UserError(
-            f"--validation-split {fraction}: leaves {len(x) - n_val} training and "
+    n_train, n_val = split_sizes(len(x), fraction)
+    if n_train < 1 or n_val < 1:
+        raise ValueError(
+            f"--validation-split {fraction}: leaves {n_train} training and "
             f"{n_val} validation images; both need at least one"
         )
-    return x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:]
+    return x[:n_train], y[:n_train], x[n_train:], y[n_train:]

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import zipfile
-from pathlib import Path
-
 import numpy as np
 
+from shared.config import TrainConfig
 from shared.data import CLASS_NAMES, IMAGE_SIZE
-from shared.errors import UserError
 
 
-def build_model(hidden_units: int = 128, mixed_precision: bool = False):
+def build_model(hidden_units: int = TrainConfig.hidden_units, mixed_precision: bool = False):
     """A new, built (weights created) but uncompiled Keras model.
 
     ``mixed_precision``: the hidden layers compute in float16 (weights stay float32), set per
@@ -47,7 +43,7 @@ def model_from_weights(hidden_units: int, weights: list[np.ndarray], mixed_preci
     return model
 
 
-def make_optimizer(config):
+def make_optimizer(config: TrainConfig):
     """The optimizer both sides use: compile("adam") is keras.optimizers.Adam() with its defaults.
     Under mixed precision it is wrapped in a LossScaleOptimizer, as compile() would do."""
     import keras
@@ -72,27 +68,3 @@ def max_abs_weight_diff(a, b) -> float:
         diff[np.isnan(diff)] = np.inf
         worst = max(worst, float(diff.max()))
     return worst
-
-
-def load_model(path: str | os.PathLike):
-    """Load a saved ``.keras`` model with Keras' safe mode on (no code in the file is run) and
-    check it classifies 28x28 images into 10 classes. Anything else is a UserError."""
-    import keras
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"--model {path}: no such file")
-    if not zipfile.is_zipfile(path):  # a .keras file is a zip archive; pickles never get loaded
-        raise UserError(f"--model {path}: not a Keras .keras model file")
-    try:
-        model = keras.saving.load_model(path, safe_mode=True, compile=True)
-    except Exception as e:  # noqa: BLE001 - whatever Keras raises, the file is the problem
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"--model {path}: cannot be loaded as a Keras model ({first_line})") from None
-    in_shape, out_shape = tuple(model.input_shape[1:]), tuple(model.output_shape[1:])
-    if in_shape != (IMAGE_SIZE, IMAGE_SIZE) or out_shape != (len(CLASS_NAMES),):
-        raise UserError(
-            f"--model {path}: takes {in_shape} and gives {out_shape}; a Fashion-MNIST classifier "
-            f"takes (28, 28) and gives (10,)"
-        )
-    return model

@@ -7,8 +7,8 @@ used, so nothing opens a window and it works on machines without a display.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import matplotlib
 
@@ -16,10 +16,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from shared.results import atomic_path  # noqa: E402
+from shared.config import SIDES  # noqa: E402
+from shared.files import atomic_path  # noqa: E402
 
 TRUE_COLOR, WRONG_COLOR, OTHER_COLOR = "tab:blue", "tab:red", "#999999"
-SIDE_COLORS = {"fit()": "tab:blue", "GradientTape loop": "tab:orange"}
+SIDE_COLORS = {side.label: side.color for side in SIDES.values()}
 
 
 def save_figure(fig, path: str | os.PathLike) -> Path:

@@ -8,7 +8,7 @@ import pytest
 
 from benchmarks.accuracy import mean_difference
 from fit_vs_tape.cli import main
-from shared.runtime import import_tensorflow
+from fit_vs_tape.runtime import import_tensorflow
 
 
 def test_speed_harness_writes_every_output(tiny_data_dir, tmp_path, capsys):

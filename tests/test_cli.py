@@ -45,7 +45,8 @@ def test_compare_tiny_run(tiny_data_dir, tmp_path, capsys):
         assert len(entry["epoch_seconds"]) == 2
         assert 0.0 <= entry["test_accuracy"] <= 1.0
         assert (out / f"{side}.keras").stat().st_size > 0
-    assert record["high_level"] == {**record["low_level"], "epoch_seconds": record["high_level"]["epoch_seconds"]}
+    seconds = record["high_level"]["epoch_seconds"]
+    assert record["high_level"] == {**record["low_level"], "epoch_seconds": seconds}
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
@@ -63,7 +64,7 @@ def test_train_one_side(tiny_data_dir, tmp_path, capsys):
     "argv, needle",
     [
         (["train", "--impl", "middle"], "argument --impl: invalid choice: 'middle'"),
-        (["compare", "--epochs", "0"], "argument --epochs: 0 must be at least 1"),
+        (["compare", "--epochs", "0"], "--epochs 0: must be at least 1"),
         (["compare", "--mode", "turbo"], "argument --mode: invalid choice: 'turbo'"),
         (["compare", "--lr", "nan"], "--lr nan: must be a positive finite number"),
         (["compare", "--lr", "-1"], "--lr -1.0: must be a positive finite number"),
@@ -71,9 +72,9 @@ def test_train_one_side(tiny_data_dir, tmp_path, capsys):
         (["compare", "--data-dir", "/no/such/dir"], "--data-dir /no/such/dir: no such directory"),
         (["compare", "--jit-compile", "--mode", "eager"], "--jit-compile: cannot compile with --mode eager"),
         (["compare", "--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
-        (["compare", "--limit", "0"], "argument --limit: 0 must be at least 1"),
-        (["compare", "--batch-size", "0"], "argument --batch-size: 0 must be at least 1"),
-        (["compare", "--seed", "-1"], "argument --seed: -1 must be 0 or more"),
+        (["compare", "--limit", "0"], "--limit 0: must be at least 1"),
+        (["compare", "--batch-size", "0"], "--batch-size 0: must be at least 1"),
+        (["compare", "--seed", "-1"], "--seed -1: must be 0 or more"),
         (["compare", "--epochs", "two"], "argument --epochs: 'two' is not a whole number"),
         (["compare", "--strategy", "mirrored", "--mode", "epoch"],
          "--mode epoch: --strategy mirrored runs with --mode graph only"),

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from shared import data
-from shared.errors import UserError
 from tests.conftest import idx_bytes, needs_real_data, synthetic, write_dataset, write_idx
 
 
@@ -37,7 +36,7 @@ def test_read_idx_round_trips(tmp_path):
 def test_read_idx_names_file_and_damage(tmp_path, content, message):
     path = tmp_path / "train-images-idx3-ubyte.gz"
     path.write_bytes(content)
-    with pytest.raises(UserError) as err:
+    with pytest.raises(ValueError) as err:
         data.read_idx(path, ndim=3)
     assert message in str(err.value)
     assert str(path) in str(err.value)
@@ -46,26 +45,26 @@ def test_read_idx_names_file_and_damage(tmp_path, content, message):
 def test_load_rejects_mismatched_counts_and_bad_labels(tmp_path):
     directory = write_dataset(tmp_path / "d", n_train=20, n_test=10)
     write_idx(directory / data.FILES["train_labels"], np.zeros(19, np.uint8))
-    with pytest.raises(UserError, match="20 images but .* 19 labels"):
+    with pytest.raises(ValueError, match="20 images but .* 19 labels"):
         data.load(directory)
     write_idx(directory / data.FILES["train_labels"], np.full(20, 10, np.uint8))
-    with pytest.raises(UserError, match=r"label 10 at index 0 is outside 0-9"):
+    with pytest.raises(ValueError, match=r"label 10 at index 0 is outside 0-9"):
         data.load(directory)
 
 
 def test_load_rejects_wrong_image_size(tmp_path):
     directory = write_dataset(tmp_path / "d", n_train=20, n_test=10)
     write_idx(directory / data.FILES["test_images"], np.zeros((10, 32, 32), np.uint8))
-    with pytest.raises(UserError, match="images are 32x32, expected 28x28"):
+    with pytest.raises(ValueError, match="images are 32x32, expected 28x28"):
         data.load(directory)
 
 
 def test_explicit_dir_must_exist_and_be_complete(tmp_path, no_ambient_data):
-    with pytest.raises(UserError, match="--data-dir .*nowhere: no such directory"):
+    with pytest.raises(ValueError, match="--data-dir .*nowhere: no such directory"):
         data.find_data_dir(tmp_path / "nowhere")
     directory = write_dataset(tmp_path / "d")
     (directory / data.FILES["test_labels"]).unlink()
-    with pytest.raises(UserError, match="missing t10k-labels-idx1-ubyte.gz"):
+    with pytest.raises(ValueError, match="missing t10k-labels-idx1-ubyte.gz"):
         data.find_data_dir(directory)
 
 
@@ -106,7 +105,7 @@ def test_download_failure_is_a_clear_error(no_ambient_data):
     def offline(url, filename, directory):
         raise OSError("Network is unreachable")
 
-    with pytest.raises(UserError, match="could not download .*Network is unreachable.*--data-dir"):
+    with pytest.raises(ConnectionError, match="could not download .*Network is unreachable.*--data-dir"):
         data.load(fetch=offline)
 
 
@@ -116,7 +115,7 @@ def test_validation_split_comes_from_the_end_of_training_set():
     assert len(x_tr) == 80 and len(x_val) == 20
     assert np.array_equal(x_val, x[80:]) and np.array_equal(y_tr, y[:80])
     assert data.split_validation(x, y, 0.0)[2] is None
-    with pytest.raises(UserError, match="--validation-split 0.001"):
+    with pytest.raises(ValueError, match="--validation-split 0.001"):
         data.split_validation(x, y, 0.001)
 
 

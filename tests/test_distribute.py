@@ -14,7 +14,8 @@ import sys
 
 import pytest
 
-from shared.model import load_model, max_abs_weight_diff
+from fit_vs_tape.rundir import load_model
+from shared.model import max_abs_weight_diff
 from tests.conftest import write_dataset
 
 

@@ -8,9 +8,9 @@ import pytest
 
 import high_level.train as high
 import low_level.train as low
+from fit_vs_tape.callbacks import EpochTimer
 from shared.config import TrainConfig
 from shared.model import initial_weights, max_abs_weight_diff, model_from_weights
-from shared.timing import EpochTimer
 from tests.conftest import synthetic
 
 

@@ -40,7 +40,8 @@ def _batches(ds):
 @pytest.mark.parametrize("n, batch_size", [(100, 32), (96, 32)])
 def test_fit_dataset_and_loop_datasets_deliver_the_same_batches(n, batch_size):
     x, y = synthetic(n, 0)
-    # fit() reads one dataset holding every epoch; the loop asks for one epoch at a time.
+    # Both sides read one dataset holding every epoch; a resumed run builds one from its next
+    # epoch on. Either way, epoch k is the same batches.
     all_epochs = _batches(train_batches(x, y, seed=3, batch_size=batch_size, epochs=range(3)))
     per_epoch = [b for e in range(3) for b in _batches(train_batches(x, y, 3, batch_size, [e]))]
     steps = steps_per_epoch(n, batch_size)

@@ -14,11 +14,12 @@ import pytest
 
 import high_level.train as high
 import low_level.train as low
+from fit_vs_tape.callbacks import StopOnNaN
 from fit_vs_tape.cli import main
+from fit_vs_tape.rundir import load_model
 from shared import data
-from shared.callbacks import StopOnNaN
 from shared.config import TrainConfig
-from shared.model import build_model, initial_weights, load_model, max_abs_weight_diff, model_from_weights
+from shared.model import build_model, initial_weights, max_abs_weight_diff, model_from_weights
 from tests.conftest import synthetic, write_dataset, write_idx
 
 

@@ -1,5 +1,7 @@
-"""Callbacks both implementations run: fit() calls them itself, the loop through a CallbackList.
+"""Callbacks the application gives both implementations: fit() calls them itself, the loop
+through its CallbackList.
 
+- EpochTimer: wall-clock seconds of each epoch, timed the same way on both sides.
 - RunRecorder: each epoch's logs and seconds, saved after every epoch (the history so far).
 - StopOnNaN: stop at the first non-finite loss and remember the epoch and step.
 - GracefulInterrupt: Ctrl-C stops training between two steps, never in the middle of a write.
@@ -10,12 +12,12 @@ from __future__ import annotations
 import json
 import math
 import signal
+import time
 from pathlib import Path
 
 import keras
 
-from shared.results import write_json
-from shared.timing import EpochTimer
+from fit_vs_tape.rundir import write_json
 
 
 class TrainingInterrupted(Exception):
@@ -24,6 +26,25 @@ class TrainingInterrupted(Exception):
     def __init__(self, epoch: int, step: int) -> None:
         super().__init__(f"interrupted in epoch {epoch + 1}, step {step + 1}")
         self.epoch, self.step = epoch, step
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Wall-clock seconds of each epoch, validation included (fit() calls on_epoch_end after it).
+
+    The first epoch includes tracing and compiling; benchmarks report it apart.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epoch_seconds: list[float] = []
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        # Both sides have read their metrics by now, which waits for the device: a sync point.
+        self.epoch_seconds.append(time.perf_counter() - self._start)
 
 
 class RunRecorder(EpochTimer):
@@ -87,7 +108,7 @@ class GracefulInterrupt(keras.callbacks.Callback):
         self._epoch = 0
         self._previous = None
 
-    def __enter__(self) -> "GracefulInterrupt":
+    def __enter__(self) -> GracefulInterrupt:
         self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
 

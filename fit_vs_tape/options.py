@@ -1,0 +1,145 @@
+"""The command line's options, defined once for every command that takes them.
+
+What a training setting may be is decided by ``shared.config.TrainConfig`` (its rules raise
+ValueError); here the options are only spelled, parsed and turned into a TrainConfig, whose
+ValueError becomes the one-line ``fit-vs-tape: error: ...``. Options that are not training
+settings (the benchmarks' --seeds, --repeats, ...) have their rules here, once.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable
+
+from fit_vs_tape.errors import UserError
+from shared.config import DEVICES, MODES, SIDES, STRATEGIES, TrainConfig
+
+#: ``train --impl`` names -> implementation (package) names.
+IMPLS = {side.impl: name for name, side in SIDES.items()}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line (no usage block) and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def whole_number(text: str) -> int:
+    """argparse type: a whole number (what range it may take is TrainConfig's to say)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def number(text: str) -> float:
+    """argparse type: a number."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def positive_int(text: str) -> int:
+    """argparse type for options that are not training settings: a whole number, at least 1."""
+    value = whole_number(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def whole_numbers(text: str) -> list[int]:
+    """argparse type: comma-separated whole numbers, e.g. 32,256."""
+    try:
+        return [whole_number(part) for part in text.split(",")]
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
+
+
+_D = TrainConfig()
+#: Every training option: name -> (TrainConfig field or None, argparse keyword arguments).
+TRAINING_OPTIONS: dict[str, tuple[str | None, dict]] = {
+    "--mode": ("mode", dict(choices=MODES, default=_D.mode,
+                            help="how the loop runs its step; fit() gets the same compilation "
+                                 f"choice (default {_D.mode})")),
+    "--steps-per-execution": ("steps_per_execution", dict(
+        type=whole_number, default=_D.steps_per_execution, metavar="N",
+        help="fit(): training steps per call of its compiled function (default 1; mode epoch: "
+             "one epoch)")),
+    "--jit-compile": (None, dict(action="store_true",
+                                 help="fit(jit_compile=True) and an XLA-compiled loop step: "
+                                      "--mode graph becomes xla (xla and epoch already use XLA)")),
+    "--mixed-precision": ("mixed_precision", dict(
+        action="store_true", help="float16 compute, float32 weights, loss scaling; GPU only")),
+    "--epochs": ("epochs", dict(type=whole_number, default=_D.epochs,
+                                help=f"default {_D.epochs}")),
+    "--batch-size": ("batch_size", dict(type=whole_number, default=_D.batch_size,
+                                        help=f"default {_D.batch_size}")),
+    "--lr": ("learning_rate", dict(type=number, default=_D.learning_rate,
+                                   help=f"Adam learning rate (default {_D.learning_rate})")),
+    "--seed": ("seed", dict(type=whole_number, default=_D.seed,
+                            help=f"initial weights and data order (default {_D.seed})")),
+    "--limit": ("limit", dict(type=whole_number, default=None,
+                              help="train on the first N training images only (quick runs)")),
+    "--validation-split": ("validation_split", dict(
+        type=number, default=_D.validation_split, metavar="F",
+        help="hold out the last fraction F of the training set for validation (default 0: "
+             "none, as in the tutorial)")),
+    "--data-dir": (None, dict(default=None, metavar="DIR",
+                              help="directory with the four Fashion-MNIST .gz files (default: "
+                                   "$FASHION_MNIST_DIR, /usr/share/datasets/fashion-mnist, "
+                                   "~/.keras/datasets/fashion-mnist, else download)")),
+    "--out": (None, dict(default=None, metavar="DIR",
+                         help="run directory to write into (default runs/<timestamp>/)")),
+    "--device": (None, dict(choices=DEVICES, default="auto",
+                            help="cpu: hide GPUs; gpu: require one; auto: TensorFlow's choice "
+                                 "(default)")),
+    "--strategy": ("strategy", dict(
+        choices=STRATEGIES, default=_D.strategy,
+        help="tf.distribute strategy: one device (default); mirrored over all GPUs or "
+             "--cpu-replicas logical CPUs; multiworker as $TF_CONFIG says")),
+    "--cpu-replicas": ("cpu_replicas", dict(
+        type=whole_number, default=_D.cpu_replicas, metavar="N",
+        help="with --strategy mirrored and no GPU: N logical CPU devices (default 1)")),
+    "--quiet": (None, dict(action="store_true", help="no progress bars")),
+    "--resume": (None, dict(default=None, metavar="RUN_DIR",
+                            help="carry on an interrupted run from its last completed epoch, "
+                                 "with that run's own configuration (other training options "
+                                 "are not used)")),
+}
+
+
+def add_training_options(parser: argparse.ArgumentParser, names: Iterable[str] = TRAINING_OPTIONS,
+                         **defaults) -> None:
+    """Add the training options ``names`` (all by default) to ``parser``; ``defaults`` overrides
+    a default by destination name, e.g. ``epochs=3``."""
+    for name in names:
+        kwargs = dict(TRAINING_OPTIONS[name][1])
+        dest = name[2:].replace("-", "_")
+        if dest in defaults:
+            kwargs["default"] = defaults[dest]
+            kwargs["help"] = kwargs["help"].split(" (default")[0] + f" (default {defaults[dest]})"
+        parser.add_argument(name, **kwargs)
+
+
+def make_config(args: argparse.Namespace, **settings) -> TrainConfig:
+    """The TrainConfig the parsed training options (and ``settings``) describe; a setting its
+    rules forbid is a UserError."""
+    fields = {field: getattr(args, name[2:].replace("-", "_"))
+              for name, (field, _) in TRAINING_OPTIONS.items()
+              if field and hasattr(args, name[2:].replace("-", "_"))}
+    if getattr(args, "jit_compile", False):
+        if fields.get("mode") == "eager":
+            raise UserError("--jit-compile: cannot compile with --mode eager")
+        if fields.get("mode") == "graph":
+            fields["mode"] = "xla"
+    return checked(lambda: TrainConfig(**{**fields, **settings}))
+
+
+def checked(rule):
+    """Call ``rule()`` (a TrainConfig rule); its ValueError becomes a UserError."""
+    try:
+        return rule()
+    except ValueError as e:
+        raise UserError(str(e)) from None

@@ -1,0 +1,40 @@
+"""Checkpoint and resume: what keras.callbacks.BackupAndRestore does for fit().
+
+BackupAndRestore saves the model's weights, the optimizer's state (Adam's moments and step
+count) and the epoch counter at the end of every epoch, and restores all three when training
+starts again, so that fit() carries on from the next epoch as if it had never stopped. By hand
+that is a ``tf.train.Checkpoint`` of the same three things and a ``tf.train.CheckpointManager``
+that keeps the latest one. Both write under a temporary name first, so a checkpoint is either
+whole or absent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tensorflow as tf
+
+
+class CheckpointMismatch(ValueError):
+    """The checkpoint on disk is not after the epoch the caller says training resumes from."""
+
+
+class EpochCheckpoint:
+    """Model, optimizer and epoch counter, restored now from ``directory`` (if it holds a
+    checkpoint) and saved there by ``save(epoch)`` after each completed epoch."""
+
+    def __init__(self, directory: Path, model, optimizer, initial_epoch: int = 0) -> None:
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=self.epoch)
+        self.manager = tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=1)
+        if self.manager.latest_checkpoint:
+            checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+        saved = int(self.epoch.numpy())
+        if saved != initial_epoch:
+            raise CheckpointMismatch(f"{directory}: the checkpoint is after epoch {saved}, "
+                                     f"but training resumes after epoch {initial_epoch}")
+
+    def save(self, epochs_done: int) -> None:
+        """Save the state after ``epochs_done`` completed epochs."""
+        self.epoch.assign(epochs_done)
+        self.manager.save()

@@ -1,0 +1,52 @@
+"""tf.distribute in the loop: what fit() does for you once the model is built under a strategy.
+
+Under ``strategy.scope()`` fit() distributes its dataset over the replicas, runs its train step
+on each of them with ``strategy.run`` and reduces what they return (Trainer.make_train_function
+in keras/src/backend/tensorflow/trainer.py). A hand-written loop does each of these itself; the
+three functions here are all it takes. Outside any strategy they change nothing, so the lesson
+in train.py reads the same with or without one.
+
+The loss: Keras 3 losses divide by the number of replicas under a strategy, so that summing the
+replicas' gradients gives the gradient of the global mean. Its loss tracker multiplies that back
+(Keras' own ``unscale_loss_for_distribution``), or the printed loss would be too small.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import tensorflow as tf
+
+
+def is_distributed() -> bool:
+    """True inside ``strategy.scope()`` of a strategy other than TensorFlow's default one."""
+    return tf.distribute.has_strategy()
+
+
+def unscale_loss_for_distribution(loss):
+    """This replica's own mean loss: undo the division by the replica count that Keras'
+    losses make under a strategy (the identity on one device)."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return loss * replicas if replicas > 1 else loss
+
+
+def distribute_dataset(dataset: tf.data.Dataset):
+    """Split each global batch across the replicas (fit() does it in its data adapter)."""
+    if not is_distributed():
+        return dataset
+    return tf.distribute.get_strategy().experimental_distribute_dataset(dataset)
+
+
+def make_distributed_function(step: Callable) -> Callable:
+    """``step`` run on every replica with ``strategy.run``, the returned losses summed: each is
+    already divided by the replica count, so the sum is the global batch's mean (do not divide
+    again). Compiled with tf.function, as fit() compiles its distributed train function."""
+    strategy = tf.distribute.get_strategy()
+
+    def distributed_step(images, labels):
+        per_replica = strategy.run(step, args=(images, labels))
+        if per_replica is None:  # test_step returns nothing
+            return None
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    return tf.function(distributed_step)

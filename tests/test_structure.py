@@ -1,0 +1,110 @@
+"""The shape the project keeps: the lesson first, layers that point one way, lint clean, quiet.
+
+These fail when a change buries the GradientTape step under an extension, imports upward,
+or lets TensorFlow's C++ log lines reach a user's terminal.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LESSON = ROOT / "low_level" / "train.py"
+
+
+def _functions(path: Path) -> dict[str, ast.FunctionDef]:
+    tree = ast.parse(path.read_text())
+    return {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+
+
+def test_the_lesson_reads_top_to_bottom():
+    lines = LESSON.read_text().splitlines()
+    assert len(lines) <= 180, f"low_level/train.py has {len(lines)} lines"
+    functions = _functions(LESSON)
+    # The step comes first, then what compiles it, then the loop, as in Keras' own trainer.
+    order = list(functions)
+    assert order[0] == "train_step"
+    assert order.index("train_step") < order.index("make_train_function") < order.index("train")
+    train = functions["train"]
+    assert train.end_lineno - train.lineno + 1 <= 60, "train() is longer than 60 lines"
+    tape = next(i for i, line in enumerate(lines, 1) if "tf.GradientTape()" in line)
+    assert tape <= 80
+    strategy = [i for i, line in enumerate(lines, 1) if "strateg" in line.lower()]
+    assert not strategy or tape < min(strategy)
+
+
+def test_every_extension_says_which_part_of_fit_it_covers():
+    for module in ("whole_epoch", "distributed", "checkpoint"):
+        doc = ast.get_docstring(ast.parse((ROOT / "low_level" / f"{module}.py").read_text()))
+        assert doc and "fit()" in doc.split("\n\n")[0] + doc, module
+    assert "BackupAndRestore" in (ROOT / "low_level" / "checkpoint.py").read_text()
+    assert "strategy.run" in (ROOT / "low_level" / "distributed.py").read_text()
+
+
+def test_both_sides_offer_the_same_public_functions():
+    high, low = _functions(ROOT / "high_level" / "train.py"), _functions(LESSON)
+    for name in ("train", "evaluate", "predict"):
+        assert [a.arg for a in high[name].args.args] == [a.arg for a in low[name].args.args], name
+
+
+@pytest.mark.parametrize("tool", [["ruff", "check", "."], ["lint-imports"]])
+def test_lint_and_layers(tool):
+    if shutil.which(tool[0]) is None:
+        pytest.fail(f"{tool[0]} is not installed: pip install -e '.[test]'")
+    result = subprocess.run(tool, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+
+
+def _cli(argv: list[str], env: dict[str, str | None], code: str = "") -> subprocess.CompletedProcess:
+    """Run the command line in a fresh interpreter; print whether TensorFlow got imported."""
+    script = (f"import sys\n{code}\nfrom fit_vs_tape.cli import main\ncode = main({argv!r})\n"
+              "print('tensorflow imported:', 'tensorflow' in sys.modules)\nsys.exit(code)\n")
+    environ = {k: v for k, v in os.environ.items() if k not in env}
+    environ.update({k: v for k, v in env.items() if v is not None})
+    return subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, env=environ, timeout=300)
+
+
+@pytest.mark.parametrize("level", [None, "3"])
+def test_a_wrong_resume_path_is_one_line_before_tensorflow(level, tmp_path):
+    result = _cli(["compare", "--resume", str(tmp_path / "no-such-run")],
+                  {"TF_CPP_MIN_LOG_LEVEL": level, "FIT_VS_TAPE_TF_LOGS": None})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"fit-vs-tape: error: --resume {tmp_path / 'no-such-run'}: not a run directory "
+        "(no run.json)"]
+    assert "tensorflow imported: False" in result.stdout
+
+
+@pytest.mark.parametrize("level", [None, "0", "3"])
+def test_tensorflow_start_up_lines_stay_hidden_whatever_the_log_level(level, tiny_data_dir):
+    # --device gpu on a machine without one: TensorFlow is imported, then one line of error.
+    result = _cli(["compare", "--device", "gpu", "--data-dir", str(tiny_data_dir)],
+                  {"TF_CPP_MIN_LOG_LEVEL": level, "FIT_VS_TAPE_TF_LOGS": None})
+    if result.returncode == 0:
+        pytest.skip("this machine has a GPU")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "fit-vs-tape: error: --device gpu: TensorFlow sees no GPU on this machine"]
+    assert "tensorflow imported: True" in result.stdout
+
+
+def test_a_failed_download_is_one_line_too(tmp_path):
+    # No data anywhere, and the download server refuses at once (a closed localhost port).
+    patch = ("from pathlib import Path\nfrom shared import data\n"
+             f"data.DEBIAN_DIR = Path({str(tmp_path / 'no-debian')!r})\n"
+             "data.DOWNLOAD_BASE = 'http://127.0.0.1:9/'\n")
+    result = _cli(["compare"], {"TF_CPP_MIN_LOG_LEVEL": "3", "FIT_VS_TAPE_TF_LOGS": None,
+                                "FASHION_MNIST_DIR": None, "KERAS_HOME": str(tmp_path / "kh")},
+                  code=patch)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fit-vs-tape: error: could not download "), lines
+    assert "dataset-fashion-mnist" in lines[0]
