@@ -3,6 +3,7 @@
     python -m benchmarks.speed --device cpu --batch-sizes 32   (or: fit-vs-tape bench speed ...)
 
 Rows: fit() at its default, with XLA, with steps_per_execution = one epoch, and with both; the
+same four for fit() driving its own train_step (high_level/custom_step.py); the
 loop eager, as a tf.function, with XLA, and as one XLA computation per epoch. The first epoch
 (tracing, compiling) is reported apart and left out of the median.
 """
@@ -29,6 +30,10 @@ ROWS = (
     ("high_level", "xla", "xla", 1),
     ("high_level", "spe", "graph", None),
     ("high_level", "spe+xla", "epoch", None),  # mode "epoch" gives fit() XLA + one-epoch spe
+    ("custom_step", "default", "graph", 1),
+    ("custom_step", "xla", "xla", 1),
+    ("custom_step", "spe", "graph", None),
+    ("custom_step", "spe+xla", "epoch", None),
     ("low_level", "eager", "eager", 1),
     ("low_level", "graph", "graph", 1),
     ("low_level", "xla", "xla", 1),

@@ -22,14 +22,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=options.Parser)
-    p = sub.add_parser("compare", help="train both ways from the same start and compare (main job)",
-                       description="Train fit() and the GradientTape loop from the same initial "
-                                   "weights on the same batches; compare weights, predictions, time.")
+    p = sub.add_parser("compare", help="train every way from the same start and compare (main job)",
+                       description="Train fit(), fit() driving its own train_step, and the "
+                                   "GradientTape loop from the same initial weights on the same "
+                                   "batches; compare weights, predictions, time.")
+    p.add_argument("--sides", type=options.sides, default=list(SIDES), metavar="IMPL,IMPL",
+                   help=f"which of {','.join(IMPLS)} to train and compare, two or more "
+                        f"(default all: {','.join(IMPLS)})")
     options.add_training_options(p)
     p = sub.add_parser("train", help="train one implementation",
                        description="Train one implementation and save model.keras, results.json.")
     p.add_argument("--impl", choices=list(IMPLS),
-                   help="high: compile + fit; low: GradientTape loop (required unless --resume)")
+                   help="high: compile + fit; step: fit() driving its own train_step; low: "
+                        "GradientTape loop (required unless --resume)")
     options.add_training_options(p)
     p = sub.add_parser("predict", help="classify one image with a saved model",
                        description="Classify one test image or one PNG/JPEG file with a saved "
@@ -61,13 +66,12 @@ def _train_or_compare(args: argparse.Namespace) -> int:
     if args.resume:
         from fit_vs_tape.rundir import read_run
 
-        impl, config, source = read_run(Path(args.resume), args.command)
-        sides = [impl] if impl else list(SIDES)
+        sides, config, source = read_run(Path(args.resume), args.command)
         data_dir = args.data_dir or source
         print(f"resuming {args.resume} with its own configuration")
     else:
         config = options.make_config(args)
-        sides = [IMPLS[args.impl]] if args.command == "train" else list(SIDES)
+        sides = [IMPLS[args.impl]] if args.command == "train" else args.sides
         data_dir = args.data_dir
     options.checked(lambda: config.check_sides(sides))
     runtime.choose_device(args.device)
@@ -84,7 +88,8 @@ def _train_or_compare(args: argparse.Namespace) -> int:
     out = rundir.new_run_dir(args.resume or args.out)
     print(f"data: {dataset.source}   run directory: {out}")
     if args.command == "compare":
-        return runs.compare(config, dataset, out, not args.quiet, bool(args.resume), strategy)
+        return runs.compare(config, dataset, out, not args.quiet, bool(args.resume), strategy,
+                            sides)
     return runs.train(sides[0], config, dataset, out, not args.quiet, bool(args.resume), strategy)
 
 

@@ -11,8 +11,9 @@ from fit_vs_tape.rundir import load_model, new_run_dir
 from fit_vs_tape.runtime import load_dataset
 from shared import data as data_lib
 from shared import plotting
+from shared.config import SIDES
 
-MODEL_FILES = ("model.keras", "high_level.keras", "low_level.keras")
+MODEL_FILES = ("model.keras", *(f"{side}.keras" for side in SIDES))
 
 
 def latest_model(runs_root: Path = Path("runs")) -> Path:

@@ -57,6 +57,20 @@ def whole_numbers(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
 
 
+def sides(text: str) -> list[str]:
+    """argparse type: two or more of ``train --impl``'s names, comma-separated, e.g. high,low;
+    returned as side names in the ladder's order."""
+    names = [part.strip() for part in text.split(",")]
+    unknown = [name for name in names if name not in IMPLS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"{unknown[0]!r} is not one of {', '.join(IMPLS)}")
+    chosen = [IMPLS[name] for name in IMPLS if name in names]
+    if len(chosen) < 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: compare needs two or more of "
+                                         f"{', '.join(IMPLS)}")
+    return chosen
+
+
 _D = TrainConfig()
 #: Every training option: name -> (TrainConfig field or None, argparse keyword arguments).
 TRAINING_OPTIONS: dict[str, tuple[str | None, dict]] = {

@@ -63,13 +63,13 @@ def write_report(
     predicted = {labels[s]: probabilities[s].argmax(axis=1) for s in sides}
 
     comparison = [
-        ("Training curves of both implementations", plotting.training_curves(
+        ("Training curves of every implementation", plotting.training_curves(
             {labels[s]: record[s]["history"] for s in sides}, fig_dir / "curves.png")),
         ("Seconds per epoch", plotting.epoch_times(
             {labels[s]: record[s]["epoch_seconds"] for s in sides}, fig_dir / "epoch_seconds.png")),
         ("Confusion matrices on the test set", plotting.confusion_matrices(
             y_test, predicted, class_names, fig_dir / "confusion.png")),
-        ("Test images the two classify differently", plotting.disagreements(
+        ("Test images they classify differently", plotting.disagreements(
             x_test, y_test, predicted, class_names, fig_dir / "disagreements.png")),
     ]
     data_figures = [
@@ -99,18 +99,21 @@ def write_report(
     config = record["config"]
     env = record["environment"]
     lines = [
-        f"# fit() vs GradientTape loop: run `{out.name}`",
+        f"# {' vs '.join(labels[s] for s in sides)}: run `{out.name}`",
         "",
-        "Both models started from the same initial weights and saw the same batches in the same "
-        "order" + (", and ended bit-identical." if diff == 0 else "."),
+        f"All {len(sides)} models started from the same initial weights and saw the same batches "
+        "in the same order" + (", and ended bit-identical." if diff == 0 else "."),
         "",
         "| | " + " | ".join(labels[s] for s in sides) + " |",
         "|---|" + "---|" * len(sides),
         *(f"| {name} | " + " | ".join(get(s) for s in sides) + " |" for name, get in rows),
         "",
-        f"- largest weight difference, max |w_fit - w_loop|: **{diff:.3g}**"
-        + (" (bit-identical)" if diff == 0 else ""),
-        f"- predictions agree on **{100 * agreement:.2f}%** of {len(y_test)} test images",
+        *(f"- largest weight difference, {' vs '.join(labels[s] for s in pair.split(' vs '))}: "
+          f"**{numbers['max_abs_weight_diff']:.3g}**"
+          + (" (bit-identical)" if numbers["max_abs_weight_diff"] == 0 else "")
+          for pair, numbers in record["pairs"].items()),
+        f"- all {len(sides)} predict the same class for **{100 * agreement:.2f}%** of "
+        f"{len(y_test)} test images",
         "",
         *(image(c, p) for c, p in comparison),
         "## Configuration",

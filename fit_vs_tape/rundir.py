@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 
 from fit_vs_tape.errors import UserError
-from shared.config import TrainConfig
+from shared.config import SIDES, TrainConfig
 from shared.data import CLASS_NAMES, IMAGE_SIZE
 from shared.files import atomic_path
 
@@ -98,20 +98,23 @@ def load_model(path: str | os.PathLike):
     return model
 
 
-def start_run(out: Path, command: str, impl: str | None, config: TrainConfig, source: str) -> None:
+def start_run(out: Path, command: str, sides: list[str], config: TrainConfig, source: str) -> None:
     """Record what the run is, before training, so that --resume can carry it on."""
-    write_json(out / RUN_FILE, {"command": command, "impl": impl, "config": config.to_dict(),
+    write_json(out / RUN_FILE, {"command": command, "sides": sides, "config": config.to_dict(),
                                 "data": source})
 
 
-def read_run(run_dir: Path, command: str) -> tuple[str | None, TrainConfig, str]:
-    """What an earlier run was (for --resume): its implementation, configuration and data."""
+def read_run(run_dir: Path, command: str) -> tuple[list[str], TrainConfig, str]:
+    """What an earlier run was (for --resume): its sides, configuration and data."""
     path = Path(run_dir) / RUN_FILE
     if not path.is_file():
         raise UserError(f"--resume {run_dir}: not a run directory (no {RUN_FILE})")
     try:
         record = json.loads(path.read_text())
         config = TrainConfig(**record["config"])
+        sides = list(record["sides"])
+        if not sides or not set(sides) <= set(SIDES):
+            raise ValueError(f"unknown sides {sides}")
     except (ValueError, KeyError, TypeError) as e:
         raise UserError(f"--resume {run_dir}: {RUN_FILE} is damaged ({e})") from None
     if record.get("command") != command:
@@ -119,4 +122,4 @@ def read_run(run_dir: Path, command: str) -> tuple[str | None, TrainConfig, str]
                         f"not `{command}`")
     if not (Path(run_dir) / STATE).is_dir():
         raise UserError(f"--resume {run_dir}: nothing to resume, that run is complete")
-    return record.get("impl"), config, record["data"]
+    return sides, config, record["data"]

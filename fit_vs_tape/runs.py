@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import shutil
 from collections.abc import Sequence
@@ -71,8 +72,8 @@ def make_splits(dataset: data_lib.FashionMNIST, config: TrainConfig) -> Splits:
 
 
 def implementation(name: str) -> ModuleType:
-    """``<name>.train`` (high_level.train, low_level.train): they share their public names."""
-    return importlib.import_module(f"{name}.train")
+    """The module of side ``name`` (shared.config.SIDES): they share their public names."""
+    return importlib.import_module(SIDES[name].module)
 
 
 def run_side(
@@ -217,7 +218,7 @@ def train(
     Returns the exit code: 0, or 1 when a non-finite loss stopped training."""
     splits = make_splits(dataset, config)
     if not resume:
-        start_run(out, "train", impl, config, dataset.source)
+        start_run(out, "train", [impl], config, dataset.source)
     result = _train_sides([impl], config, splits, out, verbose, "train", strategy)[impl]
     print(epoch_table({impl: result}))
     print(f"\ntest loss {result.test_loss:.4f}   test accuracy {result.test_accuracy:.4f}")
@@ -231,38 +232,43 @@ def train(
 
 def compare(
     config: TrainConfig, dataset: data_lib.FashionMNIST, out: Path, verbose: bool = True,
-    resume: bool = False, strategy=None,
+    resume: bool = False, strategy=None, sides: Sequence[str] = tuple(SIDES),
 ) -> int:
-    """Train both implementations from the same initial weights on the same batches; compare.
-    Returns the exit code: 0, or 1 when a non-finite loss stopped training."""
+    """Train ``sides`` (two or more rungs) from the same initial weights on the same batches and
+    compare every pair. Returns the exit code: 0, or 1 when a non-finite loss stopped training."""
     splits = make_splits(dataset, config)
     if not resume:
-        start_run(out, "compare", None, config, dataset.source)
-    results = _train_sides(list(SIDES), config, splits, out, verbose, "compare",
-                           strategy)
-    high, low = results["high_level"], results["low_level"]
-    diff = max_abs_weight_diff(high.model, low.model)
-    agree = high.probabilities.argmax(axis=1) == low.probabilities.argmax(axis=1)
-    summary = {"max_abs_weight_diff": diff, "prediction_agreement": float(agree.mean())}
+        start_run(out, "compare", list(sides), config, dataset.source)
+    results = _train_sides(list(sides), config, splits, out, verbose, "compare", strategy)
+    predicted = np.stack([r.probabilities.argmax(axis=1) for r in results.values()])
+    agree = (predicted == predicted[0]).all(axis=0)  # every side predicts the same class
+    pairs = {f"{a} vs {b}": {
+        "max_abs_weight_diff": max_abs_weight_diff(results[a].model, results[b].model),
+        "prediction_agreement": float(np.mean(results[a].probabilities.argmax(axis=1)
+                                              == results[b].probabilities.argmax(axis=1)))}
+        for a, b in itertools.combinations(results, 2)}
+    diff = max(pair["max_abs_weight_diff"] for pair in pairs.values())
+    summary = {"max_abs_weight_diff": diff, "prediction_agreement": float(agree.mean()),
+               "pairs": pairs}
     print("\n" + epoch_table(results))
-    print(
-        f"\ntest accuracy: fit() {high.test_accuracy:.4f}, loop {low.test_accuracy:.4f}"
-        f"\nlargest weight difference |w_fit - w_loop|: {diff:.3g}"
-        + ("  (bit-identical)" if diff == 0 else "")
-        + f"\npredictions agree on {int(agree.sum())} of {len(agree)} test images"
-        f" ({100 * agree.mean():.2f}%)"
-    )
+    print("\ntest accuracy: " + ", ".join(f"{LABELS[name]} {r.test_accuracy:.4f}"
+                                          for name, r in results.items()))
+    for pair, numbers in pairs.items():
+        a, b = pair.split(" vs ")
+        print(f"largest weight difference, {LABELS[a]} vs {LABELS[b]}: "
+              f"{numbers['max_abs_weight_diff']:.3g}")
+    print(("all bit-identical\n" if diff == 0 else "")
+          + f"predictions agree on {int(agree.sum())} of {len(agree)} test images"
+          f" ({100 * agree.mean():.2f}%)")
     stopped = _report_nan(results)
-    record = save_run(
-        out, config, dataset.source, results, summary,
-        {name: f"{name}.keras" for name in results},
-    )
+    record = save_run(out, config, dataset.source, results, summary,
+                      {name: f"{name}.keras" for name in results})
     report = write_report(
         out, record, {name: LABELS[name] for name in results},
         {name: r.probabilities for name, r in results.items()},
         splits.x_train, splits.y_train, splits.x_test, splits.y_test, dataset.class_names,
     )
     shutil.rmtree(out / STATE)
-    print(f"wrote {out}/results.json, high_level.keras, low_level.keras, figures/")
+    print(f"wrote {out}/results.json, {', '.join(f'{name}.keras' for name in results)}, figures/")
     print(f"report: {report}")
     return 1 if stopped else 0

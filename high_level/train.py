@@ -1,4 +1,5 @@
-"""Train, evaluate and predict with Keras' compile() + fit(). Compare with low_level/train.py."""
+"""Train, evaluate and predict with Keras' compile() + fit(). Compare with low_level/train.py,
+which does by hand what these calls do, and with custom_step.py, the rung in between."""
 
 from __future__ import annotations
 
@@ -13,45 +14,51 @@ from shared.model import make_optimizer
 from shared.order import eval_batches, steps_per_epoch, train_batches
 
 
-def train(
-    model: keras.Model,
-    x: np.ndarray,
-    y: np.ndarray,
-    config: TrainConfig,
-    validation: tuple[np.ndarray, np.ndarray] | None = None,
-    callbacks: Sequence[keras.callbacks.Callback] = (),
-    verbose: bool = True,
-    initial_epoch: int = 0,
-    checkpoint_dir: Path | None = None,
-) -> dict[str, list[float]]:
+def train(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
+          validation: tuple[np.ndarray, np.ndarray] | None = None,
+          callbacks: Sequence[keras.callbacks.Callback] = (), verbose: bool = True,
+          initial_epoch: int = 0, checkpoint_dir: Path | None = None) -> dict[str, list[float]]:
     """Train ``model`` on uint8 images ``x`` and labels ``y``; return Keras' History.history.
+    ``initial_epoch``: epochs already done (a resumed run); ``checkpoint_dir``: where model,
+    optimizer and epoch are saved after every epoch and restored from at the start."""
+    model.compile(
+        optimizer=make_optimizer(config),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+        **how_to_run(config, len(x)),
+    )
+    return fit(model, x, y, config, validation, callbacks, verbose, initial_epoch, checkpoint_dir)
 
-    ``initial_epoch``: epochs already done (a resumed run); ``checkpoint_dir``: where the model,
-    optimizer and epoch are saved after every epoch and restored from at the start.
-    """
-    steps = steps_per_epoch(len(x), config.batch_size)
+
+def how_to_run(config: TrainConfig, n: int) -> dict:
+    """compile()'s options for running the step: eagerly or traced, with XLA or not, and how
+    many steps per call of the compiled function (mode "epoch": a whole epoch of ``n`` images)."""
+    return dict(
+        run_eagerly=config.mode == "eager",
+        # Keras 3's default "auto" means XLA as soon as a GPU is visible: say it explicitly.
+        jit_compile=config.jit_compile,
+        steps_per_execution=(steps_per_epoch(n, config.batch_size) if config.mode == "epoch"
+                             else config.steps_per_execution),
+    )
+
+
+def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
+        validation: tuple[np.ndarray, np.ndarray] | None = None,
+        callbacks: Sequence[keras.callbacks.Callback] = (), verbose: bool = True,
+        initial_epoch: int = 0, checkpoint_dir: Path | None = None) -> dict[str, list[float]]:
+    """``model.fit`` on the shared batches (``model`` compiled): the driver, whoever wrote the step."""
     callbacks = list(callbacks)
     if checkpoint_dir is not None:
         # Keras' own: after every epoch it saves weights, optimizer state and the epoch counter;
         # at the start it restores them (and fit() then starts at the saved epoch).
         callbacks.append(keras.callbacks.BackupAndRestore(str(checkpoint_dir), delete_checkpoint=False))
-    model.compile(
-        optimizer=make_optimizer(config),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=["accuracy"],
-        run_eagerly=config.mode == "eager",
-        # Keras 3's default "auto" means XLA as soon as a GPU is visible: say it explicitly.
-        jit_compile=config.jit_compile,
-        # Several steps per call of the compiled function; mode "epoch": a whole epoch per call.
-        steps_per_execution=steps if config.mode == "epoch" else config.steps_per_execution,
-    )
     history = model.fit(
         # All epochs' batches in the shared order, in one finite dataset: fit() keeps one
         # iterator running across epochs, so epoch k gets exactly the loop's epoch k.
         train_batches(x, y, config.seed, config.batch_size, range(initial_epoch, config.epochs)),
         epochs=config.epochs,
         initial_epoch=initial_epoch,
-        steps_per_epoch=steps,
+        steps_per_epoch=steps_per_epoch(len(x), config.batch_size),
         validation_data=None if validation is None else eval_batches(*validation, config.batch_size),
         shuffle=False,  # the order above is the shuffle; a tf.data input is never reshuffled
         callbacks=callbacks,

@@ -7,8 +7,9 @@ three functions here are all it takes. Outside any strategy they change nothing,
 in train.py reads the same with or without one.
 
 The loss: Keras 3 losses divide by the number of replicas under a strategy, so that summing the
-replicas' gradients gives the gradient of the global mean. Its loss tracker multiplies that back
-(Keras' own ``unscale_loss_for_distribution``), or the printed loss would be too small.
+replicas' gradients gives the gradient of the global mean. The loss tracker multiplies that back
+(``unscale_loss_for_distribution`` in shared/model.py, as Keras' own train_step does), or the
+printed loss would be too small.
 """
 
 from __future__ import annotations
@@ -21,13 +22,6 @@ import tensorflow as tf
 def is_distributed() -> bool:
     """True inside ``strategy.scope()`` of a strategy other than TensorFlow's default one."""
     return tf.distribute.has_strategy()
-
-
-def unscale_loss_for_distribution(loss):
-    """This replica's own mean loss: undo the division by the replica count that Keras'
-    losses make under a strategy (the identity on one device)."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    return loss * replicas if replicas > 1 else loss
 
 
 def distribute_dataset(dataset: tf.data.Dataset):

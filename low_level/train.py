@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from low_level import checkpoint, distributed, whole_epoch
 from shared.config import TrainConfig
-from shared.model import make_optimizer
+from shared.model import make_optimizer, unscale_loss_for_distribution
 from shared.order import eval_batches, steps_per_epoch, train_batches
 
 
@@ -38,7 +38,7 @@ def train_step(model: keras.Model, optimizer: keras.Optimizer, loss_fn: keras.Lo
     # Update the weights (and Adam's moments and iteration counter).
     optimizer.apply_gradients(zip(gradients, model.trainable_variables))
     # fit()'s loss tracker: a mean over samples, so a smaller last batch weighs less.
-    metrics["loss"].update_state(distributed.unscale_loss_for_distribution(loss),
+    metrics["loss"].update_state(unscale_loss_for_distribution(loss),
                                  sample_weight=tf.shape(images)[0])
     metrics["accuracy"].update_state(labels, probs)
     return loss
@@ -49,7 +49,7 @@ def test_step(model: keras.Model, loss_fn: keras.Loss, metrics: dict[str, keras.
     """One evaluation step: forward pass and metrics; no tape, no update (Model.test_step)."""
     probs = model(images, training=False)
     loss = loss_fn(labels, probs)
-    metrics["loss"].update_state(distributed.unscale_loss_for_distribution(loss),
+    metrics["loss"].update_state(unscale_loss_for_distribution(loss),
                                  sample_weight=tf.shape(images)[0])
     metrics["accuracy"].update_state(labels, probs)
 

@@ -24,19 +24,30 @@ DEVICES = ("cpu", "gpu", "auto")
 
 @dataclass(frozen=True)
 class Side:
-    """One implementation: its package, its label in tables and figures, its colour."""
+    """One implementation: a rung of the ladder from fit() to a loop of your own."""
 
     name: str
+    """Its name in results.json and file names."""
+    module: str
+    """The module with its train, evaluate and predict."""
     label: str
+    """Its name in tables and figures."""
     impl: str
     """How ``fit-vs-tape train --impl`` names it."""
     color: str
+    """Its colour in figures."""
+    uses_fit: bool
+    """Whether fit() drives it (and so whatever fit() cannot do, it cannot either)."""
 
 
-#: The implementations, in the order they run and are shown.
+#: The implementations, in the order of the ladder: fit(); fit() driving your own train_step;
+#: your own loop.
 SIDES = {
-    "high_level": Side("high_level", "fit()", "high", "tab:blue"),
-    "low_level": Side("low_level", "GradientTape loop", "low", "tab:orange"),
+    "high_level": Side("high_level", "high_level.train", "fit()", "high", "tab:blue", True),
+    "custom_step": Side("custom_step", "high_level.custom_step", "fit() + own train_step", "step",
+                        "tab:green", True),
+    "low_level": Side("low_level", "low_level.train", "GradientTape loop", "low", "tab:orange",
+                      False),
 }
 
 
@@ -116,8 +127,8 @@ class TrainConfig:
         return n_train
 
     def check_sides(self, sides) -> None:
-        """Check that every implementation in ``sides`` can run with these settings."""
-        if self.strategy == "multiworker" and "high_level" in sides:
+        """Check that the implementations named in ``sides`` can run with these settings."""
+        if self.strategy == "multiworker" and any(SIDES[side].uses_fit for side in sides):
             raise ValueError("--strategy multiworker: Keras 3's fit() does not run under "
                              "MultiWorkerMirroredStrategy (keras-team/keras#20585); the loop "
                              "does: fit-vs-tape train --impl low --strategy multiworker")

@@ -54,6 +54,17 @@ def make_optimizer(config: TrainConfig):
     return optimizer
 
 
+def unscale_loss_for_distribution(loss):
+    """This replica's own mean loss, for the loss tracker. Under a tf.distribute strategy Keras'
+    losses come divided by the replica count (so that the replicas' summed gradients are the
+    global mean); this multiplies that back, as Keras' own train_step does. On one device it
+    changes nothing."""
+    import tensorflow as tf
+
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return loss * replicas if replicas > 1 else loss
+
+
 def max_abs_weight_diff(a, b) -> float:
     """Largest absolute difference between corresponding weights of two models.
 

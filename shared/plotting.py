@@ -232,26 +232,26 @@ def disagreements(
     path: str | os.PathLike,
     max_images: int = 20,
 ) -> Path:
-    """The test images the two models classify differently, or a figure that says they agree."""
-    (name_a, pred_a), (name_b, pred_b) = predictions.items()
-    differ = np.flatnonzero(pred_a != pred_b)
+    """The test images the models classify differently, or a figure that says they agree."""
+    names, predicted = list(predictions), np.stack(list(predictions.values()))
+    differ = np.flatnonzero((predicted != predicted[0]).any(axis=0))
     if len(differ) == 0:
         fig, ax = plt.subplots(figsize=(6, 1.6))
         ax.axis("off")
-        ax.text(0.5, 0.5, f"{name_a} and {name_b} predict the same class\n"
+        ax.text(0.5, 0.5, f"{', '.join(names[:-1])} and {names[-1]} predict the same class\n"
                           f"for all {len(labels)} test images",
                 ha="center", va="center", fontsize=12)
         return save_figure(fig, path)
     shown = differ[:max_images]
     cols = min(5, len(shown))
     rows = -(-len(shown) // cols)
-    fig = plt.figure(figsize=(2.4 * cols, 2.5 * rows + 0.6))
+    fig = plt.figure(figsize=(2.6 * cols, (2.3 + 0.25 * len(names)) * rows + 0.6))
     for i, idx in enumerate(shown):
         ax = fig.add_subplot(rows, cols, i + 1)
         _show_image(ax, images[idx])
         ax.set_title(f"#{idx} true: {class_names[labels[idx]]}", fontsize=8)
-        ax.set_xlabel(f"{name_a}: {class_names[pred_a[idx]]}\n{name_b}: {class_names[pred_b[idx]]}",
-                      fontsize=7)
+        ax.set_xlabel("\n".join(f"{name}: {class_names[p[idx]]}" for name, p in
+                                zip(names, predicted)), fontsize=7)
     fig.suptitle(f"{len(differ)} test images classified differently"
                  + (f" (first {len(shown)} shown)" if len(differ) > len(shown) else ""))
     fig.tight_layout()

@@ -18,19 +18,20 @@ def test_speed_harness_writes_every_output(tiny_data_dir, tmp_path, capsys):
     assert code == 0
     record = json.loads((out / "results.json").read_text())
     rows = record["rows"]
+    fit_rows = ["default", "xla", "spe", "spe+xla"]
     assert [(r["implementation"], r["mode"]) for r in rows] == [
-        ("high_level", "default"), ("high_level", "xla"), ("high_level", "spe"),
-        ("high_level", "spe+xla"), ("low_level", "eager"), ("low_level", "graph"),
-        ("low_level", "xla"), ("low_level", "epoch")]
+        *(("high_level", m) for m in fit_rows), *(("custom_step", m) for m in fit_rows),
+        ("low_level", "eager"), ("low_level", "graph"), ("low_level", "xla"), ("low_level", "epoch")]
+    eager = 8
     for row in rows:
         assert row["device"] == "cpu" and row["batch_size"] == 32
         assert row["median_epoch_s"] > 0 and row["samples_per_s"] > 0 and row["peak_rss_mb"] > 100
         assert row["samples_per_s"] == pytest.approx(128 / row["median_epoch_s"])
         assert 0 <= row["test_accuracy"] <= 1
     assert rows[0]["speedup_vs_fit_default"] == 1.0
-    assert "timed on 64 images, scaled to 128" in rows[4]["note"]
+    assert "timed on 64 images, scaled to 128" in rows[eager]["note"]
     # Same start, same batches: every row but eager (trained on fewer images) ends the same.
-    assert len({r["test_accuracy"] for i, r in enumerate(rows) if i != 4}) == 1
+    assert len({r["test_accuracy"] for i, r in enumerate(rows) if i != eager}) == 1
     env = record["environment"]
     assert env["tensorflow"] and env["keras"] and env["numpy"] and env["cpu_cores"] >= 1
     md = (out / "results.md").read_text()
@@ -43,12 +44,12 @@ def test_accuracy_harness_writes_every_output(tiny_data_dir, tmp_path):
     assert main(["bench", "accuracy", "--seeds", "2", "--epochs", "1", "--limit", "128",
                  "--data-dir", str(tiny_data_dir), "--out", str(out)]) == 0
     record = json.loads((out / "results.json").read_text())
-    for side in ("high_level", "low_level"):
+    for side in ("high_level", "custom_step", "low_level"):
         summary = record[side]
         assert len(summary["runs"]) == 2
         assert summary["min"] <= summary["mean"] <= summary["max"]
     # The two sides are bit-identical per seed, so the difference of means is exactly zero.
-    assert record["high_level"]["runs"] == record["low_level"]["runs"]
+    assert record["high_level"]["runs"] == record["custom_step"]["runs"] == record["low_level"]["runs"]
     assert record["difference"]["mean"] == 0.0
     assert record["anchors"]["TensorFlow tutorial, 5 epochs"] == 0.8732
     assert "difference of means" in (out / "results.md").read_text()

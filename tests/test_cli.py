@@ -39,14 +39,17 @@ def test_compare_tiny_run(tiny_data_dir, tmp_path, capsys):
     assert record["max_abs_weight_diff"] == 0.0
     assert record["prediction_agreement"] == 1.0
     assert record["environment"]["tensorflow"] and record["environment"]["cpu_cores"] >= 1
-    for side in ("high_level", "low_level"):
+    for side in ("high_level", "custom_step", "low_level"):
         entry = record[side]
         assert len(entry["history"]["loss"]) == 2 and len(entry["history"]["val_accuracy"]) == 2
         assert len(entry["epoch_seconds"]) == 2
         assert 0.0 <= entry["test_accuracy"] <= 1.0
         assert (out / f"{side}.keras").stat().st_size > 0
-    seconds = record["high_level"]["epoch_seconds"]
-    assert record["high_level"] == {**record["low_level"], "epoch_seconds": seconds}
+        # The same numbers on every rung; only the seconds differ.
+        assert {**entry, "epoch_seconds": None} == {**record["low_level"], "epoch_seconds": None}
+    assert set(record["pairs"]) == {"high_level vs custom_step", "high_level vs low_level",
+                                    "custom_step vs low_level"}
+    assert all(pair["max_abs_weight_diff"] == 0.0 for pair in record["pairs"].values())
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
@@ -64,6 +67,8 @@ def test_train_one_side(tiny_data_dir, tmp_path, capsys):
     "argv, needle",
     [
         (["train", "--impl", "middle"], "argument --impl: invalid choice: 'middle'"),
+        (["compare", "--sides", "high"], "argument --sides: 'high': compare needs two or more"),
+        (["compare", "--sides", "high,mid"], "argument --sides: 'mid' is not one of high, step, low"),
         (["compare", "--epochs", "0"], "--epochs 0: must be at least 1"),
         (["compare", "--mode", "turbo"], "argument --mode: invalid choice: 'turbo'"),
         (["compare", "--lr", "nan"], "--lr nan: must be a positive finite number"),
@@ -112,3 +117,12 @@ def test_jit_compile_flag_means_xla_for_both(tiny_data_dir, tmp_path):
                  "--data-dir", str(tiny_data_dir), "--out", str(out)]) == 0
     record = json.loads((out / "results.json").read_text())
     assert record["config"]["mode"] == "xla" and record["max_abs_weight_diff"] == 0.0
+
+
+def test_compare_a_chosen_pair_of_sides(tiny_data_dir, tmp_path):
+    out = tmp_path / "run"
+    assert main(["compare", "--sides", "low,step", "--limit", "64", "--epochs", "1", "--quiet",
+                 "--data-dir", str(tiny_data_dir), "--out", str(out)]) == 0
+    record = json.loads((out / "results.json").read_text())
+    assert "high_level" not in record and list(record["pairs"]) == ["custom_step vs low_level"]
+    assert sorted(p.name for p in out.glob("*.keras")) == ["custom_step.keras", "low_level.keras"]

@@ -43,7 +43,7 @@ def test_two_replicas_fit_and_loop_agree(runs):
     assert record["config"]["strategy"] == "mirrored" and record["config"]["cpu_replicas"] == 2
     assert record["max_abs_weight_diff"] <= 1e-5
     # The same global batches as on one device: the same training, up to summation order.
-    for side in ("high_level", "low_level"):
+    for side in ("high_level", "custom_step", "low_level"):
         diff = max_abs_weight_diff(load_model(root / "mirrored" / f"{side}.keras"),
                                    load_model(root / "single" / f"{side}.keras"))
         assert diff <= 1e-4, (side, diff)

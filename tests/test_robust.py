@@ -12,10 +12,12 @@ import zipfile
 import numpy as np
 import pytest
 
+import high_level.custom_step as step
 import high_level.train as high
 import low_level.train as low
 from fit_vs_tape.callbacks import StopOnNaN
 from fit_vs_tape.cli import main
+from fit_vs_tape.options import IMPLS
 from fit_vs_tape.rundir import load_model
 from shared import data
 from shared.config import TrainConfig
@@ -29,7 +31,7 @@ def test_nonfinite_loss_stops_both_sides_at_once(mode):
     config = TrainConfig(epochs=3, learning_rate=1e30, mode=mode)  # diverges within a few steps
     weights = initial_weights(128, 0)
     stops, histories = {}, {}
-    for name, impl in (("high", high), ("low", low)):
+    for name, impl in (("high", high), ("step", step), ("low", low)):
         guard = StopOnNaN()
         histories[name] = impl.train(model_from_weights(128, weights), x, y, config,
                                      callbacks=[guard], verbose=False)
@@ -37,10 +39,11 @@ def test_nonfinite_loss_stops_both_sides_at_once(mode):
     assert stops["low"] is not None and stops["low"][0] == 0  # epoch 1 of 3
     assert len(histories["low"]["loss"]) == 1 and np.isnan(histories["low"]["loss"][0])
     if mode == "graph":
-        assert stops["high"] == stops["low"]  # the same step, named by both
+        assert stops["high"] == stops["step"] == stops["low"]  # the same step, named by all
     else:
         # fit(steps_per_execution=epoch) only sees the loss at the end of its execution; the
         # compiled loop breaks out at the very step.
+        assert stops["high"] == stops["step"]
         assert stops["high"][0] == 0 and stops["low"][1] <= stops["high"][1]
 
 
@@ -64,7 +67,7 @@ def _run_cli(*args: str, **kwargs) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, **kwargs)
 
 
-@pytest.mark.parametrize("impl", ["high", "low"])
+@pytest.mark.parametrize("impl", ["high", "step", "low"])
 def test_interrupt_then_resume_is_bit_identical(tmp_path, impl):
     data_dir = write_dataset(tmp_path / "data", n_train=3000, n_test=50)
     # Eager: about a second per epoch here, so Ctrl-C lands inside epoch 2.
@@ -72,7 +75,7 @@ def test_interrupt_then_resume_is_bit_identical(tmp_path, impl):
                "--quiet"]
     run = tmp_path / "interrupted"
     proc = _run_cli("train", *options, "--out", str(run))
-    progress = run / "state" / f"{impl}_level" / "progress.json"
+    progress = run / "state" / IMPLS[impl] / "progress.json"
     deadline = time.time() + 120
     while not progress.is_file() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -85,8 +88,8 @@ def test_interrupt_then_resume_is_bit_identical(tmp_path, impl):
     assert not [p for p in run.rglob(".*")]
     saved = json.loads((run / "results.json").read_text())
     assert saved["status"] == "interrupted"
-    done = saved[f"{impl}_level"]["completed_epochs"]
-    assert 1 <= done < 4 and len(saved[f"{impl}_level"]["history"]["loss"]) == done
+    done = saved[IMPLS[impl]]["completed_epochs"]
+    assert 1 <= done < 4 and len(saved[IMPLS[impl]]["history"]["loss"]) == done
 
     resumed = _run_cli("train", "--resume", str(run), "--quiet")
     out, err = resumed.communicate(timeout=300)
@@ -98,10 +101,41 @@ def test_interrupt_then_resume_is_bit_identical(tmp_path, impl):
     assert ref.returncode == 0
     assert max_abs_weight_diff(load_model(run / "model.keras"),
                                load_model(reference / "model.keras")) == 0.0
-    a = json.loads((run / "results.json").read_text())[f"{impl}_level"]
-    b = json.loads((reference / "results.json").read_text())[f"{impl}_level"]
+    a = json.loads((run / "results.json").read_text())[IMPLS[impl]]
+    b = json.loads((reference / "results.json").read_text())[IMPLS[impl]]
     assert a["history"] == b["history"] and len(a["epoch_seconds"]) == 4
     assert not (run / "state").exists()  # checkpoints go once the run is complete
+
+
+def test_interrupted_three_way_compare_resumes_bit_identical(tmp_path):
+    data_dir = write_dataset(tmp_path / "data", n_train=2000, n_test=50)
+    options = ["--mode", "eager", "--epochs", "3", "--data-dir", str(data_dir), "--quiet"]
+    run = tmp_path / "interrupted"
+    proc = _run_cli("compare", *options, "--out", str(run))
+    # Ctrl-C while the middle rung trains: fit() is done, the loop has not started.
+    progress = run / "state" / "custom_step" / "progress.json"
+    deadline = time.time() + 180
+    while not progress.is_file() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    saved = json.loads((run / "results.json").read_text())
+    assert saved["status"] == "interrupted" and "low_level" not in saved
+    assert 1 <= saved["custom_step"]["completed_epochs"] < 3
+
+    resumed = _run_cli("compare", "--resume", str(run), "--quiet")
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    reference = tmp_path / "reference"
+    ref = _run_cli("compare", *options, "--out", str(reference))
+    ref.communicate(timeout=300)
+    assert ref.returncode == 0
+    record = json.loads((run / "results.json").read_text())
+    assert record["max_abs_weight_diff"] == 0.0 and len(record["pairs"]) == 3
+    for side in ("high_level", "custom_step", "low_level"):
+        assert max_abs_weight_diff(load_model(run / f"{side}.keras"),
+                                   load_model(reference / f"{side}.keras")) == 0.0, side
 
 
 def test_resume_mistakes(tmp_path, tiny_data_dir, capsys):

@@ -1,0 +1,104 @@
+"""The middle rung: fit() driving a train_step you write yourself.
+
+This is how Keras' authors teach customising training (keras.io, "Customizing what happens in
+fit()"): subclass the model and override ``train_step`` (and ``test_step``). You write one step:
+the forward pass under a tape, the gradients, the update, the metric updates. Everything around
+it is still fit()'s: the loops over epochs and steps, resetting the metrics you list in
+``metrics`` at each epoch, callbacks and History, the progress bar, validation,
+``steps_per_execution`` and ``jit_compile``, ``strategy.run`` around your step under tf.distribute,
+and BackupAndRestore. Read ``train_step`` below beside ``train_step`` in low_level/train.py: they
+are the same lines; what differs is who calls them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from high_level.train import fit, how_to_run
+from shared.config import TrainConfig
+from shared.model import make_optimizer, unscale_loss_for_distribution
+from shared.order import eval_batches
+
+
+class OwnStepModel(keras.Sequential):
+    """The shared model's layers (shared/model.py), in a Sequential whose train_step is ours."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # What compile(loss=..., metrics=["accuracy"]) would create; here we make them.
+        self.loss_fn = keras.losses.SparseCategoricalCrossentropy()
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    @property
+    def metrics(self) -> list[keras.Metric]:
+        # fit() (and evaluate()) reset the metrics listed here at the start of every epoch.
+        return [self.loss_tracker, self.accuracy]
+
+    def train_step(self, data):
+        """One step of training on one batch; fit() calls it for every batch."""
+        images, labels = data
+        # Forward pass, recorded on the tape.
+        with tf.GradientTape() as tape:
+            probs = self(images, training=True)
+            loss = self.loss_fn(labels, probs)
+            # Mixed precision: scale the loss up so float16 gradients do not underflow
+            # (the identity for a plain optimizer); apply_gradients scales them back down.
+            scaled_loss = self.optimizer.scale_loss(loss)
+        # Gradients of the loss with respect to every trainable weight.
+        gradients = tape.gradient(scaled_loss, self.trainable_variables)
+        # Update the weights (and Adam's moments and iteration counter).
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        # The loss tracker: a mean over samples, so a smaller last batch weighs less.
+        self.loss_tracker.update_state(unscale_loss_for_distribution(loss),
+                                       sample_weight=tf.shape(images)[0])
+        self.accuracy.update_state(labels, probs)
+        # fit() hands what we return to the callbacks, the progress bar and, per epoch, History.
+        return {metric.name: metric.result() for metric in self.metrics}
+
+    def test_step(self, data):
+        """One evaluation step: forward pass and metrics; evaluate() and validation call it."""
+        images, labels = data
+        probs = self(images, training=False)
+        loss = self.loss_fn(labels, probs)
+        self.loss_tracker.update_state(unscale_loss_for_distribution(loss),
+                                       sample_weight=tf.shape(images)[0])
+        self.accuracy.update_state(labels, probs)
+        return {metric.name: metric.result() for metric in self.metrics}
+
+
+def own_step(model: keras.Model, config: TrainConfig, n: int) -> OwnStepModel:
+    """``model``'s own layers (so its weights, trained in place) in an OwnStepModel, compiled as
+    high_level/train.py compiles, but with no loss and no metrics: train_step has its own."""
+    stepper = OwnStepModel([keras.Input(model.input_shape[1:]), *model.layers], name=model.name)
+    stepper.compile(optimizer=make_optimizer(config), **how_to_run(config, n))
+    return stepper
+
+
+def train(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
+          validation: tuple[np.ndarray, np.ndarray] | None = None,
+          callbacks: Sequence[keras.callbacks.Callback] = (), verbose: bool = True,
+          initial_epoch: int = 0, checkpoint_dir: Path | None = None) -> dict[str, list[float]]:
+    """Train ``model`` on uint8 images ``x`` and labels ``y`` with fit() driving our train_step;
+    return Keras' History.history. Arguments as in high_level/train.py."""
+    stepper = own_step(model, config, len(x))
+    return fit(stepper, x, y, config, validation, callbacks, verbose, initial_epoch, checkpoint_dir)
+
+
+def evaluate(
+    model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig
+) -> dict[str, float]:
+    """Loss and accuracy of ``model`` over uint8 images ``x`` and labels ``y``, by our test_step."""
+    return own_step(model, config, len(x)).evaluate(
+        eval_batches(x, y, config.batch_size), return_dict=True, verbose=0)
+
+
+def predict(model: keras.Model, x: np.ndarray, config: TrainConfig) -> np.ndarray:
+    """Class probabilities, shape (len(x), 10), for uint8 images ``x``."""
+    images = eval_batches(x, np.zeros(len(x), np.uint8), config.batch_size).map(lambda im, _: im)
+    return own_step(model, config, len(x)).predict(images, verbose=0)
