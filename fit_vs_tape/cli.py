@@ -74,6 +74,9 @@ def _train_or_compare(args: argparse.Namespace) -> int:
         sides = [IMPLS[args.impl]] if args.command == "train" else args.sides
         data_dir = args.data_dir
     options.checked(lambda: config.check_sides(sides))
+    if args.profile and (args.no_tensorboard or config.epochs < 2):
+        raise UserError("--profile: traces the second epoch into the TensorBoard logs; it needs "
+                        "--epochs 2 or more and no --no-tensorboard")
     runtime.choose_device(args.device)
     dataset = runtime.load_dataset(data_dir)
     options.checked(lambda: config.check_data(len(dataset.x_train)))
@@ -87,10 +90,12 @@ def _train_or_compare(args: argparse.Namespace) -> int:
 
     out = rundir.new_run_dir(args.resume or args.out)
     print(f"data: {dataset.source}   run directory: {out}")
+    logs = dict(tensorboard=not args.no_tensorboard, profile=args.profile)
     if args.command == "compare":
         return runs.compare(config, dataset, out, not args.quiet, bool(args.resume), strategy,
-                            sides)
-    return runs.train(sides[0], config, dataset, out, not args.quiet, bool(args.resume), strategy)
+                            sides, **logs)
+    return runs.train(sides[0], config, dataset, out, not args.quiet, bool(args.resume), strategy,
+                      **logs)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -117,6 +117,11 @@ TRAINING_OPTIONS: dict[str, tuple[str | None, dict]] = {
         type=whole_number, default=_D.cpu_replicas, metavar="N",
         help="with --strategy mirrored and no GPU: N logical CPU devices (default 1)")),
     "--quiet": (None, dict(action="store_true", help="no progress bars")),
+    "--no-tensorboard": (None, dict(action="store_true",
+                                    help="write no TensorBoard logs (default: RUN_DIR/tensorboard/)")),
+    "--profile": (None, dict(action="store_true",
+                             help="trace up to ten steps of the second epoch of every side with "
+                                  "TensorFlow's profiler, beside the TensorBoard logs")),
     "--resume": (None, dict(default=None, metavar="RUN_DIR",
                             help="carry on an interrupted run from its last completed epoch, "
                                  "with that run's own configuration (other training options "

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from fit_vs_tape.rundir import write_text
+from fit_vs_tape.tb_logs import TENSORBOARD
 from shared import plotting
 
 FIGURES = "figures"
@@ -43,6 +44,22 @@ def _median_after_first(seconds: list[float]) -> float | None:
 
 def _fmt(value, spec=".4f") -> str:
     return "-" if value is None else format(value, spec)
+
+
+def tensorboard_section(out: Path, sides) -> list[str]:
+    """Where the TensorBoard logs are and the command that shows them (nothing if none)."""
+    logs = out / TENSORBOARD
+    if not logs.is_dir():
+        return []
+    profiled = sorted({p.relative_to(logs).parts[0] for p in logs.glob("*/train/plugins/profile/*")})
+    lines = ["## TensorBoard", "",
+             f"Per-epoch loss and accuracy of every side, overlaid: [`{TENSORBOARD}/`]({TENSORBOARD}/), "
+             "one folder per side. To look at them:", "",
+             "```", f"tensorboard --logdir {logs}", "```", ""]
+    if profiled:
+        lines += [f"Profiler traces of the second epoch ({', '.join(profiled)}): TensorBoard's "
+                  "Profile tab, after `pip install tensorboard-plugin-profile`.", ""]
+    return lines
 
 
 def write_report(
@@ -116,6 +133,7 @@ def write_report(
         f"{len(y_test)} test images",
         "",
         *(image(c, p) for c, p in comparison),
+        *tensorboard_section(out, sides),
         "## Configuration",
         "",
         "| setting | value |",

@@ -18,6 +18,7 @@ from fit_vs_tape.errors import RunInterrupted, UserError
 from fit_vs_tape.report import write_report
 from fit_vs_tape.rundir import STATE, load_model, save_model, start_run, write_json
 from fit_vs_tape.runtime import environment, make_strategy
+from fit_vs_tape.tb_logs import TENSORBOARD, tensorboard_callback
 from low_level.checkpoint import CheckpointMismatch
 from shared import data as data_lib
 from shared.config import SIDES, TrainConfig
@@ -86,12 +87,16 @@ def run_side(
     callbacks: Sequence = (),
     stop_on_nan: bool = True,
     strategy=None,
+    log_dir: Path | None = None,
+    profile: bool = False,
 ) -> SideResult:
     """Train one implementation from ``weights``, then evaluate and predict on the test set.
 
     With ``state_dir`` the side can be resumed: progress and checkpoints are kept there after
     every epoch, and a side that already finished is loaded instead of trained again.
     ``strategy``: a tf.distribute strategy made once per process (default: from ``config``).
+    ``log_dir``: where its TensorBoard logs go (none if None); ``profile``: trace a window of
+    its second epoch there too (not when it resumes).
     """
     impl = implementation(name)
     if state_dir is not None and (state_dir / "done.json").is_file():
@@ -105,6 +110,10 @@ def run_side(
             progress = RunRecorder.load(state_dir / "progress.json")
         recorder = RunRecorder(state_dir / "progress.json" if state_dir else None, progress)
         nan_guard = StopOnNaN()
+        if log_dir is not None:
+            callbacks = [*callbacks, tensorboard_callback(
+                name, log_dir, config, len(splits.x_train),
+                profile and recorder.completed_epochs == 0)]
         # fit() and the loop alike: model (and, inside train, optimizer and metrics) are
         # created under the strategy's scope, so their variables are mirrored on every replica.
         strategy = strategy or make_strategy(config.strategy, config.cpu_replicas)
@@ -180,7 +189,8 @@ def save_run(
 
 
 def _train_sides(names: Sequence[str], config: TrainConfig, splits: Splits, out: Path,
-                 verbose: bool, command: str, strategy=None) -> dict[str, SideResult]:
+                 verbose: bool, command: str, strategy=None, tensorboard: bool = True,
+                 profile: bool = False) -> dict[str, SideResult]:
     """Train each side resumably; on Ctrl-C save the history so far and say how to resume."""
     weights = initial_weights(config.hidden_units, config.seed)  # one start for every side
     results = {}
@@ -188,9 +198,12 @@ def _train_sides(names: Sequence[str], config: TrainConfig, splits: Splits, out:
         try:
             for name in names:
                 if len(names) > 1:
-                    print(f"\n== {LABELS[name]} ({name}/train.py), mode {config.mode}")
-                results[name] = run_side(name, weights, splits, config, verbose,
-                                         out / STATE / name, [interrupt], strategy=strategy)
+                    print(f"\n== {LABELS[name]} ({SIDES[name].module.replace('.', '/')}.py), "
+                          f"mode {config.mode}")
+                results[name] = run_side(
+                    name, weights, splits, config, verbose, out / STATE / name, [interrupt],
+                    strategy=strategy, profile=profile,
+                    log_dir=out / TENSORBOARD / name if tensorboard else None)
         except TrainingInterrupted as stop:
             so_far = {name: RunRecorder.load(out / STATE / name / "progress.json")
                       for name in names if (out / STATE / name).is_dir()}
@@ -212,14 +225,16 @@ def _report_nan(results: dict[str, SideResult]) -> bool:
 
 def train(
     impl: str, config: TrainConfig, dataset: data_lib.FashionMNIST, out: Path,
-    verbose: bool = True, resume: bool = False, strategy=None,
+    verbose: bool = True, resume: bool = False, strategy=None, tensorboard: bool = True,
+    profile: bool = False,
 ) -> int:
     """Train one implementation, print its test numbers, write model.keras and results.json.
     Returns the exit code: 0, or 1 when a non-finite loss stopped training."""
     splits = make_splits(dataset, config)
     if not resume:
         start_run(out, "train", [impl], config, dataset.source)
-    result = _train_sides([impl], config, splits, out, verbose, "train", strategy)[impl]
+    result = _train_sides([impl], config, splits, out, verbose, "train", strategy, tensorboard,
+                          profile)[impl]
     print(epoch_table({impl: result}))
     print(f"\ntest loss {result.test_loss:.4f}   test accuracy {result.test_accuracy:.4f}")
     stopped = _report_nan({impl: result})
@@ -227,19 +242,23 @@ def train(
              {impl: "model.keras"})
     shutil.rmtree(out / STATE)
     print(f"wrote {out / 'model.keras'} and {out / 'results.json'}")
+    if tensorboard:
+        print(f"TensorBoard: tensorboard --logdir {out / TENSORBOARD}")
     return 1 if stopped else 0
 
 
 def compare(
     config: TrainConfig, dataset: data_lib.FashionMNIST, out: Path, verbose: bool = True,
     resume: bool = False, strategy=None, sides: Sequence[str] = tuple(SIDES),
+    tensorboard: bool = True, profile: bool = False,
 ) -> int:
     """Train ``sides`` (two or more rungs) from the same initial weights on the same batches and
     compare every pair. Returns the exit code: 0, or 1 when a non-finite loss stopped training."""
     splits = make_splits(dataset, config)
     if not resume:
         start_run(out, "compare", list(sides), config, dataset.source)
-    results = _train_sides(list(sides), config, splits, out, verbose, "compare", strategy)
+    results = _train_sides(list(sides), config, splits, out, verbose, "compare", strategy,
+                           tensorboard, profile)
     predicted = np.stack([r.probabilities.argmax(axis=1) for r in results.values()])
     agree = (predicted == predicted[0]).all(axis=0)  # every side predicts the same class
     pairs = {f"{a} vs {b}": {
@@ -271,4 +290,6 @@ def compare(
     shutil.rmtree(out / STATE)
     print(f"wrote {out}/results.json, {', '.join(f'{name}.keras' for name in results)}, figures/")
     print(f"report: {report}")
+    if tensorboard:
+        print(f"TensorBoard: tensorboard --logdir {out / TENSORBOARD}")
     return 1 if stopped else 0
