@@ -15,7 +15,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from low_level import checkpoint, distributed, whole_epoch
 from shared.config import TrainConfig

@@ -159,8 +159,9 @@ def training_curves(histories: Mapping[str, Mapping[str, list[float]]], path: st
         for i, (label, history) in enumerate(histories.items()):
             color = SIDE_COLORS.get(label)
             epochs = np.arange(1, len(history[metric]) + 1)
-            # Identical curves would hide each other: the second is drawn thinner, with markers.
-            style = {"lw": 3.5, "alpha": 0.6} if i == 0 else {"lw": 1.3, "marker": "o", "ms": 4}
+            # Identical curves would hide each other: each later one is thinner, with markers.
+            style = ({"lw": 3.5, "alpha": 0.6}, {"lw": 2, "marker": "s", "ms": 8, "mfc": "none"},
+                     {"lw": 1, "marker": "o", "ms": 3.5})[min(i, 2)]
             ax.plot(epochs, history[metric], color=color, label=f"{label} train", **style)
             if f"val_{metric}" in history:
                 ax.plot(epochs, history[f"val_{metric}"], color=color, ls="--",
