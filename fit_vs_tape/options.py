@@ -92,6 +92,9 @@ TRAINING_OPTIONS: dict[str, tuple[str | None, dict]] = {
                                         help=f"default {_D.batch_size}")),
     "--lr": ("learning_rate", dict(type=number, default=_D.learning_rate,
                                    help=f"Adam learning rate (default {_D.learning_rate})")),
+    "--hidden-units": ("hidden_units", dict(
+        type=whole_number, default=_D.hidden_units, metavar="N",
+        help=f"width of the hidden Dense(relu) layer (default {_D.hidden_units}, as the tutorial)")),
     "--seed": ("seed", dict(type=whole_number, default=_D.seed,
                             help=f"initial weights and data order (default {_D.seed})")),
     "--limit": ("limit", dict(type=whole_number, default=None,

@@ -1,8 +1,8 @@
 """Train, evaluate and predict by hand: what model.fit() does, written out. Read it beside
 high_level/train.py, top to bottom: one training step (the tape), what compiles it, the loop over
 epochs and steps. Names are Keras' own, to open keras/src/backend/tensorflow/trainer.py beside it.
-Beyond one device and one step: whole_epoch.py (an epoch as one XLA computation), distributed.py
-(tf.distribute), checkpoint.py (what BackupAndRestore does), each in its own module.
+Beyond one device and one step, each in its own module: whole_epoch.py (an epoch as one XLA
+computation), distributed.py (tf.distribute), checkpoint.py (BackupAndRestore), tensorboard.py.
 """
 
 from __future__ import annotations
@@ -107,24 +107,24 @@ def train(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
     model.stop_training = False
     callback_list.on_train_begin()
     for epoch in range(initial_epoch, config.epochs):
-        callback_list.on_epoch_begin(epoch)
         # fit() resets every metric at the start of each epoch: its numbers are per epoch.
         for metric in metrics.values():
             metric.reset_state()
-        bar = progress_bar(epoch, config.epochs, steps, verbose)
+        callback_list.on_epoch_begin(epoch)
+        bar = tqdm(total=steps, desc=f"Epoch {epoch + 1}/{config.epochs}", unit="step",
+                   disable=not verbose, file=sys.stdout)  # fit()'s bar; on stdout, as Keras'
         if config.mode == "epoch":
             whole_epoch.run_epoch(epoch_function, config.seed, epoch, len(x), callback_list, bar)
         else:
             for step_index in range(steps):
+                # fit() calls the batch callbacks around every step (NaN check, Ctrl-C, ...).
+                callback_list.on_train_batch_begin(step_index)
                 loss = train_function(*next(batches))
-                # fit() calls the batch callbacks after every step (NaN check, Ctrl-C).
                 callback_list.on_train_batch_end(step_index, {"loss": loss})
-                bar.update()
-                if (step_index + 1) % 50 == 0:  # not every step: reading a metric waits
-                    show_metrics(bar, metrics)
+                show_progress(bar, metrics)
                 if model.stop_training:  # a callback (TerminateOnNaN, EarlyStopping) said stop
                     break
-        show_metrics(bar, metrics, close=True)
+        show_progress(bar, metrics, steps=0, close=True)
         # Read the epoch's metrics: a sync point, the loop waits for the device here.
         logs = {name: float(metric.result()) for name, metric in metrics.items()}
         # fit(validation_data=...): evaluate at the end of each epoch, as val_*.
@@ -140,15 +140,12 @@ def train(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
     return model.history.history
 
 
-def progress_bar(epoch: int, epochs: int, steps: int, verbose: bool) -> tqdm:
-    """fit()'s progress bar, on stdout where Keras writes its own."""
-    return tqdm(total=steps, desc=f"Epoch {epoch + 1}/{epochs}", unit="step",
-                disable=not verbose, file=sys.stdout)
-
-
-def show_metrics(bar: tqdm, metrics: dict[str, keras.metrics.Metric], close: bool = False) -> None:
-    """The loss and accuracy so far in the epoch, on the progress bar (closed if ``close``)."""
-    if not bar.disable:
+def show_progress(bar: tqdm, metrics: dict[str, keras.Metric], steps: int = 1,
+                  close: bool = False) -> None:
+    """Move the progress bar on by ``steps``; show the metrics so far every 50 steps and when
+    closing it (not every step: reading a metric waits for the device)."""
+    bar.update(steps)
+    if not bar.disable and (close or bar.n % 50 == 0):
         bar.set_postfix({name: f"{float(m.result()):.4f}" for name, m in metrics.items()})
     if close:
         bar.close()

@@ -55,6 +55,7 @@ def run_epoch(train_epoch: Callable, seed: int, epoch: int, n: int,
               callbacks: keras.callbacks.CallbackList, bar) -> None:
     """Train epoch ``epoch`` in one call, then run the batch callbacks once, as
     fit(steps_per_execution=...) does after each execution."""
+    callbacks.on_train_batch_begin(0)
     steps_run, loss = train_epoch(tf.constant(epoch_permutation(seed, epoch, n)))
     callbacks.on_train_batch_end(int(steps_run) - 1, {"loss": loss})
     bar.update(int(steps_run))
