@@ -41,7 +41,7 @@ STATE = "state"
 BYTES_PER_PARAMETER = 3 * 4
 OVERHEAD = 64 * 1024
 FIGURES_PER_SIDE, FIGURES_SHARED = 256 * 1024, 512 * 1024
-MB = 1 << 20
+MB = 1 << 20  # as messages count a megabyte
 
 
 def parameters(hidden_units: int) -> int:

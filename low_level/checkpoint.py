@@ -11,6 +11,7 @@ whole or absent.
 from __future__ import annotations
 
 import errno
+import shutil
 from pathlib import Path
 
 import tensorflow as tf
@@ -48,5 +49,7 @@ class EpochCheckpoint:
         try:
             self.manager.save()
         except tf.errors.OpError as e:
+            for partial in Path(self.directory).glob("*_temp"):  # what the failed save wrote
+                shutil.rmtree(partial, ignore_errors=True)
             code, cause = _OS_ERRORS.get(type(e), (errno.EIO, e.message.splitlines()[0]))
             raise OSError(code, cause, str(self.directory)) from e
