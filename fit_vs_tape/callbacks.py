@@ -2,9 +2,11 @@
 through its CallbackList.
 
 - EpochTimer: wall-clock seconds of each epoch, timed the same way on both sides.
-- RunRecorder: each epoch's logs and seconds, saved after every epoch (the history so far).
+- RunRecorder: each epoch's logs and seconds, saved after every epoch (the history so far), once
+  it has made sure the epoch's checkpoint has room.
 - StopOnNaN: stop at the first non-finite loss and remember the epoch and step.
-- GracefulInterrupt: Ctrl-C stops training between two steps, never in the middle of a write.
+- GracefulInterrupt: Ctrl-C or SIGTERM stops training between two steps, never in the middle of
+  a write.
 """
 
 from __future__ import annotations
@@ -17,15 +19,16 @@ from pathlib import Path
 
 import keras
 
-from fit_vs_tape.rundir import write_json
+from fit_vs_tape.rundir import checkpoint_bytes, ensure_room, write_json
 
 
 class TrainingInterrupted(Exception):
-    """Raised between two training steps after Ctrl-C (SIGINT)."""
+    """Raised between two training steps after Ctrl-C (SIGINT) or SIGTERM (``signum``)."""
 
-    def __init__(self, epoch: int, step: int) -> None:
-        super().__init__(f"interrupted in epoch {epoch + 1}, step {step + 1}")
-        self.epoch, self.step = epoch, step
+    def __init__(self, epoch: int, step: int, signum: int = signal.SIGINT) -> None:
+        how = "interrupted" if signum == signal.SIGINT else "terminated (SIGTERM)"
+        super().__init__(f"{how} in epoch {epoch + 1}, step {step + 1}")
+        self.epoch, self.step, self.signum = epoch, step, signum
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -64,6 +67,12 @@ class RunRecorder(EpochTimer):
         return len(self.epoch_seconds)
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.path is not None and self.model is not None:
+            # This runs before the epoch's checkpoint is written (fit()'s BackupAndRestore comes
+            # last, the loop saves after its callbacks): no room for it, and the run stops here,
+            # with the last checkpoint and this record still whole and in step.
+            ensure_room(self.path.parent, checkpoint_bytes(self.model.count_params()),
+                        f"the checkpoint of epoch {epoch + 1}")
         super().on_epoch_end(epoch, logs)
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
@@ -98,29 +107,36 @@ class StopOnNaN(keras.callbacks.Callback):
 
 
 class GracefulInterrupt(keras.callbacks.Callback):
-    """While active (``with GracefulInterrupt() as stop:``), Ctrl-C only sets a flag; the next
-    end of a training step raises TrainingInterrupted. The epoch in progress is abandoned, so
-    checkpoints only ever hold completed epochs, and no file is cut off mid-write."""
+    """While active (``with GracefulInterrupt() as stop:``), Ctrl-C (SIGINT) or SIGTERM (what a
+    batch scheduler, ``timeout`` or a preempted machine sends) only sets a flag; the next end of a
+    training step (of an execution, with steps_per_execution) raises TrainingInterrupted. The
+    epoch in progress is abandoned, so checkpoints only ever hold completed epochs, and no file is
+    cut off mid-write."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         super().__init__()
-        self.requested = False
+        self.requested: int | None = None  # the signal received, if any
         self._epoch = 0
-        self._previous = None
+        self._previous: dict = {}
 
     def __enter__(self) -> GracefulInterrupt:
-        self._previous = signal.signal(signal.SIGINT, self._handle)
+        self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self
 
-    def __exit__(self, *exc) -> None:
-        signal.signal(signal.SIGINT, self._previous)
+    def __exit__(self, exc_type, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        if self.requested and exc_type is None:  # it came after the last step (evaluating):
+            signal.raise_signal(self.requested)  # deliver it now to the handler outside
 
     def _handle(self, signum, frame) -> None:
-        self.requested = True
+        self.requested = self.requested or signum  # the first signal names the stop
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
         if self.requested:
-            raise TrainingInterrupted(self._epoch, int(batch))
+            raise TrainingInterrupted(self._epoch, int(batch), self.requested)

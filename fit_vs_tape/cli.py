@@ -4,11 +4,21 @@ before TensorFlow is imported; only the commands that train or predict import it
 from __future__ import annotations
 
 import argparse
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 
 from fit_vs_tape import options, runtime
-from fit_vs_tape.errors import PROG, UserError, report_errors
+from fit_vs_tape.errors import (
+    PROG,
+    RunInterrupted,
+    Terminated,
+    UserError,
+    WriteFailed,
+    describe_os_error,
+    exit_code,
+    report_errors,
+)
 from fit_vs_tape.options import IMPLS
 from shared.config import SIDES
 
@@ -88,14 +98,34 @@ def _train_or_compare(args: argparse.Namespace) -> int:
         raise UserError("--mixed-precision: float16 pays only on a GPU, and TensorFlow sees none")
     from fit_vs_tape import rundir, runs
 
-    out = rundir.new_run_dir(args.resume or args.out)
+    # Room for what the run writes (what a resumed run wrote already counts as written).
+    room = rundir.run_bytes(config.hidden_units, len(sides), args.command == "compare")
+    if args.profile:  # a profiler trace: 11-18 MB per side measured for a --mode epoch window
+        room += len(sides) * rundir.PROFILE_BYTES
+    if args.resume:
+        room -= sum(f.stat().st_size for f in Path(args.resume).rglob("*") if f.is_file())
+    out = rundir.new_run_dir(args.resume or args.out, room=room)
     print(f"data: {dataset.source}   run directory: {out}")
     logs = dict(tensorboard=not args.no_tensorboard, profile=args.profile)
-    if args.command == "compare":
-        return runs.compare(config, dataset, out, not args.quiet, bool(args.resume), strategy,
-                            sides, **logs)
-    return runs.train(sides[0], config, dataset, out, not args.quiet, bool(args.resume), strategy,
-                      **logs)
+    try:
+        if args.command == "compare":
+            return runs.compare(config, dataset, out, not args.quiet, bool(args.resume), strategy,
+                                sides, **logs)
+        return runs.train(sides[0], config, dataset, out, not args.quiet, bool(args.resume),
+                          strategy, **logs)
+    except OSError as e:  # a write failed: a full disk, a lost permission, a directory gone
+        hint = ""
+        if (out / rundir.STATE).is_dir():  # else nothing to resume: the run dir is gone, or done
+            hint = (f"; completed epochs are kept in {out}; make room (or fix the directory), "
+                    f"then resume with: {PROG} {args.command} --resume {out}")
+        raise WriteFailed(describe_os_error(e) + hint) from None
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM outside training (evaluating, writing)
+        if not (out / rundir.STATE).is_dir():
+            raise
+        how = "terminated" if isinstance(e, Terminated) else "interrupted"
+        raise RunInterrupted(f"{how}; resume with: {PROG} {args.command} --resume {out}",
+                             exit_code(signal.SIGTERM if how == "terminated" else signal.SIGINT)
+                             ) from None
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -4,9 +4,11 @@ wrong ``--resume`` path is reported before the slow import."""
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import shutil
 import tempfile
 import time
 import zipfile
@@ -23,9 +25,70 @@ RUN_FILE = "run.json"
 STATE = "state"
 
 
-def new_run_dir(out: str | os.PathLike | None, root: str = "runs") -> Path:
+#: What a run writes, in bytes. Every model file and checkpoint holds float32 weights; with
+#: Adam's two moments (fit()'s model file, both kinds of checkpoint) that is 3 x 4 bytes per
+#: parameter, plus what does not grow with the model. Measured on the tutorial's model (101,770
+#: parameters) with ``find RUN_DIR -type f -printf '%s %p\n'`` on a ``compare --quiet`` of the full
+#: data stopped by SIGTERM in the loop's epoch 2, then resumed to the end (TF 2.21, Keras 3.15.1):
+#:   state/high_level/checkpoint/latest.weights.h5  1,241,600  (BackupAndRestore; metadata 24)
+#:   state/low_level/checkpoint/ckpt-1.*, checkpoint 1,225,033  (tf.train.Checkpoint)
+#:   high_level.keras, state/high_level/final.keras 1,244,618  (with the optimizer)
+#:   custom_step.keras, low_level.keras, final.keras  424,229  (no optimizer: 407,080 + 17,149)
+#:   progress.json, done.json, run.json, results.json, report.md  under 4,000 each
+#:   figures/ of a 3-side compare                       944,215  (about 210,000 per side, the
+#:                                                                rest shared)
+#: The numbers below round these up (overheads to 64 KiB, figures to 256 KiB a side + 512 KiB).
+BYTES_PER_PARAMETER = 3 * 4
+OVERHEAD = 64 * 1024
+FIGURES_PER_SIDE, FIGURES_SHARED = 256 * 1024, 512 * 1024
+MB = 1 << 20  # as messages count a megabyte
+
+
+def parameters(hidden_units: int) -> int:
+    """Weights of the classifier (28x28 -> hidden_units -> 10): 101,770 for the tutorial's 128."""
+    return 28 * 28 * hidden_units + hidden_units + hidden_units * 10 + 10
+
+
+def model_bytes(params: int) -> int:
+    """The size of a saved ``.keras`` model (with its optimizer state) of ``params`` weights."""
+    return BYTES_PER_PARAMETER * params + OVERHEAD
+
+
+def checkpoint_bytes(params: int) -> int:
+    """What one epoch's checkpoint writes: BackupAndRestore's weights file and metadata for fit(),
+    or the loop's tf.train.Checkpoint; and the progress record."""
+    return BYTES_PER_PARAMETER * params + OVERHEAD
+
+
+#: Room for one side's --profile trace: traces of this model's second epoch measured 11-18 MB
+#: (--mode epoch, the whole epoch) and less per-step (ten steps): `du` of plugins/profile/.
+PROFILE_BYTES = 20 * 2**20
+
+
+def run_bytes(hidden_units: int, sides: int, figures: bool) -> int:
+    """At most what a run of ``sides`` sides holds on disk at once: per side its checkpoint (two
+    while the loop writes its next one, before deleting the last), its final model in state/ and
+    its model file; then the figures and report of ``compare``. For the default compare: 16.0 MiB,
+    where the sizes above add up to 8.4 MiB at its fullest, just before state/ is removed."""
+    params = parameters(hidden_units)
+    per_side = 2 * checkpoint_bytes(params) + 2 * model_bytes(params)
+    return sides * per_side + ((FIGURES_PER_SIDE * sides + FIGURES_SHARED) if figures else 0)
+
+
+def ensure_room(directory: str | os.PathLike, nbytes: int, what: str) -> None:
+    """Raise OSError(ENOSPC) naming ``directory`` unless its file system has ``nbytes`` free:
+    checked before a library writes there that would crash on a full disk (h5py, inside
+    BackupAndRestore, can end the process with a segmentation fault) or cut a file short."""
+    free = shutil.disk_usage(directory).free  # a directory gone: FileNotFoundError names it
+    if free < nbytes:
+        raise OSError(errno.ENOSPC, f"No space left on device ({free / MB:.1f} MB free, {what} "
+                                    f"needs {nbytes / MB:.1f} MB)", str(directory))
+
+
+def new_run_dir(out: str | os.PathLike | None, root: str = "runs", room: int = 0) -> Path:
     """The directory a run writes into (``runs/<timestamp>/`` by default), created and checked
-    writable now, before any training time is spent."""
+    writable, with ``room`` bytes free, now, before any training time is spent. If it is not,
+    nothing is left behind."""
     if out is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = Path(root) / stamp
@@ -35,12 +98,19 @@ def new_run_dir(out: str | os.PathLike | None, root: str = "runs") -> Path:
             path = Path(root) / f"{stamp}-{n}"
     else:
         path = Path(out)
+    created = not path.exists()
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
             pass
+        free = shutil.disk_usage(path).free
     except OSError as e:
         raise UserError(f"--out {path}: cannot write there ({e.strerror or e})") from None
+    if free < room:
+        if created:
+            path.rmdir()
+        raise UserError(f"--out {path}: not enough room ({free / MB:.1f} MB free, the run writes "
+                        f"up to {room / MB:.1f} MB)")
     return path
 
 
@@ -69,7 +139,8 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def save_model(model, path: str | os.PathLike) -> None:
-    """model.save() atomically."""
+    """model.save() atomically, if there is room for it."""
+    ensure_room(Path(path).parent, model_bytes(model.count_params()), "the model file")
     with atomic_path(path) as tmp:
         model.save(tmp)
 

@@ -14,7 +14,7 @@ from types import ModuleType
 import numpy as np
 
 from fit_vs_tape.callbacks import GracefulInterrupt, RunRecorder, StopOnNaN, TrainingInterrupted
-from fit_vs_tape.errors import RunInterrupted, UserError
+from fit_vs_tape.errors import RunInterrupted, UserError, exit_code
 from fit_vs_tape.report import write_report
 from fit_vs_tape.rundir import STATE, load_model, save_model, start_run, write_json
 from fit_vs_tape.runtime import environment, make_strategy
@@ -191,7 +191,8 @@ def save_run(
 def _train_sides(names: Sequence[str], config: TrainConfig, splits: Splits, out: Path,
                  verbose: bool, command: str, strategy=None, tensorboard: bool = True,
                  profile: bool = False) -> dict[str, SideResult]:
-    """Train each side resumably; on Ctrl-C save the history so far and say how to resume."""
+    """Train each side resumably; on Ctrl-C or SIGTERM save the history so far and say how to
+    resume."""
     weights = initial_weights(config.hidden_units, config.seed)  # one start for every side
     results = {}
     with GracefulInterrupt() as interrupt:
@@ -211,7 +212,7 @@ def _train_sides(names: Sequence[str], config: TrainConfig, splits: Splits, out:
                                                **{n: p for n, p in so_far.items() if p}})
             raise RunInterrupted(
                 f"{stop}; completed epochs are checkpointed in {out}; resume with: "
-                f"fit-vs-tape {command} --resume {out}") from None
+                f"fit-vs-tape {command} --resume {out}", exit_code(stop.signum)) from None
     return results
 
 

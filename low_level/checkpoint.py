@@ -10,9 +10,16 @@ whole or absent.
 
 from __future__ import annotations
 
+import errno
+import shutil
 from pathlib import Path
 
 import tensorflow as tf
+
+#: TensorFlow's errors for a failed write, as the OS errors they stand for.
+_OS_ERRORS = {tf.errors.ResourceExhaustedError: (errno.ENOSPC, "No space left on device"),
+              tf.errors.PermissionDeniedError: (errno.EACCES, "Permission denied"),
+              tf.errors.NotFoundError: (errno.ENOENT, "No such file or directory")}
 
 
 class CheckpointMismatch(ValueError):
@@ -24,6 +31,7 @@ class EpochCheckpoint:
     checkpoint) and saved there by ``save(epoch)`` after each completed epoch."""
 
     def __init__(self, directory: Path, model, optimizer, initial_epoch: int = 0) -> None:
+        self.directory = directory
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=self.epoch)
         self.manager = tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=1)
@@ -35,6 +43,13 @@ class EpochCheckpoint:
                                      f"but training resumes after epoch {initial_epoch}")
 
     def save(self, epochs_done: int) -> None:
-        """Save the state after ``epochs_done`` completed epochs."""
+        """Save the state after ``epochs_done`` completed epochs. A failed write (a full disk)
+        raises OSError naming the directory; the previous checkpoint stays whole."""
         self.epoch.assign(epochs_done)
-        self.manager.save()
+        try:
+            self.manager.save()
+        except tf.errors.OpError as e:
+            for partial in Path(self.directory).glob("*_temp"):  # what the failed save wrote
+                shutil.rmtree(partial, ignore_errors=True)
+            code, cause = _OS_ERRORS.get(type(e), (errno.EIO, e.message.splitlines()[0]))
+            raise OSError(code, cause, str(self.directory)) from e

@@ -1,0 +1,209 @@
+"""Faults mid-run: SIGTERM, a full disk, a run directory that goes away, too little room at the
+start. Each ends with one line and its exit code, and what was completed can be resumed."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import high_level.custom_step as step
+import high_level.train as high
+import low_level.train as low
+from fit_vs_tape.callbacks import GracefulInterrupt, TrainingInterrupted
+from fit_vs_tape.cli import main
+from fit_vs_tape.options import IMPLS
+from fit_vs_tape.rundir import load_model
+from shared.config import TrainConfig
+from shared.model import initial_weights, max_abs_weight_diff, model_from_weights
+from tests.conftest import synthetic, write_dataset
+
+#: Eager, so that an epoch takes about half a second here and a fault lands inside a known epoch.
+EPOCHS = 2
+
+
+def _run_cli(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "fit_vs_tape", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.time() + seconds
+    while not path.is_file() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert path.is_file(), f"{path} never appeared"
+
+
+@contextlib.contextmanager
+def tmpfs(directory: Path, size: str):
+    """A tmpfs of ``size`` mounted on ``directory`` (root only), unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+    directory.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=False)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("faults") / "data", n_train=1600, n_test=50)
+
+
+def _options(data_dir: Path) -> list[str]:
+    return ["--mode", "eager", "--epochs", str(EPOCHS), "--data-dir", str(data_dir), "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def reference(data_dir, tmp_path_factory) -> Path:
+    """One uninterrupted compare: all three sides end bit-identical, so it is every side's
+    reference."""
+    out = tmp_path_factory.mktemp("faults") / "reference"
+    proc = _run_cli("compare", *_options(data_dir), "--out", str(out))
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    return out
+
+
+def _same_weights(model_file: Path, reference: Path, side: str) -> None:
+    assert max_abs_weight_diff(load_model(model_file), load_model(reference / f"{side}.keras")) == 0
+
+
+@pytest.mark.parametrize("impl", ["high", "step", "low"])
+def test_sigterm_then_resume_is_bit_identical(tmp_path, data_dir, reference, impl):
+    run = tmp_path / "terminated"
+    proc = _run_cli("train", "--impl", impl, *_options(data_dir), "--out", str(run))
+    _wait_for(run / "state" / IMPLS[impl] / "progress.json", proc)  # epoch 1 is done
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "fit-vs-tape: terminated (SIGTERM) in epoch 2, step" in err
+    assert f"resume with: fit-vs-tape train --resume {run}" in err
+    saved = json.loads((run / "results.json").read_text())
+    assert saved["status"] == "interrupted" and saved[IMPLS[impl]]["completed_epochs"] == 1
+    assert not list(run.rglob(".*"))  # no temporary file left behind
+
+    resumed = _run_cli("train", "--resume", str(run), "--quiet")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    _same_weights(run / "model.keras", reference, IMPLS[impl])
+    assert len(json.loads((run / "results.json").read_text())[IMPLS[impl]]["epoch_seconds"]) == EPOCHS
+
+
+@pytest.mark.parametrize("mode", ["graph", "epoch"])
+@pytest.mark.parametrize("impl", [high, step, low], ids=["high", "step", "low"])
+def test_sigterm_stops_every_side_between_steps_in_every_mode(impl, mode):
+    """SIGTERM sent during epoch 1 stops training at the next end of a step (of an execution,
+    in epoch mode) of epoch 2: the epoch in progress is never finished."""
+    import keras
+
+    class TermAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    x, y = synthetic(320, 0)
+    model = model_from_weights(128, initial_weights(128, 0))
+    # (pytest.raises outside: the exception passes GracefulInterrupt on its way out.)
+    with pytest.raises(TrainingInterrupted) as stop, GracefulInterrupt() as interrupt:
+        impl.train(model, x, y, TrainConfig(epochs=3, mode=mode), callbacks=[TermAfterFirstEpoch(),
+                   interrupt], verbose=False)
+    assert stop.value.signum == signal.SIGTERM and stop.value.epoch == 1
+    assert str(stop.value).startswith("terminated (SIGTERM) in epoch 2, step")
+    assert signal.getsignal(signal.SIGTERM) != interrupt._handle  # handler given back
+
+
+def test_full_disk_mid_run_then_resume_is_bit_identical(tmp_path, data_dir, reference):
+    with tmpfs(tmp_path / "small", "40m") as disk:
+        run = disk / "run"
+        proc = _run_cli("compare", "--sides", "high,low", *_options(data_dir), "--out", str(run))
+        _wait_for(run / "state" / "high_level" / "progress.json", proc)  # fit()'s epoch 1 done
+        # Another program fills the disk: 256 KB stay free, less than a checkpoint needs.
+        filler = disk / "filler"
+        with open(filler, "wb") as f, contextlib.suppress(OSError):
+            while (free := shutil.disk_usage(disk).free) > 256 * 1024:
+                f.write(b"\0" * min(1 << 20, free - 256 * 1024))
+                f.flush()
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 1, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in err, err
+        assert lines[0].startswith(f"fit-vs-tape: error: {run / 'state' / 'high_level'}: "
+                                   "no space left on device ("), lines[0]
+        assert lines[0].endswith(f"resume with: fit-vs-tape compare --resume {run}")
+        state = run / "state" / "high_level"
+        done = json.loads((state / "progress.json").read_text())["completed_epochs"]
+        checkpointed = json.loads((state / "checkpoint" / "training_metadata.json").read_text())
+        assert done in (1, 2) and checkpointed["epoch"] == done  # record and checkpoint in step
+        assert not list(run.rglob(".*"))
+
+        filler.unlink()  # space freed
+        resumed = _run_cli("compare", "--resume", str(run), "--quiet")
+        _, err = resumed.communicate(timeout=300)
+        assert resumed.returncode == 0, err
+        for side in ("high_level", "low_level"):
+            _same_weights(run / f"{side}.keras", reference, side)
+        assert json.loads((run / "results.json").read_text())["status"] == "complete"
+
+
+def test_run_directory_removed_mid_run(tmp_path, data_dir):
+    run = tmp_path / "gone"
+    proc = _run_cli("train", "--impl", "low", *_options(data_dir), "--out", str(run))
+    # Once epoch 1 is checkpointed (the checkpoint's index file is its last write), so that the
+    # directory goes away while epoch 2 trains, not while epoch 1's files are still written.
+    _wait_for(run / "state" / "low_level" / "checkpoint" / "checkpoint", proc)
+    shutil.rmtree(run)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"fit-vs-tape: error: {run}"), lines[0]
+    assert lines[0].endswith(": no such file or directory"), lines[0]
+
+
+def test_too_little_room_is_refused_before_training(tmp_path, data_dir, capsys):
+    with tmpfs(tmp_path / "tiny", "1m") as disk:
+        assert main(["compare", *_options(data_dir), "--out", str(disk / "run")]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1, err
+        assert err.startswith(f"fit-vs-tape: error: --out {disk / 'run'}: not enough room ("), err
+        assert not list(disk.iterdir())  # nothing written
+
+
+def test_a_failed_checkpoint_write_keeps_the_last_one(tmp_path):
+    """TensorFlow's SaveV2 on a full disk: an OSError naming the directory, no partial files,
+    and the previous checkpoint restores."""
+    from low_level.checkpoint import EpochCheckpoint
+    from shared.model import make_optimizer
+
+    def model_and_optimizer(seed):
+        model = model_from_weights(128, initial_weights(128, seed))
+        optimizer = make_optimizer(TrainConfig())
+        optimizer.build(model.trainable_variables)
+        return model, optimizer
+
+    with tmpfs(tmp_path / "ck", "2m") as disk:  # room for one checkpoint (1.2 MB), not two
+        saver = EpochCheckpoint(disk / "c", *model_and_optimizer(0))
+        saver.save(1)
+        before = sorted(p.name for p in (disk / "c").iterdir())
+        with pytest.raises(OSError) as failed:
+            saver.save(2)
+        assert failed.value.errno == errno.ENOSPC and failed.value.filename == str(disk / "c")
+        assert sorted(p.name for p in (disk / "c").iterdir()) == before
+        assert int(EpochCheckpoint(disk / "c", *model_and_optimizer(1), 1).epoch.numpy()) == 1
