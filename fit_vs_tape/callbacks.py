@@ -1,7 +1,7 @@
-"""Callbacks the application gives both implementations: fit() calls them itself, the loop
+"""Callbacks the application gives every implementation: fit() calls them itself, the loop
 through its CallbackList.
 
-- EpochTimer: wall-clock seconds of each epoch, timed the same way on both sides.
+- EpochTimer: wall-clock seconds of each epoch, timed the same way on every side.
 - RunRecorder: each epoch's logs and seconds, saved after every epoch (the history so far), once
   it has made sure the epoch's checkpoint has room.
 - StopOnNaN: stop at the first non-finite loss and remember the epoch and step.

@@ -1,4 +1,4 @@
-"""The `train` and `compare` commands: train one side or both, from one start, and record it."""
+"""The `train` and `compare` commands: train one side or several, from one start, and record it."""
 
 from __future__ import annotations
 
