@@ -84,9 +84,7 @@ def _train_or_compare(args: argparse.Namespace) -> int:
         sides = [IMPLS[args.impl]] if args.command == "train" else args.sides
         data_dir = args.data_dir
     options.checked(lambda: config.check_sides(sides))
-    if args.profile and (args.no_tensorboard or config.epochs < 2):
-        raise UserError("--profile: traces the second epoch into the TensorBoard logs; it needs "
-                        "--epochs 2 or more and no --no-tensorboard")
+    options.check_logging(args, config)
     runtime.choose_device(args.device)
     dataset = runtime.load_dataset(data_dir)
     options.checked(lambda: config.check_data(len(dataset.x_train)))

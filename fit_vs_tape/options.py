@@ -138,7 +138,7 @@ def add_training_options(parser: argparse.ArgumentParser, names: Iterable[str] =
     a default by destination name, e.g. ``epochs=3``."""
     for name in names:
         kwargs = dict(TRAINING_OPTIONS[name][1])
-        dest = name[2:].replace("-", "_")
+        dest = _dest(name)
         if dest in defaults:
             kwargs["default"] = defaults[dest]
             kwargs["help"] = kwargs["help"].split(" (default")[0] + f" (default {defaults[dest]})"
@@ -148,15 +148,27 @@ def add_training_options(parser: argparse.ArgumentParser, names: Iterable[str] =
 def make_config(args: argparse.Namespace, **settings) -> TrainConfig:
     """The TrainConfig the parsed training options (and ``settings``) describe; a setting its
     rules forbid is a UserError."""
-    fields = {field: getattr(args, name[2:].replace("-", "_"))
-              for name, (field, _) in TRAINING_OPTIONS.items()
-              if field and hasattr(args, name[2:].replace("-", "_"))}
+    fields = {field: getattr(args, _dest(name)) for name, (field, _) in TRAINING_OPTIONS.items()
+              if field and hasattr(args, _dest(name))}
     if getattr(args, "jit_compile", False):
         if fields.get("mode") == "eager":
             raise UserError("--jit-compile: cannot compile with --mode eager")
         if fields.get("mode") == "graph":
             fields["mode"] = "xla"
     return checked(lambda: TrainConfig(**{**fields, **settings}))
+
+
+def check_logging(args: argparse.Namespace, config: TrainConfig) -> None:
+    """The rule of --profile, which is not a training setting: it traces the second epoch into
+    the TensorBoard logs."""
+    if args.profile and (args.no_tensorboard or config.epochs < 2):
+        raise UserError("--profile: traces the second epoch into the TensorBoard logs; it needs "
+                        "--epochs 2 or more and no --no-tensorboard")
+
+
+def _dest(name: str) -> str:
+    """argparse's attribute for option ``name``: --batch-size -> batch_size."""
+    return name[2:].replace("-", "_")
 
 
 def checked(rule):
