@@ -70,7 +70,9 @@ class RunRecorder(EpochTimer):
         if self.path is not None and self.model is not None:
             # This runs before the epoch's checkpoint is written (fit()'s BackupAndRestore comes
             # last, the loop saves after its callbacks): no room for it, and the run stops here,
-            # with the last checkpoint and this record still whole and in step.
+            # with the last checkpoint and this record still whole and in step. Should the disk
+            # fill in between, the save fails whole and this record is one epoch ahead of the
+            # checkpoint: resuming cuts it back (runs._in_step_with_checkpoint).
             ensure_room(self.path.parent, checkpoint_bytes(self.model.count_params()),
                         f"the checkpoint of epoch {epoch + 1}")
         super().on_epoch_end(epoch, logs)

@@ -77,8 +77,8 @@ def run_bytes(hidden_units: int, sides: int, figures: bool) -> int:
 
 def ensure_room(directory: str | os.PathLike, nbytes: int, what: str) -> None:
     """Raise OSError(ENOSPC) naming ``directory`` unless its file system has ``nbytes`` free:
-    checked before a library writes there that would crash on a full disk (h5py, inside
-    BackupAndRestore, can end the process with a segmentation fault) or cut a file short."""
+    checked before a checkpoint or model file is written, so that a full disk stops the run with
+    how much room it needs (the writes themselves fail whole if the disk fills in between)."""
     free = shutil.disk_usage(directory).free  # a directory gone: FileNotFoundError names it
     if free < nbytes:
         raise OSError(errno.ENOSPC, f"No space left on device ({free / MB:.1f} MB free, {what} "

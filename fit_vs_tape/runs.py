@@ -19,6 +19,8 @@ from fit_vs_tape.report import write_report
 from fit_vs_tape.rundir import STATE, load_model, save_model, start_run, write_json
 from fit_vs_tape.runtime import environment, make_strategy
 from fit_vs_tape.tb_logs import TENSORBOARD, tensorboard_callback
+from high_level import checkpoint as fit_checkpoint
+from low_level import checkpoint as loop_checkpoint
 from low_level.checkpoint import CheckpointMismatch
 from shared import data as data_lib
 from shared.config import SIDES, TrainConfig
@@ -108,6 +110,8 @@ def run_side(
         if state_dir is not None:
             state_dir.mkdir(parents=True, exist_ok=True)
             progress = RunRecorder.load(state_dir / "progress.json")
+            if progress is not None:
+                progress = _in_step_with_checkpoint(progress, name, state_dir)
         recorder = RunRecorder(state_dir / "progress.json" if state_dir else None, progress)
         nan_guard = StopOnNaN()
         if log_dir is not None:
@@ -141,6 +145,24 @@ def run_side(
     probabilities = impl.predict(model, splits.x_test, config)
     return SideResult(model, history, test["loss"], test["accuracy"], seconds, probabilities,
                       stopped)
+
+
+def saved_epochs(name: str, directory: Path) -> int:
+    """How many completed epochs the checkpoint of side ``name`` in ``directory`` holds."""
+    return (fit_checkpoint if SIDES[name].uses_fit else loop_checkpoint).saved_epochs(directory)
+
+
+def _in_step_with_checkpoint(progress: dict, name: str, state_dir: Path) -> dict:
+    """A side's saved progress cut back to the epochs its checkpoint holds. The progress record
+    is written just before each checkpoint, so a checkpoint that failed to save (a full disk)
+    leaves the record one epoch ahead: on resume that epoch is trained again, identically."""
+    saved = saved_epochs(name, state_dir / "checkpoint")
+    done = progress["completed_epochs"]
+    if saved > done:
+        raise UserError(f"cannot resume: {state_dir / 'checkpoint'} holds {saved} epochs, but "
+                        f"{state_dir / 'progress.json'} records only {done}")
+    return {"completed_epochs": saved, "epoch_seconds": progress["epoch_seconds"][:saved],
+            "history": {key: values[:saved] for key, values in progress["history"].items()}}
 
 
 def epoch_table(results: dict[str, SideResult]) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from high_level import checkpoint
 from shared.config import TrainConfig
 from shared.model import make_optimizer
 from shared.order import eval_batches, steps_per_epoch, train_batches
@@ -49,9 +50,10 @@ def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
     """``model.fit`` on the shared batches (``model`` compiled): the driver, whoever wrote the step."""
     callbacks = list(callbacks)
     if checkpoint_dir is not None:
-        # Keras' own: after every epoch it saves weights, optimizer state and the epoch counter;
-        # at the start it restores them (and fit() then starts at the saved epoch).
-        callbacks.append(keras.callbacks.BackupAndRestore(str(checkpoint_dir), delete_checkpoint=False))
+        # Keras' BackupAndRestore: after every epoch it saves weights, optimizer state and the
+        # epoch counter; at the start it restores them (and fit() then starts at the saved
+        # epoch). checkpoint.py's subclass only makes each save all-or-nothing.
+        callbacks.append(checkpoint.BackupAndRestore(checkpoint_dir))
     history = model.fit(
         # All epochs' batches in the shared order, in one finite dataset: fit() keeps one
         # iterator running across epochs, so epoch k gets exactly the loop's epoch k.

@@ -4,8 +4,8 @@ BackupAndRestore saves the model's weights, the optimizer's state (Adam's moment
 count) and the epoch counter at the end of every epoch, and restores all three when training
 starts again, so that fit() carries on from the next epoch as if it had never stopped. By hand
 that is a ``tf.train.Checkpoint`` of the same three things and a ``tf.train.CheckpointManager``
-that keeps the latest one. Both write under a temporary name first, so a checkpoint is either
-whole or absent.
+that keeps the latest one. TensorFlow writes it under a temporary name first, so a checkpoint
+is either whole or absent (high_level/checkpoint.py makes fit()'s save whole the same way).
 """
 
 from __future__ import annotations
@@ -52,4 +52,11 @@ class EpochCheckpoint:
             for partial in Path(self.directory).glob("*_temp"):  # what the failed save wrote
                 shutil.rmtree(partial, ignore_errors=True)
             code, cause = _OS_ERRORS.get(type(e), (errno.EIO, e.message.splitlines()[0]))
-            raise OSError(code, cause, str(self.directory)) from e
+            raise OSError(code, f"{cause} (the checkpoint of epoch {epochs_done} was not written)",
+                          str(self.directory)) from e
+
+
+def saved_epochs(directory: str | Path) -> int:
+    """How many completed epochs the checkpoint in ``directory`` holds (0: none yet)."""
+    latest = tf.train.latest_checkpoint(str(directory))
+    return int(tf.train.load_variable(latest, "epoch/.ATTRIBUTES/VARIABLE_VALUE")) if latest else 0
