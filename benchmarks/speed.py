@@ -152,7 +152,10 @@ def run(args: argparse.Namespace) -> dict:
     from fit_vs_tape.rundir import new_run_dir, write_json, write_text
     from fit_vs_tape.runtime import load_dataset
 
-    configs = [options.make_config(args, batch_size=b) for b in args.batch_sizes]
+    try:
+        configs = [options.make_config(args, batch_size=b) for b in args.batch_sizes]
+    except UserError as e:  # TrainConfig's rule names --batch-size; the user typed --batch-sizes
+        raise UserError(str(e).replace("--batch-size ", "--batch-sizes ", 1)) from None
     options.checked(lambda: configs[0].check_sides(SIDES))  # every rule before anything slow
     dataset = load_dataset(args.data_dir)  # checks the data (and fetches it) once, up front
     for config in configs:

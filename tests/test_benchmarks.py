@@ -79,3 +79,12 @@ def test_gpu_requested_without_gpu_is_a_clear_error(tiny_data_dir, tmp_path, cap
         assert code == 2
         assert needle in capsys.readouterr().err
         assert not (tmp_path / "o").exists()
+
+
+def test_a_bad_batch_size_is_named_by_the_option_the_user_typed(tiny_data_dir, tmp_path, capsys):
+    code = main(["bench", "speed", "--batch-sizes", "32,0", "--data-dir", str(tiny_data_dir),
+                 "--out", str(tmp_path / "o")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fit-vs-tape: error: --batch-sizes 0: "), err
+    assert not (tmp_path / "o").exists()

@@ -227,6 +227,54 @@ def test_disk_full_during_the_checkpoint_write_then_resume_is_bit_identical(
         assert len(saved["epoch_seconds"]) == EPOCHS and len(saved["history"]["loss"]) == EPOCHS
 
 
+#: The last file each kind of checkpoint writes for an epoch.
+_CHECKPOINTED = {"high": "training_metadata.json", "low": "checkpoint"}
+
+
+def _without_root_powers() -> list[str]:
+    """A command prefix under which root obeys file permissions as any user does (it drops the
+    capabilities that let root write anywhere); nothing for other users."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("root ignores file permissions, and setpriv (util-linux) is not here")
+    caps = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", "--"]
+
+
+@pytest.mark.parametrize("impl", ["high", "low"])
+def test_write_permission_lost_mid_run_then_resume_is_bit_identical(
+        tmp_path, data_dir, reference, impl):
+    """The side's state directory stops being writable during epoch 2: one line naming the file
+    and the cause; with the permission back, --resume ends bit-identical."""
+    run = tmp_path / "locked"
+    state = run / "state" / IMPLS[impl]
+    proc = subprocess.Popen([*_without_root_powers(), sys.executable, "-m", "fit_vs_tape", "train",
+                             "--impl", impl, *_options(data_dir), "--out", str(run)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(state / "checkpoint" / _CHECKPOINTED[impl], proc)  # epoch 1 checkpointed
+    for directory in (state, state / "checkpoint"):
+        directory.chmod(0o555)
+    try:
+        _, err = proc.communicate(timeout=120)
+    finally:
+        for directory in (state, state / "checkpoint"):
+            directory.chmod(0o755)
+    assert proc.returncode == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"fit-vs-tape: error: {state}"), lines[0]
+    assert ": permission denied" in lines[0], lines[0]
+    assert lines[0].endswith(f"resume with: fit-vs-tape train --resume {run}"), lines[0]
+    assert saved_epochs(IMPLS[impl], state / "checkpoint") == 1
+    assert not list(run.rglob(".*"))
+
+    resumed = _run_cli("train", "--resume", str(run), "--quiet")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    _same_weights(run / "model.keras", reference, IMPLS[impl])
+
+
 def test_run_directory_removed_mid_run(tmp_path, data_dir):
     run = tmp_path / "gone"
     proc = _run_cli("train", "--impl", "low", *_options(data_dir), "--out", str(run))
