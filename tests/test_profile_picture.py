@@ -59,7 +59,7 @@ def test_report_shows_a_timeline_of_every_profiled_side(tmp_path, monkeypatch, c
     assert len(converted) == len(SIDES)
     assert not any(out in p.parents for p in converted)
     for side in SIDES:
-        profile_dirs = list((out / "tensorboard" / side / "train" / "plugins" / "profile").iterdir())
+        profile_dirs = list((out / "tensorboard" / side / "train/plugins/profile").iterdir())
         assert len(profile_dirs) == 1
         assert [p.suffixes[-2:] for p in profile_dirs[0].iterdir()] == [[".xplane", ".pb"]], side
     assert not [p for p in (out / "figures").iterdir() if p.name.startswith(".")]  # no temp PNG
