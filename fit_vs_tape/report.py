@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from fit_vs_tape import trace_picture
 from fit_vs_tape.rundir import write_text
+from fit_vs_tape.runtime import quiet_tensorflow
 from fit_vs_tape.tb_logs import TENSORBOARD
 from shared import plotting
 
@@ -44,6 +46,45 @@ def _median_after_first(seconds: list[float]) -> float | None:
 
 def _fmt(value, spec=".4f") -> str:
     return "-" if value is None else format(value, spec)
+
+
+def _image(out: Path, caption: str, path: Path) -> str:
+    # Relative links: the run directory can be moved or shared as it is.
+    return f"**{caption}**\n\n![{caption}]({path.relative_to(out).as_posix()})\n"
+
+
+def _newest_trace(out: Path, side: str) -> Path | None:
+    # Timestamped folders: the last one sorted by name is the newest trace.
+    traces = sorted((out / TENSORBOARD / side).glob("train/plugins/profile/*/*.xplane.pb"))
+    return traces[-1] if traces else None
+
+
+def profile_pictures(out: Path, fig_dir: Path, labels: Mapping[str, str],
+                     mode: str) -> list[str]:
+    """A timeline PNG of a few traced training steps per profiled side
+    (figures/profile_<side>.png) and its report.md lines; without the profiler plugin, one line
+    on how to get them. A side whose trace cannot be drawn gets one line saying so: a picture
+    never fails the report."""
+    traces = {side: trace for side in labels if (trace := _newest_trace(out, side))}
+    lines = []
+    for side, trace in traces.items():
+        png = fig_dir / f"profile_{side}.png"
+        try:
+            # The converter's C++ side logs its progress (and a harmless "No
+            # UnifiedProfileProcessor registered") to stderr: keep it off the terminal.
+            with quiet_tensorflow():
+                what = trace_picture.trace_picture(trace, png, f"{labels[side]}, --mode {mode}")
+        except trace_picture.ConverterMissing:
+            return ["Timelines of a few traced steps of every side appear here with the profiler "
+                    "plugin: `pip install -e '.[profile]'`, then run the same command again.", ""]
+        except Exception as e:  # whatever the trace holds, the report is written
+            png.unlink(missing_ok=True)  # a picture left by an earlier report would be stale
+            reason = (str(e).strip().splitlines() or [""])[0][:200]
+            lines += [f"No timeline for {labels[side]}: its trace could not be drawn "
+                      f"({type(e).__name__}: {reason}).", ""]
+        else:
+            lines.append(_image(out, f"{labels[side]}, profiled: {what}", png))
+    return lines
 
 
 def tensorboard_section(out: Path, sides) -> list[str]:
@@ -99,8 +140,7 @@ def write_report(
         s, labels[s], probabilities[s], x_test, y_test, class_names, fig_dir)]
 
     def image(caption: str, path: Path) -> str:
-        # Relative links: the run directory can be moved or shared as it is.
-        return f"**{caption}**\n\n![{caption}]({path.relative_to(out).as_posix()})\n"
+        return _image(out, caption, path)
 
     rows = [
         ("test accuracy", lambda s: _fmt(record[s]["test_accuracy"])),
@@ -134,6 +174,7 @@ def write_report(
         "",
         *(image(c, p) for c, p in comparison),
         *tensorboard_section(out, sides),
+        *profile_pictures(out, fig_dir, labels, config["mode"]),
         "## Configuration",
         "",
         "| setting | value |",
