@@ -11,7 +11,10 @@ does not load. On a full disk HDF5 also leaves the file open in a state that cra
 when Python exits (a segmentation fault; h5py issue #914). The subclass below changes only the
 writing: HDF5 builds the file in memory, and Python writes the bytes under a temporary name and
 renames them over the old file. A failed save raises an OSError naming the directory and leaves
-the previous checkpoint whole. Restoring is Keras' own, unchanged.
+the previous checkpoint whole. Restoring is Keras' own, unchanged. (Keras' own remedy,
+``double_checkpoint=True``, keeps a ``.bkp`` copy to fall back on when loading fails; it does
+not help here: a file cut short still half loads, and the crash on exit remains. This save
+replaces it, so the option does nothing on this class.)
 """
 
 from __future__ import annotations

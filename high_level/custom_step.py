@@ -7,7 +7,8 @@ it is still fit()'s: the loops over epochs and steps, resetting the metrics you 
 ``metrics`` at each epoch, callbacks and History, the progress bar, validation,
 ``steps_per_execution`` and ``jit_compile``, ``strategy.run`` around your step under tf.distribute,
 and BackupAndRestore. Read ``train_step`` below beside ``train_step`` in low_level/train.py: they
-are the same lines; what differs is who calls them.
+are the same lines, but for what they return (fit() wants every metric's result; the loop keeps
+the batch's loss); what differs is who calls them.
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ class OwnStepModel(keras.Sequential):
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
         # Update the weights (and Adam's moments and iteration counter).
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-        # The loss tracker: a mean over samples, so a smaller last batch weighs less.
+        # The loss tracker: a mean over samples, so a smaller last batch weighs less. (On one
+        # device the unscale is the identity; under tf.distribute it undoes Keras' division of
+        # the loss by the replica count: shared/model.py.)
         self.loss_tracker.update_state(unscale_loss_for_distribution(loss),
                                        sample_weight=tf.shape(images)[0])
         self.accuracy.update_state(labels, probs)

@@ -51,8 +51,10 @@ def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
     callbacks = list(callbacks)
     if checkpoint_dir is not None:
         # Keras' BackupAndRestore: after every epoch it saves weights, optimizer state and the
-        # epoch counter; at the start it restores them (and fit() then starts at the saved
-        # epoch). checkpoint.py's subclass only makes each save all-or-nothing.
+        # epoch counter; at the start it restores them, and fit() then starts at the saved
+        # epoch whatever initial_epoch says. The batches below start at initial_epoch: the
+        # caller passes the saved epoch (fit_vs_tape/runs.py checks the two agree).
+        # checkpoint.py's subclass only makes each save all-or-nothing.
         callbacks.append(checkpoint.BackupAndRestore(checkpoint_dir))
     history = model.fit(
         # All epochs' batches in the shared order, in one finite dataset: fit() keeps one

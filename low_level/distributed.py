@@ -25,7 +25,7 @@ def is_distributed() -> bool:
 
 
 def distribute_dataset(dataset: tf.data.Dataset):
-    """Split each global batch across the replicas (fit() does it in its data adapter)."""
+    """Split each global batch across the replicas (fit() does it in its TFEpochIterator)."""
     if not is_distributed():
         return dataset
     return tf.distribute.get_strategy().experimental_distribute_dataset(dataset)

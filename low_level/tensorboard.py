@@ -4,14 +4,16 @@ with ``tf.summary`` and, for a window of steps, ``tf.profiler``.
 Keras' callback keeps two summary writers, LOG_DIR/train and LOG_DIR/validation; at the end of
 every epoch it writes each training metric as ``epoch_<name>`` (and the learning rate as
 ``epoch_learning_rate``) to the first and each ``val_<name>`` as ``epoch_<name>`` to the second,
-with the epoch as the step. That is all this class does too, so one ``tensorboard --logdir``
-shows the loop's curves on top of fit()'s. The loop calls it like any callback, through its
-CallbackList, with the same logs fit() would pass.
+with the epoch as the step. This class writes those epoch scalars, so one ``tensorboard --logdir``
+shows the loop's curves on top of fit()'s. (Keras' callback also writes the model's summary and,
+after each validation, ``evaluation_<name>_vs_iterations``; the comparison needs neither.) The
+loop calls it like any callback, through its CallbackList, with the same logs fit() would pass.
 
 Its ``profile_batch=(first, last)`` traces a window of training batches (counted from the start
 of training, one per call of the compiled function) with TensorFlow's profiler into LOG_DIR/train,
 where TensorBoard's Profile tab finds it. Here ``profile=(first, last)`` counts the batch
-callbacks of the second epoch the same way, and starts and stops the profiler by hand.
+callbacks from the start of the second epoch (fit_vs_tape/tb_logs.py turns one count into the
+other), and starts and stops the profiler by hand.
 """
 
 from __future__ import annotations

@@ -65,13 +65,14 @@ def make_metrics() -> dict[str, keras.Metric]:
             "accuracy": keras.metrics.SparseCategoricalAccuracy(name="accuracy")}
 
 
-def make_train_function(step: Callable, config: TrainConfig) -> Callable:
+def make_train_function(step: Callable, config: TrainConfig, replicated: bool = True) -> Callable:
     """Compile a step as fit()'s make_train_function does (make_test_function and
     make_predict_function do the same to the other steps): not at all with run_eagerly=True;
-    else traced once into a graph by tf.function, compiled by XLA when jit_compile says so."""
+    else traced once into a graph by tf.function, compiled by XLA when jit_compile says so.
+    ``replicated``: run on every replica under tf.distribute (the train and test steps)."""
     if config.mode == "eager":
         return step
-    if distributed.is_distributed():  # several replicas: each runs the step (distributed.py)
+    if replicated and distributed.is_distributed():  # each replica runs it (distributed.py)
         return distributed.make_distributed_function(step)
     # A None batch dimension: the smaller last batch reuses the same trace instead of retracing.
     signature = [tf.TensorSpec([None, 28, 28], tf.float32), tf.TensorSpec([None], tf.uint8)]
@@ -87,7 +88,7 @@ def train(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
     model, optimizer and epoch are saved after every epoch and restored from at the start."""
     # compile(): the optimizer, the loss and the metrics.
     optimizer = make_optimizer(config)
-    optimizer.build(model.trainable_variables)  # Adam's moments now: a trace must not create any
+    optimizer.build(model.trainable_variables)  # fit() too: a traced step may not create variables
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
     metrics = make_metrics()
     step = partial(train_step, model, optimizer, loss_fn, metrics)
@@ -117,12 +118,12 @@ def train(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
             whole_epoch.run_epoch(epoch_function, config.seed, epoch, len(x), callback_list, bar)
         else:
             for step_index in range(steps):
-                # fit() calls the batch callbacks around every step (NaN check, Ctrl-C, ...).
+                # fit() calls batch callbacks (NaN stop, Ctrl-C) around each call of its function.
                 callback_list.on_train_batch_begin(step_index)
                 loss = train_function(*next(batches))
-                callback_list.on_train_batch_end(step_index, {"loss": loss})
+                callback_list.on_train_batch_end(step_index, {"loss": loss})  # fit(): running means
                 show_progress(bar, metrics)
-                if model.stop_training:  # a callback (TerminateOnNaN, EarlyStopping) said stop
+                if model.stop_training:  # a batch callback (TerminateOnNaN) said stop
                     break
         show_progress(bar, metrics, steps=0, close=True)
         # Read the epoch's metrics: a sync point, the loop waits for the device here.
@@ -172,6 +173,7 @@ def evaluate(
 
 def predict(model: keras.Model, x: np.ndarray, config: TrainConfig) -> np.ndarray:
     """Class probabilities, shape (len(x), 10), for uint8 images ``x`` (replaces predict())."""
-    forward = make_train_function(partial(predict_step, model), config)
+    # One device even under tf.distribute: replicas' predictions must be joined, not summed.
+    forward = make_train_function(partial(predict_step, model), config, replicated=False)
     batches = eval_batches(x, np.zeros(len(x), np.uint8), config.batch_size)
     return np.concatenate([np.asarray(forward(images, labels)) for images, labels in batches])

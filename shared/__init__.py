@@ -1,1 +1,1 @@
-"""What both implementations and the figures share: data, data order, model, config, plotting."""
+"""What every implementation and the figures share: data, data order, model, config, plotting."""

@@ -1,4 +1,4 @@
-"""The one training configuration both implementations read, and the rules it must follow.
+"""The one training configuration every implementation reads, and the rules it must follow.
 
 Every rule about what a setting may be lives here, once: ``TrainConfig`` checks itself when it is
 made, and ``check_data`` / ``check_sides`` check it against the data and the implementations that
@@ -76,7 +76,8 @@ class TrainConfig:
     """eager: plain Python; graph: tf.function; xla: tf.function(jit_compile=True);
     epoch: a whole epoch compiled into one XLA computation (fit(): one execution per epoch)."""
     steps_per_execution: int = 1
-    """fit()'s steps_per_execution: training steps per call of its compiled function."""
+    """fit()'s steps_per_execution: training steps per call of its compiled function. fit() only:
+    the loop runs one step per call, or a whole epoch in mode "epoch" (low_level/whole_epoch.py)."""
     mixed_precision: bool = False
     """float16 compute with float32 weights and a scaled loss (pays on GPUs only)."""
     strategy: str = "default"
@@ -135,7 +136,7 @@ class TrainConfig:
 
     @property
     def jit_compile(self) -> bool:
-        """The XLA choice, stated explicitly for both sides (Keras' "auto" differs by machine)."""
+        """The XLA choice, stated explicitly for every side (Keras' "auto" differs by machine)."""
         return self.mode in ("xla", "epoch")
 
     def to_dict(self) -> dict:

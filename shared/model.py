@@ -29,7 +29,7 @@ def build_model(hidden_units: int = TrainConfig.hidden_units, mixed_precision: b
 
 
 def initial_weights(hidden_units: int, seed: int) -> list[np.ndarray]:
-    """One snapshot of initial weights, drawn from ``seed``, to copy into both models."""
+    """One snapshot of initial weights, drawn from ``seed``, to copy into every side's model."""
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -37,14 +37,14 @@ def initial_weights(hidden_units: int, seed: int) -> list[np.ndarray]:
 
 
 def model_from_weights(hidden_units: int, weights: list[np.ndarray], mixed_precision: bool = False):
-    """A fresh model holding a copy of ``weights`` (the same start for both implementations)."""
+    """A fresh model holding a copy of ``weights`` (the same start for every implementation)."""
     model = build_model(hidden_units, mixed_precision)
     model.set_weights(weights)
     return model
 
 
 def make_optimizer(config: TrainConfig):
-    """The optimizer both sides use: compile("adam") is keras.optimizers.Adam() with its defaults.
+    """The optimizer every side uses: compile("adam") is keras.optimizers.Adam() with its defaults.
     Under mixed precision it is wrapped in a LossScaleOptimizer, as compile() would do."""
     import keras
 

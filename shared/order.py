@@ -1,8 +1,8 @@
-"""The one data order: which images each step of each epoch sees, for both implementations.
+"""The one data order: which images each step of each epoch sees, for every implementation.
 
 Each epoch's order is a permutation drawn from (seed, epoch) and nothing else, so it is the same
-whichever implementation asks, whatever ran before, and after a resume. Both sides consume the
-``tf.data`` pipelines built here and neither shuffles on its own: fit() and a plain ``for`` loop
+whichever implementation asks, whatever ran before, and after a resume. Every side consumes the
+``tf.data`` pipelines built here and none shuffles on its own: fit() and a plain ``for`` loop
 over the same seeded, reshuffling pipeline do not draw the same sequence of orders (measured
 with TF 2.21: max |w_fit - w_loop| = 0.10 after 2 epochs instead of 0).
 """
@@ -41,9 +41,9 @@ def train_batches(x: np.ndarray, y: np.ndarray, seed: int, batch_size: int, epoc
     """A finite ``tf.data.Dataset`` of (images, labels) batches for the given epochs, in order.
 
     Each epoch is its own permutation cut into batches (a smaller last batch, never one that
-    straddles two epochs). Both sides read one such dataset for all their epochs, ``steps_per_epoch``
+    straddles two epochs). Every side reads one such dataset for all its epochs, ``steps_per_epoch``
     batches at a time (fit() keeps its iterator running across epochs when told steps_per_epoch),
-    so epoch k is the same batches for both, and a resumed run starts at its next epoch.
+    so epoch k is the same batches for all, and a resumed run starts at its next epoch.
     """
     import tensorflow as tf
 

@@ -88,3 +88,39 @@ def test_fit_under_multiworker_is_refused_clearly(runs):
     result = _cli("compare", "--strategy", "multiworker", *common)
     assert result.returncode == 2
     assert "keras-team/keras#20585" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+_PREDICT_UNDER_A_STRATEGY = """
+import json, numpy as np
+from fit_vs_tape.runtime import import_tensorflow
+tf = import_tensorflow(cpu_replicas=2)
+import low_level.train as low
+from shared.config import TrainConfig
+from shared.model import initial_weights, model_from_weights
+from tests.conftest import synthetic
+
+x, y = synthetic(100, 0)
+config = TrainConfig(batch_size=32)
+alone = low.predict(model_from_weights(128, initial_weights(128, 0)), x, config)
+with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
+    model = model_from_weights(128, initial_weights(128, 0))
+    mirrored = low.predict(model, x, config)
+    evaluated = low.evaluate(model, x, y, config)
+single = low.evaluate(model_from_weights(128, initial_weights(128, 0)), x, y, config)
+print(json.dumps({"row_sums": mirrored.sum(axis=1).tolist(), "shape": list(mirrored.shape),
+                  "diff": float(np.abs(mirrored - alone).max()),
+                  "loss": [evaluated["loss"], single["loss"]]}))
+"""
+
+
+def test_the_loops_predict_and_evaluate_under_a_strategy_match_one_device():
+    """Inside a strategy's scope (2 logical CPUs), predict() gives each image's probabilities
+    once (not summed over replicas) and evaluate() the same loss as on one device."""
+    proc = subprocess.run([sys.executable, "-c", _PREDICT_UNDER_A_STRATEGY], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["shape"] == [100, 10]
+    assert all(abs(s - 1) < 1e-5 for s in result["row_sums"])
+    assert result["diff"] < 1e-6
+    assert abs(result["loss"][0] - result["loss"][1]) < 1e-5
