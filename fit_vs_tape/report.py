@@ -13,6 +13,7 @@ from fit_vs_tape.rundir import write_text
 from fit_vs_tape.runtime import quiet_tensorflow
 from fit_vs_tape.tb_logs import TENSORBOARD
 from shared import plotting
+from shared.config import SIDES
 
 FIGURES = "figures"
 #: The tutorial shows test images 0 and 12 beside their probability bars.
@@ -100,6 +101,12 @@ def tensorboard_section(out: Path, sides) -> list[str]:
     if profiled:
         lines += [f"Profiler traces of the second epoch ({', '.join(profiled)}): TensorBoard's "
                   "Profile tab, after `pip install tensorboard-plugin-profile`.", ""]
+    if any(SIDES[side].uses_fit for side in sides):
+        # Measured in docs/benchmarks.md: enough to tilt a compare's seconds towards the loop.
+        lines += ["The seconds above include this logging, and it costs `fit()` more than the "
+                  "loop: Keras' TensorBoard callback does some work at every step (even with "
+                  "`update_freq=\"epoch\"`), the loop's logger once per epoch. To time without "
+                  "it: `--no-tensorboard`, or `fit-vs-tape bench speed`.", ""]
     return lines
 
 

@@ -60,6 +60,8 @@ def test_profile_leaves_a_trace_for_every_side(logged_run):
     report = (out / "report.md").read_text()
     assert f"tensorboard --logdir {out / 'tensorboard'}" in report
     assert "Profile tab" in report
+    # fit()'s sides pay Keras' callback at every step: the report says so beside the seconds.
+    assert "The seconds above include this logging" in report and "`--no-tensorboard`" in report
 
 
 def test_the_profiled_window_is_in_the_second_epoch():
