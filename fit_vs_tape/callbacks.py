@@ -19,7 +19,7 @@ from pathlib import Path
 
 import keras
 
-from fit_vs_tape.rundir import checkpoint_bytes, ensure_room, write_json
+from fit_vs_tape.rundir import ensure_room, weights_bytes, write_json
 
 
 class TrainingInterrupted(Exception):
@@ -73,7 +73,7 @@ class RunRecorder(EpochTimer):
             # with the last checkpoint and this record still whole and in step. Should the disk
             # fill in between, the save fails whole and this record is one epoch ahead of the
             # checkpoint: resuming cuts it back (runs._in_step_with_checkpoint).
-            ensure_room(self.path.parent, checkpoint_bytes(self.model.count_params()),
+            ensure_room(self.path.parent, weights_bytes(self.model.count_params()),
                         f"the checkpoint of epoch {epoch + 1}")
         super().on_epoch_end(epoch, logs)
         for key, value in (logs or {}).items():

@@ -4,7 +4,6 @@ before TensorFlow is imported; only the commands that train or predict import it
 from __future__ import annotations
 
 import argparse
-import signal
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,12 +11,12 @@ from fit_vs_tape import options, runtime
 from fit_vs_tape.errors import (
     PROG,
     RunInterrupted,
-    Terminated,
     UserError,
     WriteFailed,
     describe_os_error,
-    exit_code,
     report_errors,
+    resume_hint,
+    stopped_by,
 )
 from fit_vs_tape.options import IMPLS
 from shared.config import SIDES
@@ -115,15 +114,13 @@ def _train_or_compare(args: argparse.Namespace) -> int:
         hint = ""
         if (out / rundir.STATE).is_dir():  # else nothing to resume: the run dir is gone, or done
             hint = (f"; completed epochs are kept in {out}; make room (or fix the directory), "
-                    f"then resume with: {PROG} {args.command} --resume {out}")
+                    f"then {resume_hint(args.command, out)}")
         raise WriteFailed(describe_os_error(e) + hint) from None
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM outside training (evaluating, writing)
         if not (out / rundir.STATE).is_dir():
             raise
-        how = "terminated" if isinstance(e, Terminated) else "interrupted"
-        raise RunInterrupted(f"{how}; resume with: {PROG} {args.command} --resume {out}",
-                             exit_code(signal.SIGTERM if how == "terminated" else signal.SIGINT)
-                             ) from None
+        how, code = stopped_by(e)
+        raise RunInterrupted(f"{how}; {resume_hint(args.command, out)}", code) from None
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -43,6 +43,19 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM outside training (loading, evaluating, writing): ends the run like Ctrl-C does."""
 
 
+def stopped_by(e: KeyboardInterrupt) -> tuple[str, int]:
+    """How a run stopped outside training says it, and its exit code: ("terminated", 143) for
+    SIGTERM, ("interrupted", 130) for Ctrl-C."""
+    if isinstance(e, Terminated):
+        return "terminated", exit_code(signal.SIGTERM)
+    return "interrupted", exit_code(signal.SIGINT)
+
+
+def resume_hint(command: str, out) -> str:
+    """The words that end every stopped run's message: how to carry it on."""
+    return f"resume with: {PROG} {command} --resume {out}"
+
+
 def exit_code(signum: int) -> int:
     """The exit code of a run stopped by signal ``signum``: 128 + its number (130, 143)."""
     return 128 + int(signum)
@@ -73,9 +86,9 @@ def report_errors(command: Callable[..., int], *args) -> int:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:  # outside training (loading, evaluating): nothing half-written
-        terminated = isinstance(e, Terminated)
-        print(f"{PROG}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
-        return exit_code(signal.SIGTERM if terminated else signal.SIGINT)
+        how, code = stopped_by(e)
+        print(f"{PROG}: {how}", file=sys.stderr)
+        return code
     except RunInterrupted as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return e.code

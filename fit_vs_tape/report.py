@@ -146,9 +146,6 @@ def write_report(
     tutorial = [fig for s in sides for fig in tutorial_figures(
         s, labels[s], probabilities[s], x_test, y_test, class_names, fig_dir)]
 
-    def image(caption: str, path: Path) -> str:
-        return _image(out, caption, path)
-
     rows = [
         ("test accuracy", lambda s: _fmt(record[s]["test_accuracy"])),
         ("test loss", lambda s: _fmt(record[s]["test_loss"])),
@@ -179,7 +176,7 @@ def write_report(
         f"- all {len(sides)} predict the same class for **{100 * agreement:.2f}%** of "
         f"{len(y_test)} test images",
         "",
-        *(image(c, p) for c, p in comparison),
+        *(_image(out, c, p) for c, p in comparison),
         *tensorboard_section(out, sides),
         *profile_pictures(out, fig_dir, labels, config["mode"]),
         "## Configuration",
@@ -200,10 +197,10 @@ def write_report(
         "",
         "## The data, as the tutorial first looks at it",
         "",
-        *(image(c, p) for c, p in data_figures),
+        *(_image(out, c, p) for c, p in data_figures),
         "## The tutorial's prediction figures, for each model",
         "",
-        *(image(c, p) for c, p in tutorial),
+        *(_image(out, c, p) for c, p in tutorial),
     ]
     path = out / "report.md"
     write_text(path, "\n".join(lines))

@@ -18,6 +18,7 @@ from fit_vs_tape.errors import UserError
 from shared.config import SIDES, TrainConfig
 from shared.data import CLASS_NAMES, IMAGE_SIZE
 from shared.files import atomic_path
+from shared.model import parameter_count
 
 #: Inside a run directory: what the run is (for --resume), written before training starts.
 RUN_FILE = "run.json"
@@ -44,19 +45,10 @@ FIGURES_PER_SIDE, FIGURES_SHARED = 256 * 1024, 512 * 1024
 MB = 1 << 20  # as messages count a megabyte
 
 
-def parameters(hidden_units: int) -> int:
-    """Weights of the classifier (28x28 -> hidden_units -> 10): 101,770 for the tutorial's 128."""
-    return 28 * 28 * hidden_units + hidden_units + hidden_units * 10 + 10
-
-
-def model_bytes(params: int) -> int:
-    """The size of a saved ``.keras`` model (with its optimizer state) of ``params`` weights."""
-    return BYTES_PER_PARAMETER * params + OVERHEAD
-
-
-def checkpoint_bytes(params: int) -> int:
-    """What one epoch's checkpoint writes: BackupAndRestore's weights file and metadata for fit(),
-    or the loop's tf.train.Checkpoint; and the progress record."""
+def weights_bytes(params: int) -> int:
+    """At most the size of one file of ``params`` weights with the optimizer's state: a saved
+    ``.keras`` model, or one epoch's checkpoint (BackupAndRestore's weights file and metadata
+    for fit(), the loop's tf.train.Checkpoint) with the progress record."""
     return BYTES_PER_PARAMETER * params + OVERHEAD
 
 
@@ -70,8 +62,7 @@ def run_bytes(hidden_units: int, sides: int, figures: bool) -> int:
     while the loop writes its next one, before deleting the last), its final model in state/ and
     its model file; then the figures and report of ``compare``. For the default compare: 16.0 MiB,
     where the sizes above add up to 8.4 MiB at its fullest, just before state/ is removed."""
-    params = parameters(hidden_units)
-    per_side = 2 * checkpoint_bytes(params) + 2 * model_bytes(params)
+    per_side = 4 * weights_bytes(parameter_count(hidden_units))
     return sides * per_side + ((FIGURES_PER_SIDE * sides + FIGURES_SHARED) if figures else 0)
 
 
@@ -140,7 +131,7 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 def save_model(model, path: str | os.PathLike) -> None:
     """model.save() atomically, if there is room for it."""
-    ensure_room(Path(path).parent, model_bytes(model.count_params()), "the model file")
+    ensure_room(Path(path).parent, weights_bytes(model.count_params()), "the model file")
     with atomic_path(path) as tmp:
         model.save(tmp)
 

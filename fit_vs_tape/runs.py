@@ -14,7 +14,7 @@ from types import ModuleType
 import numpy as np
 
 from fit_vs_tape.callbacks import GracefulInterrupt, RunRecorder, StopOnNaN, TrainingInterrupted
-from fit_vs_tape.errors import RunInterrupted, UserError, exit_code
+from fit_vs_tape.errors import RunInterrupted, UserError, exit_code, resume_hint
 from fit_vs_tape.report import write_report
 from fit_vs_tape.rundir import STATE, load_model, save_model, start_run, write_json
 from fit_vs_tape.runtime import environment, make_strategy
@@ -233,8 +233,8 @@ def _train_sides(names: Sequence[str], config: TrainConfig, splits: Splits, out:
             write_json(out / "results.json", {"status": "interrupted", "config": config.to_dict(),
                                                **{n: p for n, p in so_far.items() if p}})
             raise RunInterrupted(
-                f"{stop}; completed epochs are checkpointed in {out}; resume with: "
-                f"fit-vs-tape {command} --resume {out}", exit_code(stop.signum)) from None
+                f"{stop}; completed epochs are checkpointed in {out}; "
+                f"{resume_hint(command, out)}", exit_code(stop.signum)) from None
     return results
 
 

@@ -28,6 +28,13 @@ def build_model(hidden_units: int = TrainConfig.hidden_units, mixed_precision: b
     )
 
 
+def parameter_count(hidden_units: int) -> int:
+    """``build_model(hidden_units).count_params()`` without building it (no Keras import):
+    weights and biases of both Dense layers, 101,770 for the tutorial's 128."""
+    classes = len(CLASS_NAMES)
+    return (IMAGE_SIZE * IMAGE_SIZE + 1) * hidden_units + (hidden_units + 1) * classes
+
+
 def initial_weights(hidden_units: int, seed: int) -> list[np.ndarray]:
     """One snapshot of initial weights, drawn from ``seed``, to copy into every side's model."""
     import keras
