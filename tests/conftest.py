@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import gzip
-import os
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from fit_vs_tape.runtime import quiet_log_level  # (imports no TensorFlow)
+from shared import data
 
-from shared import data  # noqa: E402
+# The tests' own TensorFlow logs no warnings either, whatever TF_CPP_MIN_LOG_LEVEL says.
+quiet_log_level()
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
