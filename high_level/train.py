@@ -66,7 +66,10 @@ def run_fit(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfi
         initial_epoch=initial_epoch,
         steps_per_epoch=steps_per_epoch(len(x), config.batch_size),
         validation_data=None if validation is None else eval_batches(*validation, config.batch_size),
-        shuffle=False,  # the order above is the shuffle; a tf.data input is never reshuffled
+        # The order above is the shuffle. fit() ignores shuffle for a tf.data input anyway:
+        # keras/src/trainers/data_adapters/__init__.py get_data_adapter:
+        # `# Unsupported args: y, sample_weight, shuffle`.
+        shuffle=False,
         callbacks=callbacks,
         verbose=1 if verbose else 0,
     )

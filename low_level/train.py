@@ -37,8 +37,8 @@ def train_step(model: keras.Model, optimizer: keras.Optimizer, loss_fn: keras.Lo
     # Gradients of the loss with respect to every trainable weight.
     gradients = tape.gradient(scaled_loss, model.trainable_variables)
     # Update the weights (and Adam's moments and iteration counter). The first call creates
-    # Adam's variables, inside the first trace, as in fit(): keras/src/optimizers/
-    # base_optimizer.py BaseOptimizer.apply: `self.build(trainable_variables)`.
+    # Adam's variables, inside the first trace, as in fit():
+    # keras/src/optimizers/base_optimizer.py BaseOptimizer.apply: `self.build(trainable_variables)`.
     optimizer.apply_gradients(zip(gradients, model.trainable_variables))
     update_metrics(metrics, loss, labels, probs)
     return {name: metric.result() for name, metric in metrics.items()}

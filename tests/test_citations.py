@@ -42,7 +42,8 @@ def _citations() -> list[dict]:
         for m in LINK.finditer(page.read_text()):
             found.append({**m.groupdict(), "where": page.name})
     for path in CODE:
-        for m in IN_CODE.finditer(" ".join(path.read_text().split())):  # quotes may wrap lines
+        text = re.sub(r"\n\s*# ?", " ", path.read_text())  # a comment may wrap a citation
+        for m in IN_CODE.finditer(" ".join(text.split())):
             found.append({**m.groupdict(), "version": None, "line": None,
                           "where": path.relative_to(ROOT).as_posix()})
     return found
