@@ -73,8 +73,8 @@ def update_metrics(metrics: dict[str, keras.Metric], loss: tf.Tensor, labels: tf
 
 
 def make_train_function(step: Callable, config: TrainConfig, replicated: bool = True) -> Callable:
-    """Compile a step as fit()'s make_train_function does (make_test_function and
-    make_predict_function do the same to the other steps): not at all with run_eagerly=True;
+    """Compile a step as fit()'s make_train_function does (make_test_function does the same
+    to test_step; predict() is simpler here than Keras' own): not at all with run_eagerly=True;
     else traced into a graph by tf.function, compiled by XLA when jit_compile says so.
     ``replicated``: run on every replica under tf.distribute (the train and test steps)."""
     if config.mode == "eager":
