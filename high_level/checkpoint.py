@@ -64,8 +64,11 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
 
     def on_epoch_end(self, epoch, logs=None):
         # Keras' on_epoch_end counts the epoch and calls its private _save_model(), which writes
-        # latest.weights.h5 in place. This one saves whole instead; with save_freq="epoch" (the
-        # default) Keras saves nowhere else.
+        # latest.weights.h5 in place (keras/src/callbacks/backup_and_restore.py
+        # BackupAndRestore._save_model: `self.model.save_weights(filepath=self._weights_path,
+        # overwrite=True)`).
+        # This one saves whole instead; with save_freq="epoch" (the default) Keras saves
+        # nowhere else.
         self.save(epoch + 1)
 
     def save(self, epochs_done: int) -> None:
@@ -108,7 +111,9 @@ def weights_file_bytes(model: keras.Model, directory: Path) -> bytes:
 
 def _check_restores_from(callback: keras.callbacks.BackupAndRestore, directory: Path) -> None:
     """Fail now, not at the first resume, if this Keras' BackupAndRestore restores from other
-    files than the ones saved here (private attributes: Keras 3.3 to 3.15 have them)."""
+    files than the ones saved here. Private attributes, which Keras 3.3 to 3.15 set alike
+    (keras/src/callbacks/backup_and_restore.py BackupAndRestore.__init__:
+    `self._weights_path = file_utils.join(backup_dir, "latest.weights.h5")`)."""
     expected = {"_weights_path": directory / WEIGHTS, "_training_metadata_path": directory / METADATA}
     found = {name: getattr(callback, name, None) for name in expected}
     if any(found[name] is None or Path(found[name]) != path for name, path in expected.items()):
