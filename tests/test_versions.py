@@ -13,7 +13,7 @@ import high_level.train as high
 from high_level import checkpoint
 from shared.config import TrainConfig
 from shared.model import initial_weights, make_optimizer, max_abs_weight_diff, model_from_weights
-from tests.conftest import synthetic
+from tests.conftest import run_in_empty_directory, synthetic, write_dataset
 
 
 def _restored(path: Path, config: TrainConfig) -> keras.Model:
@@ -62,3 +62,24 @@ def test_a_keras_that_restores_from_elsewhere_fails_when_the_callback_is_made(tm
                                            "updating"):
         checkpoint._check_restores_from(keras.callbacks.Callback(), tmp_path)
     checkpoint.BackupAndRestore(tmp_path / "ck")  # this Keras: no error
+
+
+def test_no_command_writes_in_the_directory_it_was_started_from(tmp_path):
+    """compare, train (with --profile, so the profiler and the timeline picture run too),
+    predict and explore, started in an empty directory with their output sent elsewhere: the
+    directory stays empty (bench speed and bench accuracy: tests/test_benchmarks.py)."""
+    data = write_dataset(tmp_path / "data")
+    cwd, runs = tmp_path / "cwd", tmp_path / "runs"
+    quick = ["--epochs", "2", "--limit", "128", "--data-dir", str(data), "--quiet"]
+    commands = [
+        ["compare", *quick, "--out", str(runs / "compare")],
+        ["train", "--impl", "high", *quick, "--profile", "--out", str(runs / "train")],
+        ["predict", "--model", str(runs / "compare" / "high_level.keras"), "--index", "0",
+         "--data-dir", str(data), "--out", str(runs / "predict")],
+        ["explore", "--data-dir", str(data), "--out", str(runs / "explore")],
+    ]
+    for argv in commands:
+        done = run_in_empty_directory(argv, cwd)
+        assert done.returncode == 0, (argv, done.stderr[-2000:])
+        assert list(cwd.iterdir()) == [], (argv[0], list(cwd.iterdir()))
+        assert list((runs / argv[0]).iterdir())  # it did write, where it was told to
