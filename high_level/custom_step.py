@@ -20,9 +20,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from high_level.train import fit, how_to_run
+from high_level.train import how_to_run, run_fit
 from shared.config import TrainConfig
-from shared.model import make_optimizer, unscale_loss_for_distribution
+from shared.model import compute_loss, make_optimizer, unscale_loss_for_distribution
 from shared.order import eval_batches
 
 
@@ -47,7 +47,7 @@ class OwnStepModel(keras.Sequential):
         # Forward pass, recorded on the tape.
         with tf.GradientTape() as tape:
             probs = self(images, training=True)
-            loss = self.loss_fn(labels, probs)
+            loss = compute_loss(self, self.loss_fn, labels, probs)  # + the model's own losses
             # Mixed precision: scale the loss up so float16 gradients do not underflow
             # (the identity for a plain optimizer); apply_gradients scales them back down.
             scaled_loss = self.optimizer.scale_loss(loss)
@@ -68,7 +68,7 @@ class OwnStepModel(keras.Sequential):
         """One evaluation step: forward pass and metrics; evaluate() and validation call it."""
         images, labels = data
         probs = self(images, training=False)
-        loss = self.loss_fn(labels, probs)
+        loss = compute_loss(self, self.loss_fn, labels, probs)
         self.loss_tracker.update_state(unscale_loss_for_distribution(loss),
                                        sample_weight=tf.shape(images)[0])
         self.accuracy.update_state(labels, probs)
@@ -90,7 +90,7 @@ def train(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
     """Train ``model`` on uint8 images ``x`` and labels ``y`` with fit() driving our train_step;
     return Keras' History.history. Arguments as in high_level/train.py."""
     stepper = own_step(model, config, len(x))
-    return fit(stepper, x, y, config, validation, callbacks, verbose, initial_epoch, checkpoint_dir)
+    return run_fit(stepper, x, y, config, validation, callbacks, verbose, initial_epoch, checkpoint_dir)
 
 
 def evaluate(

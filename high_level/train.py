@@ -28,7 +28,8 @@ def train(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
         metrics=["accuracy"],
         **how_to_run(config, len(x)),
     )
-    return fit(model, x, y, config, validation, callbacks, verbose, initial_epoch, checkpoint_dir)
+    return run_fit(model, x, y, config, validation, callbacks, verbose, initial_epoch,
+                   checkpoint_dir)
 
 
 def how_to_run(config: TrainConfig, n: int) -> dict:
@@ -43,11 +44,12 @@ def how_to_run(config: TrainConfig, n: int) -> dict:
     )
 
 
-def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
-        validation: tuple[np.ndarray, np.ndarray] | None = None,
-        callbacks: Sequence[keras.callbacks.Callback] = (), verbose: bool = True,
-        initial_epoch: int = 0, checkpoint_dir: Path | None = None) -> dict[str, list[float]]:
-    """``model.fit`` on the shared batches (``model`` compiled): the driver, whoever wrote the step."""
+def run_fit(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
+            validation: tuple[np.ndarray, np.ndarray] | None = None,
+            callbacks: Sequence[keras.callbacks.Callback] = (), verbose: bool = True,
+            initial_epoch: int = 0, checkpoint_dir: Path | None = None) -> dict[str, list[float]]:
+    """``model.fit`` on the shared batches (``model`` compiled): the driver, whoever wrote the
+    step (train() here; custom_step.py calls it for its own step)."""
     callbacks = list(callbacks)
     if checkpoint_dir is not None:
         # Keras' BackupAndRestore: after every epoch it saves weights, optimizer state and the

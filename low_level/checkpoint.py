@@ -14,6 +14,7 @@ import errno
 import shutil
 from pathlib import Path
 
+import keras
 import tensorflow as tf
 
 #: TensorFlow's errors for a failed write, as the OS errors they stand for.
@@ -26,21 +27,38 @@ class CheckpointMismatch(ValueError):
     """The checkpoint on disk is not after the epoch the caller says training resumes from."""
 
 
-class EpochCheckpoint:
-    """Model, optimizer and epoch counter, restored now from ``directory`` (if it holds a
-    checkpoint) and saved there by ``save(epoch)`` after each completed epoch."""
+class EpochCheckpoint(keras.callbacks.Callback):
+    """BackupAndRestore for the loop, a callback in its CallbackList as BackupAndRestore is in
+    fit()'s: the model, ``optimizer`` and epoch counter, restored from ``directory`` when training
+    begins (if it holds a checkpoint) and saved there at the end of each epoch.
+    ``initial_epoch``: the epoch the caller's batches start at; the checkpoint must agree."""
 
-    def __init__(self, directory: Path, model, optimizer, initial_epoch: int = 0) -> None:
-        self.directory = directory
+    def __init__(self, directory: Path, optimizer, initial_epoch: int = 0) -> None:
+        super().__init__()
+        self.directory, self.optimizer, self.initial_epoch = directory, optimizer, initial_epoch
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=self.epoch)
-        self.manager = tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=1)
+        self.manager = None
+
+    def on_train_begin(self, logs=None):
+        checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
+                                         epoch=self.epoch)
+        self.manager = tf.train.CheckpointManager(checkpoint, str(self.directory), max_to_keep=1)
         if self.manager.latest_checkpoint:
+            # Adam's variables must exist to receive their saved values: BackupAndRestore too
+            # builds the optimizer before loading (keras/src/callbacks/backup_and_restore.py
+            # BackupAndRestore._load_model: `self.model.optimizer.build(self.model.trainable_variables)`).
+            self.optimizer.build(self.model.trainable_variables)
             checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+        # fit() starts at the saved epoch (BackupAndRestore._load_model:
+        # `self.model._initial_epoch = epoch`); the loop's batches are already laid out from
+        # initial_epoch, so the two must agree.
         saved = int(self.epoch.numpy())
-        if saved != initial_epoch:
-            raise CheckpointMismatch(f"{directory}: the checkpoint is after epoch {saved}, "
-                                     f"but training resumes after epoch {initial_epoch}")
+        if saved != self.initial_epoch:
+            raise CheckpointMismatch(f"{self.directory}: the checkpoint is after epoch {saved}, "
+                                     f"but training resumes after epoch {self.initial_epoch}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.save(epoch + 1)
 
     def save(self, epochs_done: int) -> None:
         """Save the state after ``epochs_done`` completed epochs. A failed write (a full disk)

@@ -1,10 +1,11 @@
 """tf.distribute in the loop: what fit() does for you once the model is built under a strategy.
 
 Under ``strategy.scope()`` fit() distributes its dataset over the replicas, runs its train step
-on each of them with ``strategy.run`` and reduces what they return (Trainer.make_train_function
-in keras/src/backend/tensorflow/trainer.py). A hand-written loop does each of these itself; the
-three functions here are all it takes. Outside any strategy they change nothing, so the lesson
-in train.py reads the same with or without one.
+on each of them with ``strategy.run`` and reduces what they return (TensorFlowTrainer._make_function
+in keras/src/backend/tensorflow/trainer.py), and it creates the optimizer's variables before the
+first trace. A hand-written loop does each of these itself; the functions here are all it
+takes. Outside any strategy they change nothing, so the lesson in train.py reads the same with
+or without one.
 
 The loss: Keras 3 losses divide by the number of replicas under a strategy, so that summing the
 replicas' gradients gives the gradient of the global mean. The loss tracker multiplies that back
@@ -31,16 +32,24 @@ def distribute_dataset(dataset: tf.data.Dataset):
     return tf.distribute.get_strategy().experimental_distribute_dataset(dataset)
 
 
+def build_early(optimizer, model) -> None:
+    """Under a strategy, create the optimizer's variables now, in the strategy's scope, before
+    anything is traced, as fit() does (keras/src/backend/tensorflow/trainer.py
+    TensorFlowTrainer._maybe_symbolic_build: `with self.distribute_strategy.scope():`; on one
+    device it returns at once and the first trace builds them). Outside a strategy: nothing."""
+    if is_distributed():
+        optimizer.build(model.trainable_variables)
+
+
 def make_distributed_function(step: Callable) -> Callable:
-    """``step`` run on every replica with ``strategy.run``, the returned losses summed: each is
-    already divided by the replica count, so the sum is the global batch's mean (do not divide
-    again). Compiled with tf.function, as fit() compiles its distributed train function."""
+    """``step`` run on every replica with ``strategy.run``; what the replicas return (each
+    metric's value so far) reduced to their mean, as fit() reduces it: reduction "auto" is
+    "mean" off TPUs (keras/src/backend/tensorflow/trainer.py reduce_per_replica:
+    `reduction = "mean"`). Compiled with tf.function, as fit() compiles its train function."""
     strategy = tf.distribute.get_strategy()
 
     def distributed_step(images, labels):
         per_replica = strategy.run(step, args=(images, labels))
-        if per_replica is None:  # test_step returns nothing
-            return None
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+        return {name: strategy.reduce("MEAN", value, axis=None) for name, value in per_replica.items()}
 
     return tf.function(distributed_step)

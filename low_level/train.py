@@ -7,7 +7,6 @@ computation), distributed.py (tf.distribute), checkpoint.py (BackupAndRestore), 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -15,43 +14,42 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
+from keras.callbacks import CallbackList
 
 from low_level import checkpoint, distributed, whole_epoch
 from shared.config import TrainConfig
-from shared.model import make_optimizer, unscale_loss_for_distribution
+from shared.model import compute_loss, make_optimizer, unscale_loss_for_distribution
 from shared.order import eval_batches, steps_per_epoch, train_batches
 
 
 def train_step(model: keras.Model, optimizer: keras.Optimizer, loss_fn: keras.Loss,
-               metrics: dict[str, keras.Metric], images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-    """One step of training on one batch: what Model.train_step does inside fit()."""
+               metrics: dict[str, keras.Metric], images: tf.Tensor,
+               labels: tf.Tensor) -> dict[str, tf.Tensor]:
+    """One step of training on one batch: what Model.train_step does inside fit(). Returns
+    what fit() hands the callbacks after each step: every metric's running value so far."""
     # Forward pass, recorded on the tape.
     with tf.GradientTape() as tape:
         probs = model(images, training=True)
-        loss = loss_fn(labels, probs)
+        loss = compute_loss(model, loss_fn, labels, probs)  # + the model's own losses (none here)
         # Mixed precision: scale the loss up so float16 gradients do not underflow
         # (the identity for a plain optimizer); apply_gradients scales them back down.
         scaled_loss = optimizer.scale_loss(loss)
     # Gradients of the loss with respect to every trainable weight.
     gradients = tape.gradient(scaled_loss, model.trainable_variables)
-    # Update the weights (and Adam's moments and iteration counter).
+    # Update the weights (and Adam's moments and iteration counter). The first call creates
+    # Adam's variables, inside the first trace, as in fit(): keras/src/optimizers/
+    # base_optimizer.py BaseOptimizer.apply: `self.build(trainable_variables)`.
     optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-    # fit()'s loss tracker: a mean over samples, so a smaller last batch weighs less.
-    metrics["loss"].update_state(unscale_loss_for_distribution(loss),
-                                 sample_weight=tf.shape(images)[0])
-    metrics["accuracy"].update_state(labels, probs)
-    return loss
+    update_metrics(metrics, loss, labels, probs)
+    return {name: metric.result() for name, metric in metrics.items()}
 
 
 def test_step(model: keras.Model, loss_fn: keras.Loss, metrics: dict[str, keras.Metric],
-              images: tf.Tensor, labels: tf.Tensor) -> None:
+              images: tf.Tensor, labels: tf.Tensor) -> dict[str, tf.Tensor]:
     """One evaluation step: forward pass and metrics; no tape, no update (Model.test_step)."""
     probs = model(images, training=False)
-    loss = loss_fn(labels, probs)
-    metrics["loss"].update_state(unscale_loss_for_distribution(loss),
-                                 sample_weight=tf.shape(images)[0])
-    metrics["accuracy"].update_state(labels, probs)
+    update_metrics(metrics, compute_loss(model, loss_fn, labels, probs), labels, probs)
+    return {name: metric.result() for name, metric in metrics.items()}
 
 
 def predict_step(model: keras.Model, images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
@@ -61,20 +59,31 @@ def predict_step(model: keras.Model, images: tf.Tensor, labels: tf.Tensor) -> tf
 
 def make_metrics() -> dict[str, keras.Metric]:
     """What compile(loss=..., metrics=["accuracy"]) creates: a loss tracker and an accuracy."""
-    return {"loss": keras.metrics.Mean(name="loss"),
-            "accuracy": keras.metrics.SparseCategoricalAccuracy(name="accuracy")}
+    loss = keras.metrics.Mean(name="loss")
+    accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    return {"loss": loss, "accuracy": accuracy}
+
+
+def update_metrics(metrics: dict[str, keras.Metric], loss: tf.Tensor, labels: tf.Tensor,
+                   probs: tf.Tensor) -> None:
+    """Add one batch to the metrics. fit()'s loss tracker is a mean over samples, so a smaller
+    last batch weighs less."""
+    metrics["loss"].update_state(unscale_loss_for_distribution(loss), sample_weight=tf.shape(labels)[0])
+    metrics["accuracy"].update_state(labels, probs)
 
 
 def make_train_function(step: Callable, config: TrainConfig, replicated: bool = True) -> Callable:
     """Compile a step as fit()'s make_train_function does (make_test_function and
     make_predict_function do the same to the other steps): not at all with run_eagerly=True;
-    else traced once into a graph by tf.function, compiled by XLA when jit_compile says so.
+    else traced into a graph by tf.function, compiled by XLA when jit_compile says so.
     ``replicated``: run on every replica under tf.distribute (the train and test steps)."""
     if config.mode == "eager":
         return step
     if replicated and distributed.is_distributed():  # each replica runs it (distributed.py)
         return distributed.make_distributed_function(step)
-    # A None batch dimension: the smaller last batch reuses the same trace instead of retracing.
+    # fit() passes its compiled function the iterator and takes the batch inside the graph, so
+    # the smaller last batch (shape [None, ...] in the dataset's spec) reuses the one trace. We
+    # pass the batch itself: a None batch dimension in the signature does the same.
     signature = [tf.TensorSpec([None, 28, 28], tf.float32), tf.TensorSpec([None], tf.uint8)]
     return tf.function(step, input_signature=signature, jit_compile=config.jit_compile)
 
@@ -88,77 +97,77 @@ def train(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
     model, optimizer and epoch are saved after every epoch and restored from at the start."""
     # compile(): the optimizer, the loss and the metrics.
     optimizer = make_optimizer(config)
-    optimizer.build(model.trainable_variables)  # fit() too: a traced step may not create variables
+    distributed.build_early(optimizer, model)  # only under a strategy, as fit() does
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
     metrics = make_metrics()
     step = partial(train_step, model, optimizer, loss_fn, metrics)
     train_function = make_train_function(step, config)
     test_function = make_train_function(partial(test_step, model, loss_fn, metrics), config)
     steps = steps_per_epoch(len(x), config.batch_size)
-    # BackupAndRestore (checkpoint.py): restore the last completed epoch's state, if any.
-    saver = checkpoint.EpochCheckpoint(checkpoint_dir, model, optimizer, initial_epoch) \
-        if checkpoint_dir is not None else None
     if config.mode == "epoch":  # a whole epoch per call (whole_epoch.py) instead of steps
-        epoch_function = whole_epoch.make_epoch_function(step, x, y, config.batch_size)
+        epoch_function = whole_epoch.make_epoch_function(step, x, y, config.batch_size, metrics)
     else:  # fit()'s data handling: every epoch's batches in the shared order, one pipeline
-        batches = iter(distributed.distribute_dataset(train_batches(
-            x, y, config.seed, config.batch_size, range(initial_epoch, config.epochs))))
-    # fit() drives callbacks through a CallbackList that adds a History; so do we.
-    callback_list = keras.callbacks.CallbackList(list(callbacks), add_history=True, model=model)
+        pipeline = train_batches(x, y, config.seed, config.batch_size, range(initial_epoch, config.epochs))
+        batches = iter(distributed.distribute_dataset(pipeline))
+    callbacks = list(callbacks)
+    if checkpoint_dir is not None:  # BackupAndRestore, by hand (checkpoint.py)
+        callbacks.append(checkpoint.EpochCheckpoint(checkpoint_dir, optimizer, initial_epoch))
+    # fit()'s CallbackList, built as fit() builds it: a History and a progress bar added, and
+    # every callback given the same params (verbose, epochs, steps).
+    params = dict(verbose=int(verbose), epochs=config.epochs, steps=steps)
+    callback_list = CallbackList(callbacks, add_history=True, add_progbar=verbose, model=model, **params)
     model.stop_training = False
-    callback_list.on_train_begin()
+    callback_list.on_train_begin()  # the checkpoint, if any, is restored here
+    logs = {}
     for epoch in range(initial_epoch, config.epochs):
         # fit() resets every metric at the start of each epoch: its numbers are per epoch.
         for metric in metrics.values():
             metric.reset_state()
         callback_list.on_epoch_begin(epoch)
-        bar = tqdm(total=steps, desc=f"Epoch {epoch + 1}/{config.epochs}", unit="step",
-                   disable=not verbose, file=sys.stdout)  # fit()'s bar; on stdout, as Keras'
         if config.mode == "epoch":
-            whole_epoch.run_epoch(epoch_function, config.seed, epoch, len(x), callback_list, bar)
+            whole_epoch.run_epoch(epoch_function, config.seed, epoch, len(x), callback_list)
         else:
             for step_index in range(steps):
-                # fit() calls batch callbacks (NaN stop, Ctrl-C) around each call of its function.
                 callback_list.on_train_batch_begin(step_index)
-                loss = train_function(*next(batches))
-                callback_list.on_train_batch_end(step_index, {"loss": loss})  # fit(): running means
-                show_progress(bar, metrics)
+                step_logs = train_function(*next(batches))
+                # The callbacks get the metrics so far. The CallbackList reads them into Python
+                # floats, which waits for the device at every step, in fit() as here
+                # (keras/src/callbacks/callback_list.py CallbackList._on_train_batch_end:
+                # `logs = python_utils.pythonify_logs(logs)`).
+                callback_list.on_train_batch_end(step_index, step_logs)
                 if model.stop_training:  # a batch callback (TerminateOnNaN) said stop
                     break
-        show_progress(bar, metrics, steps=0, close=True)
-        # Read the epoch's metrics: a sync point, the loop waits for the device here.
+        # Read the epoch's metrics (this waits for the device too).
         logs = {name: float(metric.result()) for name, metric in metrics.items()}
-        # fit(validation_data=...): evaluate at the end of each epoch, as val_*.
+        # fit(validation_data=...): evaluate at the end of each epoch, as val_*, with the same
+        # callbacks (they see on_test_begin ... on_test_end).
         if validation is not None:
-            val = run_test(test_function, metrics, eval_batches(*validation, config.batch_size))
+            val = run_test(test_function, metrics, eval_batches(*validation, config.batch_size),
+                           callback_list)
             logs.update({f"val_{name}": value for name, value in val.items()})
-        callback_list.on_epoch_end(epoch, logs)  # History records the logs here
-        if saver is not None:
-            saver.save(epoch + 1)
+        callback_list.on_epoch_end(epoch, logs)  # History records the logs, the checkpoint saves
         if model.stop_training:
             break
-    callback_list.on_train_end()
+    # fit() ends with this: with use_ema=True it puts the moving averages into the weights.
+    optimizer.finalize_variable_values(model.trainable_variables)
+    callback_list.on_train_end(logs)
     return model.history.history
 
 
-def show_progress(bar: tqdm, metrics: dict[str, keras.Metric], steps: int = 1,
-                  close: bool = False) -> None:
-    """Move the progress bar on by ``steps``; show the metrics so far every 50 steps and when
-    closing it (not every step: reading a metric waits for the device)."""
-    bar.update(steps)
-    if not bar.disable and (close or bar.n % 50 == 0):
-        bar.set_postfix({name: f"{float(m.result()):.4f}" for name, m in metrics.items()})
-    if close:
-        bar.close()
-
-
-def run_test(test_function: Callable, metrics: dict, batches) -> dict[str, float]:
-    """Reset the metrics, run every batch, read the results (what evaluate() does)."""
+def run_test(test_function: Callable, metrics: dict[str, keras.Metric], batches: tf.data.Dataset,
+             callback_list: CallbackList | None = None) -> dict[str, float]:
+    """What evaluate() does: reset the metrics, run every batch, read the results, calling
+    the test callbacks around it (fit()'s validation passes its own CallbackList)."""
+    callback_list = callback_list or CallbackList()
+    callback_list.on_test_begin()
     for metric in metrics.values():
         metric.reset_state()
-    for images, labels in distributed.distribute_dataset(batches):
-        test_function(images, labels)
-    return {name: float(metric.result()) for name, metric in metrics.items()}
+    for step_index, (images, labels) in enumerate(distributed.distribute_dataset(batches)):
+        callback_list.on_test_batch_begin(step_index)
+        callback_list.on_test_batch_end(step_index, test_function(images, labels))
+    logs = {name: float(metric.result()) for name, metric in metrics.items()}
+    callback_list.on_test_end(logs)
+    return logs
 
 
 def evaluate(

@@ -24,38 +24,40 @@ import tensorflow as tf
 from shared.order import epoch_permutation, normalize
 
 
-def make_epoch_function(train_step: Callable, x: np.ndarray, y: np.ndarray, batch_size: int):
+def make_epoch_function(train_step: Callable, x: np.ndarray, y: np.ndarray, batch_size: int,
+                        metrics: dict[str, keras.Metric]):
     """``train_epoch(permutation)`` trains one epoch over ``x``, ``y`` in that order, one
-    ``train_step`` per batch, as ONE XLA computation; returns (steps run, last loss). It stops
-    at the first non-finite loss, inside the computation (TerminateOnNaN's job)."""
+    ``train_step`` per batch, as ONE XLA computation; returns (steps run, the logs of the last
+    step: the running value of each of ``metrics``). It stops at the first non-finite loss,
+    inside the computation (TerminateOnNaN's job: it too reads the running loss)."""
     images, labels = tf.constant(x), tf.constant(y)
     full_steps, rest = divmod(len(x), batch_size)
 
     @tf.function(jit_compile=True)
     def train_epoch(permutation):
         epoch_images, epoch_labels = tf.gather(images, permutation), tf.gather(labels, permutation)
-        loss, steps_run = tf.constant(0.0), tf.constant(0)
+        logs = {name: tf.constant(0.0) for name in metrics}  # the loop's state needs a start
+        steps_run = tf.constant(0)
         for i in tf.range(full_steps):  # AutoGraph turns this into one XLA while loop
             start = i * batch_size
-            loss = train_step(normalize(tf.slice(epoch_images, [start, 0, 0], [batch_size, 28, 28])),
+            logs = train_step(normalize(tf.slice(epoch_images, [start, 0, 0], [batch_size, 28, 28])),
                               tf.slice(epoch_labels, [start], [batch_size]))
             steps_run = i + 1
-            if not tf.math.is_finite(loss):
+            if not tf.math.is_finite(logs["loss"]):
                 break
-        if rest and tf.math.is_finite(loss):  # the smaller last batch (its shape is static too)
-            loss = train_step(normalize(epoch_images[full_steps * batch_size:]),
+        if rest and tf.math.is_finite(logs["loss"]):  # the smaller last batch (a static shape too)
+            logs = train_step(normalize(epoch_images[full_steps * batch_size:]),
                               epoch_labels[full_steps * batch_size:])
             steps_run += 1
-        return steps_run, loss
+        return steps_run, logs
 
     return train_epoch
 
 
 def run_epoch(train_epoch: Callable, seed: int, epoch: int, n: int,
-              callbacks: keras.callbacks.CallbackList, bar) -> None:
+              callbacks: keras.callbacks.CallbackList) -> None:
     """Train epoch ``epoch`` in one call, then run the batch callbacks once, as
-    fit(steps_per_execution=...) does after each execution."""
+    fit(steps_per_execution=...) does around each execution."""
     callbacks.on_train_batch_begin(0)
-    steps_run, loss = train_epoch(tf.constant(epoch_permutation(seed, epoch, n)))
-    callbacks.on_train_batch_end(int(steps_run) - 1, {"loss": loss})
-    bar.update(int(steps_run))
+    steps_run, logs = train_epoch(tf.constant(epoch_permutation(seed, epoch, n)))
+    callbacks.on_train_batch_end(int(steps_run) - 1, logs)

@@ -52,13 +52,39 @@ def model_from_weights(hidden_units: int, weights: list[np.ndarray], mixed_preci
 
 def make_optimizer(config: TrainConfig):
     """The optimizer every side uses: compile("adam") is keras.optimizers.Adam() with its defaults.
-    Under mixed precision it is wrapped in a LossScaleOptimizer, as compile() would do."""
+    Under mixed precision it is wrapped in a LossScaleOptimizer here, for every side. compile()
+    would wrap it only if the *model's* dtype policy were mixed_float16 (keras/src/trainers/
+    trainer.py Trainer.compile: `self.dtype_policy.name == "mixed_float16"`), and build_model()
+    sets the policy per layer, leaving the model's own float32."""
     import keras
 
     optimizer = keras.optimizers.Adam(config.learning_rate)
     if config.mixed_precision:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
+
+
+def compute_loss(model, loss_fn, labels, probs):
+    """The loss of one batch as Keras' compute_loss makes it: the loss function's value plus
+    every loss the model's layers add (weight regularisers, ``add_loss``), each summed
+    (keras/src/trainers/trainer.py Trainer.compute_loss: `for loss in self.losses:`). This
+    model adds none, so here it is the loss function's value; a step that left model.losses out
+    would silently train without a regulariser."""
+    import tensorflow as tf
+
+    losses = [loss_fn(labels, probs), *(_scale_loss_for_distribution(tf.reduce_sum(extra))
+                                        for extra in model.losses)]
+    return losses[0] if len(losses) == 1 else tf.add_n(losses)
+
+
+def _scale_loss_for_distribution(loss):
+    """A model loss divided by the replica count under tf.distribute, as Keras' losses come
+    (keras/src/backend/tensorflow/trainer.py TensorFlowTrainer._aggregate_additional_loss:
+    `return loss_module.scale_loss_for_distribution(loss)`); unchanged on one device."""
+    import tensorflow as tf
+
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return loss * (1.0 / replicas) if replicas > 1 else loss
 
 
 def unscale_loss_for_distribution(loss):

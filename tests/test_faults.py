@@ -305,18 +305,22 @@ def test_a_failed_checkpoint_write_keeps_the_last_one(tmp_path):
     from low_level.checkpoint import EpochCheckpoint
     from shared.model import make_optimizer
 
-    def model_and_optimizer(seed):
+    def checkpoint(directory, seed, initial_epoch=0):
+        """The loop's checkpoint callback at the start of training, as train() drives it."""
         model = model_from_weights(128, initial_weights(128, seed))
         optimizer = make_optimizer(TrainConfig())
         optimizer.build(model.trainable_variables)
-        return model, optimizer
+        saver = EpochCheckpoint(directory, optimizer, initial_epoch)
+        saver.set_model(model)
+        saver.on_train_begin()
+        return saver
 
     with tmpfs(tmp_path / "ck", "2m") as disk:  # room for one checkpoint (1.2 MB), not two
-        saver = EpochCheckpoint(disk / "c", *model_and_optimizer(0))
+        saver = checkpoint(disk / "c", 0)
         saver.save(1)
         before = sorted(p.name for p in (disk / "c").iterdir())
         with pytest.raises(OSError) as failed:
             saver.save(2)
         assert failed.value.errno == errno.ENOSPC and failed.value.filename == str(disk / "c")
         assert sorted(p.name for p in (disk / "c").iterdir()) == before
-        assert int(EpochCheckpoint(disk / "c", *model_and_optimizer(1), 1).epoch.numpy()) == 1
+        assert int(checkpoint(disk / "c", 1, initial_epoch=1).epoch.numpy()) == 1
