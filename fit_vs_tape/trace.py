@@ -39,7 +39,7 @@ import contextlib
 import functools
 import inspect
 import linecache
-import os
+import shutil
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -49,8 +49,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fit_vs_tape.runs import Splits, implementation
+from fit_vs_tape import trace_tree
+from fit_vs_tape.rundir import write_json
+from fit_vs_tape.runs import Splits, implementation, make_splits
+from fit_vs_tape.runtime import environment
 from shared.config import SIDES, TrainConfig
+from shared.data import FashionMNIST
 from shared.model import initial_weights, model_from_weights
 
 #: The installed Keras' source tree, and the teaching code's packages: the frames worth naming.
@@ -396,20 +400,38 @@ def trace_sides(sides: Sequence[str], splits: Splits, config: TrainConfig,
             for side in sides}
 
 
-def hooks(events: list[dict]) -> list[dict]:
-    """What a callback saw: every hook it received, in order, without where it came from."""
-    return [{k: v for k, v in e.items() if k in ("hook", "batch", "epoch", "logs", "params")}
-            for e in events if e["kind"] == "hook"]
+#: The file `trace` writes into its run directory.
+TRACE_FILE = "trace.json"
 
 
-def label(side: str) -> str:
-    """A side's name in tables (``fit()``, ``GradientTape loop``)."""
-    return SIDES[side].label
-
-
-def relative(path: str | os.PathLike) -> str:
-    """``path`` as the user typed it, relative to the working directory where it is inside."""
-    path = Path(path)
-    with contextlib.suppress(ValueError):
-        return str(path.resolve().relative_to(Path.cwd()))
-    return str(path)
+def write_trace(out: Path, sides: Sequence[str], config: TrainConfig, dataset: FashionMNIST,
+                resumed_after: int = 0, width: int | None = None) -> tuple[str, Path]:
+    """Trace ``sides`` on ``dataset`` (after --limit and --validation-split) and write every
+    event into ``out``/trace.json, atomically; return the printed report and the file's path.
+    A resumed trace's checkpoints live in ``out``/checkpoints while it runs, then go."""
+    splits = make_splits(dataset, config)
+    checkpoints = out / "checkpoints" if resumed_after else None
+    try:
+        traces = trace_sides(sides, splits, config, resumed_after, checkpoints)
+    finally:
+        if checkpoints is not None:
+            shutil.rmtree(checkpoints, ignore_errors=True)
+    labels = {side: SIDES[side].label for side in sides}
+    events = {side: t.events for side, t in traces.items()}
+    width = width or shutil.get_terminal_size((160, 24)).columns
+    text = trace_tree.report(events, labels, width)
+    record = {
+        "config": config.to_dict(),
+        "resumed_after": resumed_after,
+        "data": dataset.source,
+        "environment": environment(),
+        "keras_source": str(KERAS_SRC),
+        "sides": {side: {"label": labels[side],
+                         "hooks": trace_tree.hooks(events[side]),
+                         "syncs": trace_tree.sync_summary(events[side]),
+                         "events": events[side]} for side in sides},
+        "hook_differences": trace_tree.hook_differences(
+            {side: trace_tree.hooks(events[side]) for side in sides}, labels),
+    }
+    write_json(out / TRACE_FILE, record)
+    return text, out / TRACE_FILE

@@ -310,6 +310,12 @@ def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def hooks(events: list[dict]) -> list[dict]:
+    """What a callback saw: every hook it received, in order, without where it came from."""
+    return [{k: v for k, v in e.items() if k in ("hook", "batch", "epoch", "logs", "params")}
+            for e in events if e["kind"] == "hook"]
+
+
 def hook_signature(hook: dict) -> tuple:
     """A hook as the structure proof compares it: name, batch or epoch, log keys, params."""
     return (hook["hook"], hook.get("batch"), hook.get("epoch"), tuple(hook.get("logs") or ()),
@@ -337,10 +343,24 @@ def hook_differences(hooks: dict[str, list[dict]], labels: dict[str, str]) -> li
                               f"{labels[other]} [{', '.join(y[3])}]"] += 1
                     if x[4] != y[4]:
                         found[f"{x[0]}: params {labels[first]} {x[4]}, {labels[other]} {y[4]}"] += 1
-            if tag in ("delete", "replace"):
+            if tag == "replace":  # the same hooks numbered differently, and the rest
+                by_name = difflib.SequenceMatcher(a=[x[0] for x in a[i1:i2]],
+                                                  b=[y[0] for y in b[j1:j2]], autojunk=False)
+                for tag2, k1, k2, l1, l2 in by_name.get_opcodes():
+                    if tag2 == "equal":
+                        for x, y in zip(a[i1 + k1:i1 + k2], b[j1 + l1:j1 + l2]):
+                            what, k = ("batch", 1) if x[1] is not None else ("epoch", 2)
+                            found[f"{x[0]}: {what} {labels[first]} {x[k]}, "
+                                  f"{labels[other]} {y[k]}"] += 1
+                        continue
+                    for x in a[i1 + k1:i1 + k2]:
+                        found[f"{x[0]}: only {labels[first]}'s callbacks get it"] += 1
+                    for y in b[j1 + l1:j1 + l2]:
+                        found[f"{y[0]}: only {labels[other]}'s callbacks get it"] += 1
+            if tag == "delete":
                 for x in a[i1:i2]:
                     found[f"{x[0]}: only {labels[first]}'s callbacks get it"] += 1
-            if tag in ("insert", "replace"):
+            if tag == "insert":
                 for y in b[j1:j2]:
                     found[f"{y[0]}: only {labels[other]}'s callbacks get it"] += 1
         lines.append(f"{labels[other]} vs {labels[first]}:")
@@ -369,7 +389,7 @@ def sync_summary(events: list[dict]) -> dict:
 
     def walk(event: dict) -> None:
         if event["kind"] == "sync":
-            places[f"{short(event['stack'][0] if event['stack'] else None)} via {event['via']}"] += 1
+            places[f"{_at(event).removeprefix(' at ')} ({event['via']})"] += 1
         for child in tree.get(event["seq"], []):
             walk(child)
 
@@ -379,3 +399,45 @@ def sync_summary(events: list[dict]) -> dict:
     n = max(1, len(step_blocks))
     return {"per_step": per_step, "median_after_first": statistics.median(steady) if steady else 0,
             "where": {place: count / n for place, count in places.items()}}
+
+
+def middle_differences(first: list[dict], middle: list[dict], labels: tuple[str, str]) -> list[str]:
+    """Where one side's tree differs from another's, line by line (unified diff, one line of
+    context), both rendered in one wide column: what writing your own train_step changes."""
+    a = render({"a": first}, {"a": labels[0]}, width=400).splitlines()[2:]
+    b = render({"b": middle}, {"b": labels[1]}, width=400).splitlines()[2:]
+    diff = list(difflib.unified_diff(a, b, labels[0], labels[1], n=1, lineterm=""))
+    return diff[2:]
+
+
+def report(sides: dict[str, list[dict]], labels: dict[str, str], width: int = 160) -> str:
+    """What `fit-vs-tape trace` prints: the first and last side's trees side by side; a side
+    in between as its differences from the first; then whether the callbacks saw the same
+    hooks on every side, and the syncs per step."""
+    names = list(sides)
+    shown = names if len(names) <= 2 else [names[0], names[-1]]
+    parts = [render({n: sides[n] for n in shown}, labels, width)]
+    for middle in names[1:-1] if len(names) > 2 else []:
+        diff = middle_differences(sides[names[0]], sides[middle], (labels[names[0]], labels[middle]))
+        parts.append(f"\n{labels[middle]}: its tree is {labels[names[0]]}'s but for these lines "
+                     f"(- {labels[names[0]]}, + {labels[middle]}):" if diff else
+                     f"\n{labels[middle]}: its tree is exactly {labels[names[0]]}'s")
+        parts.extend(diff)
+    differences = hook_differences({n: hooks(sides[n]) for n in names}, labels)
+    if len(names) > 1:
+        parts.append("")
+        if differences:
+            parts.append("What the callbacks received differs:")
+            parts.extend(differences)
+        else:
+            every = ", ".join(labels[n] for n in names)
+            parts.append(f"The callbacks received the same hooks on every side ({every}): same "
+                         f"order, batch and epoch numbers, log keys and params "
+                         f"({len(hooks(sides[names[0]]))} hooks).")
+    parts.append("")
+    parts.append("Device-to-host reads (syncs) per training step after the first:")
+    for n in names:
+        summary = sync_summary(sides[n])
+        where = "; ".join(f"{count:g} at {place}" for place, count in summary["where"].items())
+        parts.append(f"  {labels[n]}: {summary['median_after_first']:g}" + (f" ({where})" if where else ""))
+    return "\n".join(parts)
