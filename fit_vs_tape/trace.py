@@ -14,9 +14,13 @@ wrapped (and unwrapped on leaving, whatever happens):
   counter and learning rate goes through it) and ``Optimizer.apply``: when the optimizer's
   variables are created, and when the update's Python runs (inside a trace, or eagerly);
 - ``reset_state`` of every ``keras.metrics.Metric`` class that defines one;
-- TensorFlow's ``EagerTensor._numpy``, the one method ``float()``, ``int()``, ``bool()``,
-  ``.numpy()`` and ``np.asarray()`` of an eager tensor all go through: each device-to-host read
-  (a sync: Python waits for the device).
+- each device-to-host read (a sync: Python waits for the device). ``float()``, ``int()``,
+  ``bool()``, ``.numpy()`` and ``repr()`` of an eager tensor go through TensorFlow's
+  ``EagerTensor._numpy``; ``np.array()`` and ``np.asarray()`` do not: NumPy takes the tensor's
+  buffer, which TensorFlow implements in C (measured: 0 calls of ``_numpy``), and that is how
+  Keras' ``convert_to_numpy`` reads the logs. So both are wrapped: ``_numpy``, and NumPy's
+  ``array``/``asarray``/``asanyarray`` when given an eager tensor. (A read by another way, such
+  as ``memoryview(tensor)`` or ``np.float32(tensor)``, is not seen.)
 
 Each event keeps the frames of the installed Keras (``keras/src/``) and of the teaching code
 (``high_level/``, ``low_level/``, ``shared/``) that led to it, innermost first, with the line of
@@ -27,7 +31,7 @@ argument and result passes through untouched, so training is bit-identical with 
 
 What is private and relied on: ``EagerTensor._numpy`` (TensorFlow has no public hook for a
 device-to-host read; checked at start, a clear error if it is gone). Everything else wrapped is
-public API: ``keras.callbacks.CallbackList``, ``keras.callbacks.Callback``,
+public API (NumPy's constructors, and): ``keras.callbacks.CallbackList``, ``keras.callbacks.Callback``,
 ``keras.optimizers.Optimizer.add_variable``/``apply``, ``keras.metrics.Metric.reset_state``,
 ``tf.function``'s type (``tf.types.experimental.PolymorphicFunction``) and its
 ``experimental_get_tracing_count``.
@@ -163,6 +167,7 @@ class RecordingCallback(keras.callbacks.Callback):
         key = "batch" if hook in BATCH_HOOKS else "epoch"
         self.recorder.add("hook", hook=hook, **({} if number is None else {key: int(number)}),
                           logs=None if logs is None else sorted(logs),
+                          log_types=sorted({type(v).__name__ for v in (logs or {}).values()}),
                           **({"params": _plain(self.params)} if hook == "on_train_begin" else {}))
 
 

@@ -312,7 +312,8 @@ def _fit(text: str, width: int) -> str:
 
 def hooks(events: list[dict]) -> list[dict]:
     """What a callback saw: every hook it received, in order, without where it came from."""
-    return [{k: v for k, v in e.items() if k in ("hook", "batch", "epoch", "logs", "params")}
+    return [{k: v for k, v in e.items()
+             if k in ("hook", "batch", "epoch", "logs", "log_types", "params")}
             for e in events if e["kind"] == "hook"]
 
 
@@ -331,7 +332,8 @@ def hook_differences(hooks: dict[str, list[dict]], labels: dict[str, str]) -> li
     a = [hook_signature(h) for h in hooks[first]]
     for other in names[1:]:
         b = [hook_signature(h) for h in hooks[other]]
-        if a == b:
+        if a == b and [h.get("log_types") for h in hooks[first]] == \
+                [h.get("log_types") for h in hooks[other]]:
             continue
         found: Counter = Counter()
         matcher = difflib.SequenceMatcher(a=[x[:3] for x in a], b=[x[:3] for x in b], autojunk=False)
@@ -343,6 +345,11 @@ def hook_differences(hooks: dict[str, list[dict]], labels: dict[str, str]) -> li
                               f"{labels[other]} [{', '.join(y[3])}]"] += 1
                     if x[4] != y[4]:
                         found[f"{x[0]}: params {labels[first]} {x[4]}, {labels[other]} {y[4]}"] += 1
+                for x, y in zip(hooks[first][i1:i2], hooks[other][j1:j2]):
+                    if x.get("log_types", []) != y.get("log_types", []):
+                        found[f"{x['hook']}: log values {labels[first]} "
+                              f"{'/'.join(x.get('log_types', []))}, {labels[other]} "
+                              f"{'/'.join(y.get('log_types', []))}"] += 1
             if tag == "replace":  # the same hooks numbered differently, and the rest
                 by_name = difflib.SequenceMatcher(a=[x[0] for x in a[i1:i2]],
                                                   b=[y[0] for y in b[j1:j2]], autojunk=False)
@@ -410,13 +417,25 @@ def middle_differences(first: list[dict], middle: list[dict], labels: tuple[str,
     return diff[2:]
 
 
+#: How to read the tree, printed above it.
+LEGEND = """\
+How to read it: a number and a statement are a line of the loop that made the events under it:
+fit()'s in keras/src/backend/tensorflow/trainer.py (TensorFlowTrainer.fit, installed Keras), the
+loop's in low_level/train.py (train). "-> hook(n) logs [...]": what every callback received.
+"call F, traced": a call of a compiled function (tf.function) that traced it; "traced 2x": the
+first trace created variables, so tf.function traced again. "(tracing)": while TensorFlow traced,
+the only time a compiled step's Python runs. "sync": a device-to-host read, where Python waits
+for the device. "at file:line function < caller": where it happened. Every event, with its whole
+Keras and project stack: trace.json."""
+
+
 def report(sides: dict[str, list[dict]], labels: dict[str, str], width: int = 160) -> str:
     """What `fit-vs-tape trace` prints: the first and last side's trees side by side; a side
     in between as its differences from the first; then whether the callbacks saw the same
     hooks on every side, and the syncs per step."""
     names = list(sides)
     shown = names if len(names) <= 2 else [names[0], names[-1]]
-    parts = [render({n: sides[n] for n in shown}, labels, width)]
+    parts = [LEGEND, "", render({n: sides[n] for n in shown}, labels, width)]
     for middle in names[1:-1] if len(names) > 2 else []:
         diff = middle_differences(sides[names[0]], sides[middle], (labels[names[0]], labels[middle]))
         parts.append(f"\n{labels[middle]}: its tree is {labels[names[0]]}'s but for these lines "
