@@ -7,8 +7,8 @@ it is still fit()'s: the loops over epochs and steps, resetting the metrics you 
 ``metrics`` at each epoch, callbacks and History, the progress bar, validation,
 ``steps_per_execution`` and ``jit_compile``, ``strategy.run`` around your step under tf.distribute,
 and BackupAndRestore. Read ``train_step`` below beside ``train_step`` in low_level/train.py: they
-are the same lines, but for what they return (fit() wants every metric's result; the loop keeps
-the batch's loss); what differs is who calls them.
+are the same lines and return the same thing, every metric's result so far (what fit() hands the
+callbacks after each step); what differs is who calls them.
 """
 
 from __future__ import annotations

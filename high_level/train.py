@@ -37,7 +37,8 @@ def how_to_run(config: TrainConfig, n: int) -> dict:
     many steps per call of the compiled function (mode "epoch": a whole epoch of ``n`` images)."""
     return dict(
         run_eagerly=config.mode == "eager",
-        # Keras 3's default "auto" means XLA as soon as a GPU is visible: say it explicitly.
+        # Keras 3's default "auto" picks XLA once a GPU is visible (not under a strategy, not
+        # eagerly; docs/glossary.md): say it explicitly, the same on every side.
         jit_compile=config.jit_compile,
         steps_per_execution=(steps_per_epoch(n, config.batch_size) if config.mode == "epoch"
                              else config.steps_per_execution),
@@ -66,7 +67,10 @@ def run_fit(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfi
         initial_epoch=initial_epoch,
         steps_per_epoch=steps_per_epoch(len(x), config.batch_size),
         validation_data=None if validation is None else eval_batches(*validation, config.batch_size),
-        shuffle=False,  # the order above is the shuffle; a tf.data input is never reshuffled
+        # The order above is the shuffle. fit() ignores shuffle for a tf.data input anyway:
+        # keras/src/trainers/data_adapters/__init__.py get_data_adapter:
+        # `# Unsupported args: y, sample_weight, shuffle`.
+        shuffle=False,
         callbacks=callbacks,
         verbose=1 if verbose else 0,
     )

@@ -49,9 +49,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
             # BackupAndRestore._load_model: `self.model.optimizer.build(self.model.trainable_variables)`).
             self.optimizer.build(self.model.trainable_variables)
             checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
-        # fit() starts at the saved epoch (BackupAndRestore._load_model:
-        # `self.model._initial_epoch = epoch`); the loop's batches are already laid out from
-        # initial_epoch, so the two must agree.
+        # fit() starts at the saved epoch (keras/src/callbacks/backup_and_restore.py
+        # BackupAndRestore._load_model: `self.model._initial_epoch = epoch`); the loop's batches
+        # are already laid out from initial_epoch, so the two must agree.
         saved = int(self.epoch.numpy())
         if saved != self.initial_epoch:
             raise CheckpointMismatch(f"{self.directory}: the checkpoint is after epoch {saved}, "

@@ -61,9 +61,12 @@ class TrainConfig:
     epochs: int = 5
     """Passes over the training set."""
     batch_size: int = 32
-    """Images per gradient step (Keras' default batch size)."""
+    """Images per gradient step (Keras' default for arrays:
+    keras/src/trainers/data_adapters/array_data_adapter.py ArrayDataAdapter.__init__:
+    `if steps else 32`)."""
     learning_rate: float = 1e-3
-    """Adam's learning rate (Keras' default for compile("adam"))."""
+    """Adam's learning rate (Keras' default, so compile("adam")'s:
+    keras/src/optimizers/adam.py Adam.__init__: `learning_rate=0.001,`)."""
     hidden_units: int = 128
     """Width of the hidden Dense(relu) layer."""
     seed: int = 42

@@ -9,6 +9,7 @@ the graph (shared/order.py), which keeps memory low.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import zlib
@@ -187,10 +188,12 @@ def load(
 
 
 def split_sizes(n: int, fraction: float) -> tuple[int, int]:
-    """How many of ``n`` images train and how many validate when ``fraction`` is held out
-    (Keras' validation_split arithmetic: the validation count is rounded down)."""
-    n_val = int(n * fraction) if fraction > 0 else 0
-    return n - n_val, n_val
+    """How many of ``n`` images train and how many validate when ``fraction`` is held out, as
+    fit(validation_split=...) splits them: the training count is rounded down
+    (keras/src/trainers/data_adapters/array_slicing.py train_validation_split:
+    `split_at = int(math.floor(batch_dim * (1.0 - validation_split)))`)."""
+    n_train = math.floor(n * (1.0 - fraction)) if fraction > 0 else n
+    return n_train, n - n_train
 
 
 def split_validation(

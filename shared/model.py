@@ -53,9 +53,9 @@ def model_from_weights(hidden_units: int, weights: list[np.ndarray], mixed_preci
 def make_optimizer(config: TrainConfig):
     """The optimizer every side uses: compile("adam") is keras.optimizers.Adam() with its defaults.
     Under mixed precision it is wrapped in a LossScaleOptimizer here, for every side. compile()
-    would wrap it only if the *model's* dtype policy were mixed_float16 (keras/src/trainers/
-    trainer.py Trainer.compile: `self.dtype_policy.name == "mixed_float16"`), and build_model()
-    sets the policy per layer, leaving the model's own float32."""
+    would wrap it only if the *model's* dtype policy were mixed_float16
+    (keras/src/trainers/trainer.py Trainer.compile: `self.dtype_policy.name == "mixed_float16"`),
+    and build_model() sets the policy per layer, leaving the model's own float32."""
     import keras
 
     optimizer = keras.optimizers.Adam(config.learning_rate)

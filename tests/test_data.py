@@ -115,8 +115,8 @@ def test_validation_split_comes_from_the_end_of_training_set():
     assert len(x_tr) == 80 and len(x_val) == 20
     assert np.array_equal(x_val, x[80:]) and np.array_equal(y_tr, y[:80])
     assert data.split_validation(x, y, 0.0)[2] is None
-    with pytest.raises(ValueError, match="--validation-split 0.001"):
-        data.split_validation(x, y, 0.001)
+    with pytest.raises(ValueError, match="--validation-split 0.999"):
+        data.split_validation(x, y, 0.999)  # no training image left
 
 
 @needs_real_data
