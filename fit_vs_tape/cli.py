@@ -149,7 +149,7 @@ def _trace(args: argparse.Namespace) -> int:
     options.checked(lambda: config.check_data(len(dataset.x_train)))
     runtime.import_tensorflow(args.device)
     from fit_vs_tape import rundir
-    from fit_vs_tape.trace import write_trace
+    from fit_vs_tape.trace import TraceUnsupported, write_trace
 
     room = rundir.OVERHEAD * 16
     if args.resumed_after:  # each side's checkpoint, while it is traced
@@ -160,6 +160,8 @@ def _trace(args: argparse.Namespace) -> int:
         text, path = write_trace(out, args.sides, config, dataset, args.resumed_after, args.width)
     except OSError as e:
         raise WriteFailed(describe_os_error(e)) from None
+    except TraceUnsupported as e:  # this TensorFlow or Keras lacks a method the trace wraps
+        raise UserError(f"trace: {e}") from None
     print(text)
     print(f"\nwrote {path} (every event, with the Keras and loop frames that caused it)")
     return 0
