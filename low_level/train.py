@@ -132,8 +132,7 @@ def train(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
                     break
         # Read the epoch's metrics (this waits for the device too).
         logs = {name: float(metric.result()) for name, metric in metrics.items()}
-        # fit(validation_data=...): evaluate() each epoch, with the same callbacks, as val_*.
-        if validation is not None:
+        if validation is not None:  # fit(validation_data=...): evaluate(), the same callbacks
             val = run_test(test_function, metrics, eval_batches(*validation, config.batch_size),
                            callback_list)
             logs.update({f"val_{name}": value for name, value in val.items()})
