@@ -24,8 +24,8 @@ from shared.order import eval_batches, steps_per_epoch, train_batches
 def train_step(model: keras.Model, optimizer: keras.Optimizer, loss_fn: keras.Loss,
                metrics: dict[str, keras.Metric], images: tf.Tensor,
                labels: tf.Tensor) -> dict[str, tf.Tensor]:
-    """One step of training on one batch (Model.train_step); returns what fit() hands the
-    callbacks after each step: every metric's running value so far."""
+    """One step of training on one batch (Model.train_step); returns every metric's running
+    value so far, the logs fit() turns into floats for the callbacks after each step."""
     # Forward pass, recorded on the tape.
     with tf.GradientTape() as tape:
         probs = model(images, training=True)
@@ -51,7 +51,7 @@ def test_step(model: keras.Model, loss_fn: keras.Loss, metrics: dict[str, keras.
 
 
 def predict_step(model: keras.Model, images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-    """Class probabilities of one batch (Model.predict_step); every step takes (images, labels)."""
+    """Class probabilities of one batch (Model.predict_step); labels only for the signature."""
     return model(images, training=False)
 
 
@@ -78,7 +78,7 @@ def make_train_function(step: Callable, config: TrainConfig, replicated: bool = 
     if replicated and distributed.is_distributed():  # each replica runs it (distributed.py)
         return distributed.make_distributed_function(step)
     # fit() hands its function the iterator and takes each batch inside the graph, where the
-    # batch dimension is unknown; we pass the batch, with a None batch dimension: one trace.
+    # batch dimension is unknown; we pass the batch, with a None batch dimension: no retrace.
     signature = [tf.TensorSpec([None, 28, 28], tf.float32), tf.TensorSpec([None], tf.uint8)]
     return tf.function(step, input_signature=signature, jit_compile=config.jit_compile)
 
@@ -101,7 +101,7 @@ def train(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
     steps = steps_per_epoch(len(x), config.batch_size)
     if config.mode == "epoch":  # a whole epoch per call (whole_epoch.py) instead of steps
         epoch_function = whole_epoch.make_epoch_function(step, x, y, config.batch_size, metrics)
-    else:  # fit()'s data handling: every epoch's batches in the shared order, one pipeline
+    else:  # the batches every side reads: each epoch in the shared order, one pipeline
         pipeline = train_batches(x, y, config.seed, config.batch_size, range(initial_epoch, config.epochs))
         batches = iter(distributed.distribute_dataset(pipeline))
     callbacks = list(callbacks)
@@ -128,7 +128,7 @@ def train(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
                 # The callbacks get the metrics so far; the CallbackList reads them into Python
                 # floats, which waits for the device at every step, in fit() as here.
                 callback_list.on_train_batch_end(step_index, step_logs)
-                if model.stop_training:  # a batch callback (TerminateOnNaN) said stop
+                if model.stop_training:  # a batch callback (e.g. TerminateOnNaN) said stop
                     break
         # Read the epoch's metrics (this waits for the device too).
         logs = {name: float(metric.result()) for name, metric in metrics.items()}
@@ -173,7 +173,8 @@ def evaluate(
 
 def predict(model: keras.Model, x: np.ndarray, config: TrainConfig) -> np.ndarray:
     """Class probabilities, shape (len(x), 10), for uint8 images ``x`` (replaces predict())."""
-    # One device even under tf.distribute: replicas' predictions must be joined, not summed.
+    # One device even under tf.distribute: Keras' predict() joins the replicas' outputs; our
+    # distributed function would average them.
     forward = make_train_function(partial(predict_step, model), config, replicated=False)
     batches = eval_batches(x, np.zeros(len(x), np.uint8), config.batch_size)
     return np.concatenate([np.asarray(forward(images, labels)) for images, labels in batches])
