@@ -157,16 +157,17 @@ def bar_chart(rows: list[dict], path: Path) -> None:
 
     rows = [r for r in rows if r["median_epoch_s"]]
     groups = sorted({(r["device"], r["batch_size"], r["hidden_units"]) for r in rows})
-    fig, axes = plt.subplots(len(groups), 1, figsize=(8, 0.9 + 0.32 * max(
-        [sum(1 for r in rows if (r["device"], r["batch_size"], r["hidden_units"]) == g)
-         for g in groups] or [1])) * len(groups), squeeze=False)
+    most = max([sum(1 for r in rows if (r["device"], r["batch_size"], r["hidden_units"]) == g)
+                for g in groups] or [1])
+    fig, axes = plt.subplots(len(groups), 1, figsize=(8, (0.9 + 0.32 * most) * len(groups)),
+                             squeeze=False)
     for ax, (device, batch_size, hidden) in zip(axes[:, 0], groups):
         group = [r for r in rows if (r["device"], r["batch_size"], r["hidden_units"]) ==
                  (device, batch_size, hidden)]
         labels = [f"{label_color(r['implementation'])[0]} {r['mode']}" for r in group]
         colors = [label_color(r["implementation"])[1] for r in group]
         bars = ax.barh(labels, [r["median_epoch_s"] for r in group], color=colors)
-        ax.bar_label(bars, labels=[f"{r['median_epoch_s']:.2f} s  (x{r['speedup_vs_fit_default']:.1f})"
+        ax.bar_label(bars, labels=[f"{r['median_epoch_s']:.3g} s  (x{r['speedup_vs_fit_default']:.1f})"
                                    for r in group], fontsize=8, padding=3)
         ax.set_xscale("log")
         ax.invert_yaxis()
