@@ -20,6 +20,7 @@ from fit_vs_tape.errors import (
 )
 from fit_vs_tape.options import IMPLS
 from shared.config import SIDES
+from shared.model import parameter_count
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +46,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="high: compile + fit; step: fit() driving its own train_step; low: "
                         "GradientTape loop (required unless --resume)")
     options.add_training_options(p)
+    p = sub.add_parser("trace", help="record what fit() and the loop do, step by step",
+                       description="Train a few steps on every side (or --sides) while recording "
+                                   "every callback hook, compiled-function call and trace, "
+                                   "optimizer-variable creation, metric reset and device-to-host "
+                                   "read, with the Keras (or loop) line that caused it; print "
+                                   "fit()'s tree beside the loop's and write trace.json.")
+    p.add_argument("--sides", type=options.any_sides, default=list(SIDES), metavar="IMPL,IMPL",
+                   help=f"which of {','.join(IMPLS)} to trace, one or more (default all)")
+    options.add_training_options(p, options.TRACE_OPTIONS, **options.TRACE_DEFAULTS)
+    p.add_argument("--resumed-after", type=options.whole_number, default=0, metavar="N",
+                   help="trace a resumed run: train N epochs with a checkpoint first (not "
+                        "recorded), stop as an interrupted run stops, then record the run that "
+                        "restores it and trains the rest")
+    p.add_argument("--width", type=options.positive_int, default=None, metavar="COLUMNS",
+                   help="width of the printed tree (default: the terminal's)")
     p = sub.add_parser("predict", help="classify one image with a saved model",
                        description="Classify one test image or one PNG/JPEG file with a saved "
                                    "model; print the top classes and save the probability figure.")
@@ -123,7 +139,37 @@ def _train_or_compare(args: argparse.Namespace) -> int:
         raise RunInterrupted(f"{how}; {resume_hint(args.command, out)}", code) from None
 
 
+def _trace(args: argparse.Namespace) -> int:
+    """`trace`: every check that needs no TensorFlow first, then record each side."""
+    config = options.make_config(args)
+    if args.resumed_after:
+        options.check_resumed_after(args.resumed_after, config)
+    runtime.choose_device(args.device)
+    dataset = runtime.load_dataset(args.data_dir)
+    options.checked(lambda: config.check_data(len(dataset.x_train)))
+    runtime.import_tensorflow(args.device)
+    from fit_vs_tape import rundir
+    from fit_vs_tape.trace import TraceUnsupported, write_trace
+
+    room = rundir.OVERHEAD * 16
+    if args.resumed_after:  # each side's checkpoint, while it is traced
+        room += 2 * len(args.sides) * rundir.weights_bytes(parameter_count(config.hidden_units))
+    out = rundir.new_run_dir(args.out, room=room)
+    print(f"data: {dataset.source}   run directory: {out}")
+    try:
+        text, path = write_trace(out, args.sides, config, dataset, args.resumed_after, args.width)
+    except OSError as e:
+        raise WriteFailed(describe_os_error(e)) from None
+    except TraceUnsupported as e:  # this TensorFlow or Keras lacks a method the trace wraps
+        raise UserError(f"trace: {e}") from None
+    print(text)
+    print(f"\nwrote {path} (every event, with the Keras and loop frames that caused it)")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "trace":
+        return _trace(args)
     if args.command == "explore":
         from fit_vs_tape.inspect_cmds import explore
 

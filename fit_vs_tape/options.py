@@ -72,18 +72,23 @@ def names_from(choices: Iterable[str]):
     return parse
 
 
-def sides(text: str) -> list[str]:
-    """argparse type: two or more of ``train --impl``'s names, comma-separated, e.g. high,low;
-    returned as side names in the ladder's order."""
+def sides(text: str, least: int = 2) -> list[str]:
+    """argparse type: ``least`` or more (compare: two) of ``train --impl``'s names,
+    comma-separated, e.g. high,low; returned as side names in the ladder's order."""
     names = [part.strip() for part in text.split(",")]
     unknown = [name for name in names if name not in IMPLS]
     if unknown:
         raise argparse.ArgumentTypeError(f"{unknown[0]!r} is not one of {', '.join(IMPLS)}")
     chosen = [IMPLS[name] for name in IMPLS if name in names]
-    if len(chosen) < 2:
+    if len(chosen) < least:
         raise argparse.ArgumentTypeError(f"{text!r}: compare needs two or more of "
                                          f"{', '.join(IMPLS)}")
     return chosen
+
+
+def any_sides(text: str) -> list[str]:
+    """argparse type: one or more of ``train --impl``'s names, comma-separated (trace)."""
+    return sides(text, least=1)
 
 
 _D = TrainConfig()
@@ -156,7 +161,9 @@ def add_training_options(parser: argparse.ArgumentParser, names: Iterable[str] =
         dest = _dest(name)
         if dest in defaults:
             kwargs["default"] = defaults[dest]
-            kwargs["help"] = kwargs["help"].split(" (default")[0] + f" (default {defaults[dest]})"
+            text = kwargs["help"]
+            kwargs["help"] = (f"default {defaults[dest]}" if text.startswith("default ") else
+                              text.split(" (default")[0] + f" (default {defaults[dest]})")
         parser.add_argument(name, **kwargs)
 
 
@@ -179,6 +186,22 @@ def check_logging(args: argparse.Namespace, config: TrainConfig) -> None:
     if args.profile and (args.no_tensorboard or config.epochs < 2):
         raise UserError("--profile: traces the second epoch into the TensorBoard logs; it needs "
                         "--epochs 2 or more and no --no-tensorboard")
+
+
+#: The training options `trace` takes: it records a few steps of one run on one device.
+TRACE_OPTIONS = ("--mode", "--steps-per-execution", "--jit-compile", "--epochs", "--batch-size",
+                 "--lr", "--hidden-units", "--seed", "--limit", "--validation-split", "--data-dir",
+                 "--out", "--device")
+#: `trace`'s defaults: two epochs of three steps, enough to see the first trace and what repeats.
+TRACE_DEFAULTS = dict(limit=96, epochs=2, batch_size=32)
+
+
+def check_resumed_after(resumed_after: int, config: TrainConfig) -> None:
+    """The rule of `trace --resumed-after N`, which is not a training setting: at least one
+    epoch before the interruption and one after it."""
+    if not 1 <= resumed_after < config.epochs:
+        raise UserError(f"--resumed-after {resumed_after}: must be at least 1 and less than "
+                        f"--epochs {config.epochs}")
 
 
 def _dest(name: str) -> str:

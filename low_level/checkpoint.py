@@ -2,7 +2,8 @@
 
 BackupAndRestore saves the model's weights, the optimizer's state (Adam's moments and step
 count) and the epoch counter at the end of every epoch, and restores all three when training
-starts again, so that fit() carries on from the next epoch as if it had never stopped. By hand
+starts again, so that fit() carries on from the next epoch with the same weights and optimizer
+state (not the random generators' state: this project's data order does not need it). By hand
 that is a ``tf.train.Checkpoint`` of the same three things and a ``tf.train.CheckpointManager``
 that keeps the latest one. TensorFlow writes it under a temporary name first, so a checkpoint
 is either whole or absent (high_level/checkpoint.py makes fit()'s save whole the same way).

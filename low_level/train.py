@@ -2,8 +2,7 @@
 high_level/train.py, top to bottom: one training step (the tape), what compiles it, the loop over
 epochs and steps. Names are Keras' own, to open keras/src/backend/tensorflow/trainer.py beside it.
 Beyond one device and one step, each in its own module: whole_epoch.py (an epoch as one XLA
-computation), distributed.py (tf.distribute), checkpoint.py (BackupAndRestore), tensorboard.py.
-"""
+computation), distributed.py (tf.distribute), checkpoint.py (BackupAndRestore), tensorboard.py."""
 
 from __future__ import annotations
 
@@ -25,8 +24,8 @@ from shared.order import eval_batches, steps_per_epoch, train_batches
 def train_step(model: keras.Model, optimizer: keras.Optimizer, loss_fn: keras.Loss,
                metrics: dict[str, keras.Metric], images: tf.Tensor,
                labels: tf.Tensor) -> dict[str, tf.Tensor]:
-    """One step of training on one batch: what Model.train_step does inside fit(). Returns
-    what fit() hands the callbacks after each step: every metric's running value so far."""
+    """One step of training on one batch (Model.train_step); returns every metric's running
+    value so far, the logs fit() turns into floats for the callbacks after each step."""
     # Forward pass, recorded on the tape.
     with tf.GradientTape() as tape:
         probs = model(images, training=True)
@@ -37,8 +36,7 @@ def train_step(model: keras.Model, optimizer: keras.Optimizer, loss_fn: keras.Lo
     # Gradients of the loss with respect to every trainable weight.
     gradients = tape.gradient(scaled_loss, model.trainable_variables)
     # Update the weights (and Adam's moments and iteration counter). The first call creates
-    # Adam's variables, inside the first trace, as in fit():
-    # keras/src/optimizers/base_optimizer.py BaseOptimizer.apply: `self.build(trainable_variables)`.
+    # Adam's variables, inside the first trace, as in fit() (BaseOptimizer.apply, in the README).
     optimizer.apply_gradients(zip(gradients, model.trainable_variables))
     update_metrics(metrics, loss, labels, probs)
     return {name: metric.result() for name, metric in metrics.items()}
@@ -53,7 +51,7 @@ def test_step(model: keras.Model, loss_fn: keras.Loss, metrics: dict[str, keras.
 
 
 def predict_step(model: keras.Model, images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-    """Class probabilities of one batch (Model.predict_step); every step takes (images, labels)."""
+    """Class probabilities of one batch (Model.predict_step); labels only for the signature."""
     return model(images, training=False)
 
 
@@ -66,24 +64,21 @@ def make_metrics() -> dict[str, keras.Metric]:
 
 def update_metrics(metrics: dict[str, keras.Metric], loss: tf.Tensor, labels: tf.Tensor,
                    probs: tf.Tensor) -> None:
-    """Add one batch to the metrics. fit()'s loss tracker is a mean over samples, so a smaller
-    last batch weighs less."""
+    """Add one batch to the metrics; the loss tracker is a mean over samples (fit()'s too)."""
     metrics["loss"].update_state(unscale_loss_for_distribution(loss), sample_weight=tf.shape(labels)[0])
     metrics["accuracy"].update_state(labels, probs)
 
 
 def make_train_function(step: Callable, config: TrainConfig, replicated: bool = True) -> Callable:
-    """Compile a step as fit()'s make_train_function does (make_test_function does the same
-    to test_step; predict() is simpler here than Keras' own): not at all with run_eagerly=True;
-    else traced into a graph by tf.function, compiled by XLA when jit_compile says so.
-    ``replicated``: run on every replica under tf.distribute (the train and test steps)."""
+    """Compile a step as fit()'s make_train_function does (make_test_function likewise): not at
+    all with run_eagerly=True, else traced into a graph by tf.function, with XLA when jit_compile
+    says so. ``replicated``: run on every replica under tf.distribute (train and test steps)."""
     if config.mode == "eager":
         return step
     if replicated and distributed.is_distributed():  # each replica runs it (distributed.py)
         return distributed.make_distributed_function(step)
-    # fit() passes its compiled function the iterator and takes the batch inside the graph, so
-    # the smaller last batch (shape [None, ...] in the dataset's spec) reuses the one trace. We
-    # pass the batch itself: a None batch dimension in the signature does the same.
+    # fit() hands its function the iterator and takes each batch inside the graph, where the
+    # batch dimension is unknown; we pass the batch, with a None batch dimension: no retrace.
     signature = [tf.TensorSpec([None, 28, 28], tf.float32), tf.TensorSpec([None], tf.uint8)]
     return tf.function(step, input_signature=signature, jit_compile=config.jit_compile)
 
@@ -106,14 +101,14 @@ def train(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
     steps = steps_per_epoch(len(x), config.batch_size)
     if config.mode == "epoch":  # a whole epoch per call (whole_epoch.py) instead of steps
         epoch_function = whole_epoch.make_epoch_function(step, x, y, config.batch_size, metrics)
-    else:  # fit()'s data handling: every epoch's batches in the shared order, one pipeline
+    else:  # the batches every side reads: each epoch in the shared order, one pipeline
         pipeline = train_batches(x, y, config.seed, config.batch_size, range(initial_epoch, config.epochs))
         batches = iter(distributed.distribute_dataset(pipeline))
     callbacks = list(callbacks)
     if checkpoint_dir is not None:  # BackupAndRestore, by hand (checkpoint.py)
         callbacks.append(checkpoint.EpochCheckpoint(checkpoint_dir, optimizer, initial_epoch))
-    # fit()'s CallbackList, built as fit() builds it: a History and a progress bar added, and
-    # every callback given the same params (verbose, epochs, steps).
+    # fit()'s CallbackList, built as fit() builds it: a History and a progress bar, and the
+    # same params (verbose, epochs, steps) for every callback.
     params = dict(verbose=int(verbose), epochs=config.epochs, steps=steps)
     callback_list = CallbackList(callbacks, add_history=True, add_progbar=verbose, model=model, **params)
     model.stop_training = False
@@ -130,18 +125,14 @@ def train(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
             for step_index in range(steps):
                 callback_list.on_train_batch_begin(step_index)
                 step_logs = train_function(*next(batches))
-                # The callbacks get the metrics so far. The CallbackList reads them into Python
-                # floats, which waits for the device at every step, in fit() as here
-                # (keras/src/callbacks/callback_list.py CallbackList._on_train_batch_end:
-                # `logs = python_utils.pythonify_logs(logs)`).
+                # The callbacks get the metrics so far; the CallbackList reads them into Python
+                # floats, which waits for the device at every step, in fit() as here.
                 callback_list.on_train_batch_end(step_index, step_logs)
-                if model.stop_training:  # a batch callback (TerminateOnNaN) said stop
+                if model.stop_training:  # a batch callback (e.g. TerminateOnNaN) said stop
                     break
         # Read the epoch's metrics (this waits for the device too).
         logs = {name: float(metric.result()) for name, metric in metrics.items()}
-        # fit(validation_data=...): evaluate at the end of each epoch, as val_*, with the same
-        # callbacks (they see on_test_begin ... on_test_end).
-        if validation is not None:
+        if validation is not None:  # fit(validation_data=...): evaluate(), the same callbacks
             val = run_test(test_function, metrics, eval_batches(*validation, config.batch_size),
                            callback_list)
             logs.update({f"val_{name}": value for name, value in val.items()})
@@ -182,7 +173,8 @@ def evaluate(
 
 def predict(model: keras.Model, x: np.ndarray, config: TrainConfig) -> np.ndarray:
     """Class probabilities, shape (len(x), 10), for uint8 images ``x`` (replaces predict())."""
-    # One device even under tf.distribute: replicas' predictions must be joined, not summed.
+    # One device even under tf.distribute: Keras' predict() joins the replicas' outputs; our
+    # distributed function would average them.
     forward = make_train_function(partial(predict_step, model), config, replicated=False)
     batches = eval_batches(x, np.zeros(len(x), np.uint8), config.batch_size)
     return np.concatenate([np.asarray(forward(images, labels)) for images, labels in batches])

@@ -29,7 +29,8 @@ def make_epoch_function(train_step: Callable, x: np.ndarray, y: np.ndarray, batc
     """``train_epoch(permutation)`` trains one epoch over ``x``, ``y`` in that order, one
     ``train_step`` per batch, as ONE XLA computation; returns (steps run, the logs of the last
     step: the running value of each of ``metrics``). It stops at the first non-finite loss,
-    inside the computation (TerminateOnNaN's job: it too reads the running loss)."""
+    inside the computation, whatever callbacks are given: unlike fit(), which finishes every
+    step of a call and lets TerminateOnNaN see the running loss afterwards."""
     images, labels = tf.constant(x), tf.constant(y)
     full_steps, rest = divmod(len(x), batch_size)
 

@@ -1,0 +1,237 @@
+"""A proof of structure beside the proof of weights: the trace (fit_vs_tape/trace.py) records
+what each rung does at run time, and the three rungs' callbacks must see the same hooks, in
+the same order, with the same batch and epoch numbers, log keys and params."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fit_vs_tape import trace_tree
+from fit_vs_tape.cli import main
+from fit_vs_tape.runs import Splits
+from shared.config import SIDES, TrainConfig
+from shared.model import initial_weights
+from tests.conftest import synthetic
+
+tf = pytest.importorskip("tensorflow")
+from fit_vs_tape import trace  # noqa: E402 - after TensorFlow
+
+RUNGS = list(SIDES)  # high_level (fit()), custom_step (fit() + own train_step), low_level (loop)
+LABELS = {side: SIDES[side].label for side in RUNGS}
+STEPS = 3  # 96 images, batch 32
+VALIDATION_BATCHES = 2  # 40 images, batch 32
+
+
+def _splits(validation: bool) -> Splits:
+    x, y = synthetic(96 + 40, 3)
+    return Splits(x[:96], y[:96], (x[96:], y[96:]) if validation else None, x[:8], y[:8])
+
+
+def _config(mode: str) -> TrainConfig:
+    return TrainConfig(epochs=2, batch_size=32, hidden_units=16, mode=mode)
+
+
+_CACHE: dict = {}
+
+
+def traced(mode: str, validation: bool = True, resumed_after: int = 0, tmp_path=None) -> dict:
+    """Every rung's trace of one configuration, recorded once per test session."""
+    key = (mode, validation, resumed_after)
+    if key not in _CACHE:
+        _CACHE[key] = trace.trace_sides(RUNGS, _splits(validation), _config(mode), resumed_after,
+                                        tmp_path)
+    return _CACHE[key]
+
+
+def hooks_of(traces: dict) -> dict[str, list[dict]]:
+    return {side: trace_tree.hooks(t.events) for side, t in traces.items()}
+
+
+def expected_hooks(epochs: range, logs: list[str], validation_end_batches: list[int]) -> list[tuple]:
+    """The hooks fit() gives a callback, written out from keras/src/backend/tensorflow/trainer.py
+    TensorFlowTrainer.fit (and evaluate() for validation, with the same CallbackList)."""
+    params = repr({"epochs": 2, "steps": STEPS, "verbose": 0})
+    val = ["val_" + k for k in logs] if validation_end_batches else []
+    seq = [("set_params", None, None, (), params), ("on_train_begin", None, None, (), params)]
+    for epoch in epochs:
+        seq.append(("on_epoch_begin", None, epoch, (), "None"))
+        for step in range(STEPS):
+            seq += [("on_train_batch_begin", step, None, (), "None"),
+                    ("on_train_batch_end", step, None, tuple(logs), "None")]
+        if validation_end_batches:
+            seq.append(("on_test_begin", None, None, (), "None"))
+            begin = 0
+            for end in validation_end_batches:
+                seq += [("on_test_batch_begin", begin, None, (), "None"),
+                        ("on_test_batch_end", end, None, tuple(logs), "None")]
+                begin = end + 1
+            seq.append(("on_test_end", None, None, tuple(logs), "None"))
+        seq.append(("on_epoch_end", None, epoch, tuple(sorted(logs + val)), "None"))
+    seq.append(("on_train_end", None, None, tuple(sorted(logs + val)), "None"))
+    return seq
+
+
+@pytest.mark.parametrize("mode", ["graph", "xla", "eager"])
+def test_every_rung_gives_its_callbacks_the_same_hooks(mode):
+    got = {side: [trace_tree.hook_signature(h) for h in hooks]
+           for side, hooks in hooks_of(traced(mode)).items()}
+    want = expected_hooks(range(2), ["accuracy", "loss"], list(range(VALIDATION_BATCHES)))
+    for side in RUNGS:
+        assert got[side] == want, side
+    assert trace_tree.hook_differences(hooks_of(traced(mode)), LABELS) == []
+
+
+def test_epoch_mode_differs_only_in_the_validation_batch_numbers():
+    """Mode epoch: fit() runs with steps_per_execution = one epoch (3) and validates with it
+    too, so its one validation call reports batch 0..2 whatever the number of batches
+    (keras/src/trainers/epoch_iterator.py: `step + self.steps_per_execution - 1`); the loop
+    validates batch by batch. The training hooks are the same (one execution per epoch)."""
+    got = {side: [trace_tree.hook_signature(h) for h in hooks]
+           for side, hooks in hooks_of(traced("epoch")).items()}
+    one_call = [("on_train_batch_begin", 0, None, (), "None"),
+                ("on_train_batch_end", STEPS - 1, None, ("accuracy", "loss"), "None")]
+
+    def with_one_training_call(seq):
+        out, skip = [], 0
+        for item in seq:
+            if skip:
+                skip -= 1
+                continue
+            if item[0] == "on_train_batch_begin" and item[1] == 0:
+                out += one_call
+                skip = 2 * STEPS - 1
+                continue
+            out.append(item)
+        return out
+
+    fit_way = with_one_training_call(expected_hooks(range(2), ["accuracy", "loss"], [STEPS - 1]))
+    loop_way = with_one_training_call(expected_hooks(range(2), ["accuracy", "loss"],
+                                                     list(range(VALIDATION_BATCHES))))
+    assert got["high_level"] == got["custom_step"] == fit_way
+    assert got["low_level"] == loop_way
+    # ... and the trace says so, exactly.
+    assert trace_tree.hook_differences(hooks_of(traced("epoch")), LABELS) == [
+        "GradientTape loop vs fit():",
+        "  on_test_batch_end: batch fit() 2, GradientTape loop 0 (2x)",
+        "  on_test_batch_begin: only GradientTape loop's callbacks get it (2x)",
+        "  on_test_batch_end: only GradientTape loop's callbacks get it (2x)",
+    ]
+
+
+def test_a_resumed_run_gives_the_same_hooks_and_builds_the_optimizer_on_restore(tmp_path):
+    traces = traced("graph", validation=False, resumed_after=1, tmp_path=tmp_path)
+    want = expected_hooks(range(1, 2), ["accuracy", "loss"], [])
+    for side, t in traces.items():
+        assert [trace_tree.hook_signature(h) for h in trace_tree.hooks(t.events)] == want, side
+        # Restoring needs the optimizer's variables before the first step: created eagerly,
+        # inside on_train_begin (BackupAndRestore or the loop's checkpoint callback).
+        made = [e for e in t.events if e["kind"] == "optimizer_variable"]
+        assert len(made) == 8 and not any(e["in_trace"] for e in made), side
+        by_seq = {e["seq"]: e for e in t.events}
+        for event in made:
+            while event["parent"] is not None:
+                event = by_seq[event["parent"]]
+            assert (event["kind"], event.get("hook")) == ("callbacks", "on_train_begin"), side
+
+
+def test_on_one_device_every_rung_builds_its_optimizer_inside_the_first_trace():
+    for side, t in traced("graph").items():
+        made = [e for e in t.events if e["kind"] == "optimizer_variable"]
+        assert len(made) == 8 and all(e["in_trace"] for e in made), side  # 4 weights x 2 moments
+        first_call = next(e for e in t.events if e["kind"] == "call" and not e["in_trace"])
+        assert first_call["seq"] < made[0]["seq"]
+        # tf.function traces again after a first trace that created variables.
+        assert max(e.get("traces", 0) for e in t.events if e["kind"] == "call") == 2, side
+
+
+def test_every_metric_value_handed_to_the_callbacks_is_read_to_the_host_each_step():
+    """CallbackList._on_train_batch_end converts every tensor of the logs to a float
+    (python_utils.pythonify_logs): one sync per log key per step, on every rung; fit() reads
+    one more, whether its iterator had a batch (`if not opt_outputs.has_value()`)."""
+    for side, t in traced("graph", validation=False).items():
+        tree = trace_tree.children(t.events)
+        ends = [e for e in t.events if e["kind"] == "callbacks" and e["hook"] == "on_train_batch_end"]
+        assert len(ends) == 2 * STEPS
+        for end in ends:
+            syncs = [c for c in tree[end["seq"]] if c["kind"] == "sync"]
+            assert len(syncs) == 2, side  # loss and accuracy
+            assert all(any(f["function"] == "pythonify_logs" for f in s["stack"]) for s in syncs)
+        summary = trace_tree.sync_summary(t.events)
+        assert summary["median_after_first"] == (3 if SIDES[side].uses_fit else 2), side
+
+
+def test_training_is_bit_identical_with_and_without_the_trace():
+    splits, config = _splits(True), _config("graph")
+    weights = initial_weights(config.hidden_units, config.seed)
+    for side in ("high_level", "low_level"):
+        plain = trace.trace_side(side, splits, config, weights, record=False).model
+        recorded = trace.trace_side(side, splits, config, weights).model
+        for a, b in zip(plain.get_weights(), recorded.get_weights()):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_recording_unwraps_everything_even_after_an_error():
+    import keras
+
+    watched = [(keras.callbacks.CallbackList, "on_train_batch_end"), (np, "asarray"),
+               (type(tf.function(lambda: None)), "__call__"), (keras.metrics.Mean, "reset_state")]
+    before = [vars(owner)[name] for owner, name in watched]
+    with pytest.raises(RuntimeError, match="boom"), trace.recording(trace.Recorder()):
+        assert all(vars(owner)[name] is not b for (owner, name), b in zip(watched, before))
+        raise RuntimeError("boom")
+    assert [vars(owner)[name] for owner, name in watched] == before
+
+
+def test_the_command_prints_both_trees_and_writes_the_events(tiny_data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["trace", "--data-dir", str(tiny_data_dir), "--out", str(out), "--sides", "high,low",
+                 "--hidden-units", "8", "--validation-split", "0.25", "--width", "140"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "fit() | GradientTape loop" in printed.splitlines()  # the two columns' heads
+    assert "How to read it:" in printed
+    assert "call train_step, traced" in printed  # the loop's compiled step, traced at step 1
+    assert printed.count(", traced") >= 3  # fit()'s function, its step inside, the loop's
+    assert "step 3: each the same as epoch 1's step 2" in printed  # repeated steps collapsed
+    assert "The callbacks received the same hooks on every side" in printed
+    assert "fit(): 3 (" in printed and "GradientTape loop: 2 (" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["trace.json"]  # nothing else, no temp file
+    record = json.loads((out / "trace.json").read_text())
+    assert set(record["sides"]) == {"high_level", "low_level"}
+    fit_events = record["sides"]["high_level"]["events"]
+    assert any(f["file"] == "keras/src/backend/tensorflow/trainer.py" and f["function"] == "fit"
+               for e in fit_events for f in e["stack"])
+    loop_drivers = {e["driver"]["file"] for e in record["sides"]["low_level"]["events"] if e["driver"]}
+    assert loop_drivers == {"low_level/train.py"}
+    assert record["hook_differences"] == []
+
+
+def test_the_command_resumes_and_reports_bad_input_in_one_line(tiny_data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["trace", "--data-dir", str(tiny_data_dir), "--out", str(out), "--sides", "step",
+                 "--hidden-units", "8", "--epochs", "3", "--resumed-after", "2"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["trace.json"]  # checkpoints removed
+    epochs = [h["epoch"] for h in json.loads((out / "trace.json").read_text())
+              ["sides"]["custom_step"]["hooks"] if h["hook"] == "on_epoch_begin"]
+    assert epochs == [2]
+    capsys.readouterr()
+    for argv, message in [
+        (["--resumed-after", "2"], "--resumed-after 2: must be at least 1 and less than --epochs 2"),
+        (["--sides", "high,nope"], "'nope' is not one of high, step, low"),
+        (["--limit", "0"], "--limit 0: must be at least 1"),
+    ]:
+        bad = tmp_path / "bad"
+        code = main(["trace", "--data-dir", str(tiny_data_dir), "--out", str(bad), *argv]) \
+            if argv[0] != "--sides" else _exit_code(["trace", "--out", str(bad), *argv])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and message in err, (argv, err)
+        assert not bad.exists()
+
+
+def _exit_code(argv) -> int:
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    return stop.value.code
