@@ -58,7 +58,7 @@ INSTALL = "pip install -e '.[peers]'"
 # What the peers' Adam does differently from Keras' (which all TensorFlow rows and both
 # Keras-on-JAX rows use): Keras adds epsilon to sqrt(v) *before* bias-correcting v
 # (keras/src/optimizers/adam.py Adam.update_step: `alpha = lr * ops.sqrt(1 - beta_2_power) /
-# (1 - beta_1_power)` and `ops.divide(ops.multiply(m, alpha), ops.add(ops.sqrt(v), self.epsilon))`);
+# (1 - beta_1_power)`; its update: `ops.multiply(m, alpha), ops.add(ops.sqrt(v), self.epsilon)`);
 # optax.adam and torch.optim.Adam add it to sqrt(v_hat). So Keras' epsilon acts as theirs would
 # at epsilon / sqrt(1 - beta_2^t): with the same 1e-7, theirs is the smaller, by 32x at step 1
 # and 1.26x at step 1,000 (1.0x from about step 5,000), which matters only where sqrt(v) is
