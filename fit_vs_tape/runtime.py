@@ -18,23 +18,41 @@ from pathlib import Path
 from fit_vs_tape.errors import UserError
 from shared import data
 
-#: Set to 1 to see TensorFlow's C++ log lines (CUDA probing, oneDNN notices) again.
+#: Set to 1 to see TensorFlow's C++ log lines (CUDA probing, oneDNN notices, kernel warnings)
+#: again; ``TF_CPP_MIN_LOG_LEVEL`` then decides, as TensorFlow documents.
 SHOW_LOGS_ENV = "FIT_VS_TAPE_TF_LOGS"
+LOG_LEVEL_ENV = "TF_CPP_MIN_LOG_LEVEL"
+#: 2: errors and fatal only. TensorFlow's levels: 0 info, 1 warning, 2 error, 3 fatal.
+QUIET_LEVEL = 2
+
+
+def quiet_log_level(environ: dict | None = None) -> None:
+    """Make ``TF_CPP_MIN_LOG_LEVEL`` hide TensorFlow's info and warning lines, whatever it was:
+    unset, empty (TensorFlow reads that as 0: everything), 0, 1 or not a number become 2; 2 and 3
+    are kept. Nothing changes with ``$FIT_VS_TAPE_TF_LOGS=1``. Must run before TensorFlow's C++
+    side first logs: it reads the variable once."""
+    environ = os.environ if environ is None else environ
+    if environ.get(SHOW_LOGS_ENV) == "1":
+        return
+    value = environ.get(LOG_LEVEL_ENV, "").strip()
+    if not (value.isdigit() and int(value) >= QUIET_LEVEL):
+        environ[LOG_LEVEL_ENV] = str(QUIET_LEVEL)
 
 
 @contextlib.contextmanager
 def quiet_tensorflow():
     """Import TensorFlow (and whatever starts its C++ side) inside this block without its log
-    lines reaching the terminal, unless ``$FIT_VS_TAPE_TF_LOGS=1``.
+    lines reaching the terminal, then or later, unless ``$FIT_VS_TAPE_TF_LOGS=1``.
 
     The lines written before absl's logging starts ignore ``TF_CPP_MIN_LOG_LEVEL``, whatever the
-    user set it to, so file descriptor 2 goes to /dev/null for the duration. A user's own
-    ``TF_CPP_MIN_LOG_LEVEL`` is kept for what TensorFlow logs later; unset, it becomes 2.
+    user set it to, so file descriptor 2 goes to /dev/null for the duration. What TensorFlow logs
+    later (a kernel's warning, such as SaveV2's on a full disk, before the program's own one-line
+    error) obeys the variable, so ``quiet_log_level()`` sets it to at least 2 first.
     """
     if os.environ.get(SHOW_LOGS_ENV) == "1":
         yield
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_log_level()
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)

@@ -9,19 +9,35 @@ Keras writes ``latest.weights.h5`` in place, through HDF5. If the disk fills (or
 killed) during that write, the file is left cut short: the old checkpoint is gone and the new one
 does not load. On a full disk HDF5 also leaves the file open in a state that crashes the process
 when Python exits (a segmentation fault; h5py issue #914). The subclass below changes only the
-writing: HDF5 builds the file in memory, and Python writes the bytes under a temporary name and
-renames them over the old file. A failed save raises an OSError naming the directory and leaves
-the previous checkpoint whole. Restoring is Keras' own, unchanged. (Keras' own remedy,
-``double_checkpoint=True``, keeps a ``.bkp`` copy to fall back on when loading fails; it does
-not help here: a file cut short still half loads, and the crash on exit remains. This save
-replaces it, so the option does nothing on this class.)
+writing, in ``on_epoch_end`` (the public hook whose Keras version calls the save):
+
+1. ``model.save()`` writes a ``.keras`` file (a zip) under a temporary name in the checkpoint's
+   directory. Keras builds the HDF5 part of it in memory and Python's zipfile writes the bytes,
+   so a full disk is an ordinary OSError, never HDF5's crash.
+2. Its ``model.weights.h5`` member is the same HDF5 file that ``save_weights()`` writes: the
+   weights and the optimizer's state (the .keras format, from Keras 3.0 to today).
+3. Those bytes are written under a temporary name and renamed over ``latest.weights.h5``, then
+   the epoch counter the same way.
+
+A failed save raises an OSError naming the directory and leaves the previous checkpoint whole.
+Restoring is Keras' own, unchanged. Only public calls write (``model.save`` with a path); the one
+thing read from Keras' insides, where the callback restores from, is checked when the callback is
+made, so that a Keras that moved it fails there, loudly.
+
+Handing ``save_weights()`` an in-memory file instead is not a public use, and not portable: Keras
+3.15 writes into it; 3.3 and 3.8 take its ``str()`` for a path and write the checkpoint into the
+current directory. Keras' own remedy, ``double_checkpoint=True`` (in 3.8, not 3.3), keeps a ``.bkp`` copy to
+fall back on when loading fails; it does not help here: a file cut short still half loads, and the
+crash on exit remains. This save replaces it, so the option is not offered.
 """
 
 from __future__ import annotations
 
-import io
+import contextlib
 import json
 import os
+import tempfile
+import zipfile
 from pathlib import Path
 
 import keras
@@ -30,14 +46,9 @@ from shared.files import atomic_path
 
 WEIGHTS = "latest.weights.h5"  # BackupAndRestore's file names
 METADATA = "training_metadata.json"
-
-
-class _InMemoryWeightsFile(io.BytesIO):
-    """A buffer that save_weights() accepts as its file: Keras' HDF5 writer takes an in-memory
-    file, and its name check only asks that the name ends in .weights.h5."""
-
-    def __str__(self) -> str:
-        return WEIGHTS
+#: The weights (with the optimizer's state) inside a .keras file: keras/src/saving/saving_lib.py
+#: _VARS_FNAME_H5 ("model.weights.h5"; 3.3's _VARS_FNAME + ".h5").
+KERAS_FILE_WEIGHTS = "model.weights.h5"
 
 
 class BackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -49,24 +60,66 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         # can be extended or inspected; Keras' default deletes it.
         super().__init__(str(directory), delete_checkpoint=False)
         self.directory = Path(directory)
+        _check_restores_from(self, self.directory)
 
-    # Keras' own save, called at each epoch's end. It is a private method: should a Keras
-    # release rename it, tests/test_faults.py (a disk filled just before this save) fails.
-    def _save_model(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        buffer = _InMemoryWeightsFile()
-        self.model.save_weights(buffer)
+    def on_epoch_end(self, epoch, logs=None):
+        # Keras' on_epoch_end counts the epoch and calls its private _save_model(), which writes
+        # latest.weights.h5 in place (keras/src/callbacks/backup_and_restore.py
+        # BackupAndRestore._save_model: `self.model.save_weights(filepath=self._weights_path,
+        # overwrite=True)`).
+        # This one saves whole instead; with save_freq="epoch" (the default) Keras saves
+        # nowhere else.
+        self.save(epoch + 1)
+
+    def save(self, epochs_done: int) -> None:
+        """Save the weights, the optimizer's state and ``epochs_done`` as BackupAndRestore
+        restores them; all or nothing (an OSError naming the directory)."""
         try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            weights = weights_file_bytes(self.model, self.directory)
             # Weights first, then the epoch counter: a stop between the two renames leaves new
             # weights under the old epoch, a gap of a few microseconds.
             with atomic_path(self.directory / WEIGHTS) as tmp, open(tmp, "wb") as f:
-                f.write(buffer.getvalue())
+                f.write(weights)
             with atomic_path(self.directory / METADATA) as tmp, open(tmp, "w") as f:
-                json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
+                # Keras' own metadata: the epochs done, and the batch (0 at an epoch's end).
+                json.dump({"epoch": epochs_done, "batch": 0}, f)
         except OSError as e:
             raise OSError(e.errno, f"{os.strerror(e.errno) if e.errno else e.strerror} (the "
-                          f"checkpoint of epoch {self._current_epoch} was not written)",
+                          f"checkpoint of epoch {epochs_done} was not written)",
                           str(self.directory)) from e
+
+
+def weights_file_bytes(model: keras.Model, directory: Path) -> bytes:
+    """The bytes of the ``.weights.h5`` file ``model.save_weights()`` would write, made without
+    HDF5 touching the disk: by ``model.save()`` to a temporary ``.keras`` file in ``directory``
+    (deleted again), whose weights member that is."""
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".checkpoint.", suffix=".tmp.keras")
+    os.close(fd)
+    try:
+        model.save(tmp)
+        with zipfile.ZipFile(tmp) as archive:
+            if KERAS_FILE_WEIGHTS not in archive.namelist():
+                raise RuntimeError(f"Keras {keras.__version__}'s .keras file holds no "
+                                   f"{KERAS_FILE_WEIGHTS} (it holds {archive.namelist()}): "
+                                   f"high_level/checkpoint.py cannot save fit()'s checkpoint")
+            return archive.read(KERAS_FILE_WEIGHTS)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _check_restores_from(callback: keras.callbacks.BackupAndRestore, directory: Path) -> None:
+    """Fail now, not at the first resume, if this Keras' BackupAndRestore restores from other
+    files than the ones saved here. Private attributes, which Keras 3.3 to 3.15 set alike
+    (keras/src/callbacks/backup_and_restore.py BackupAndRestore.__init__:
+    `self._weights_path = file_utils.join(backup_dir, "latest.weights.h5")`)."""
+    expected = {"_weights_path": directory / WEIGHTS, "_training_metadata_path": directory / METADATA}
+    found = {name: getattr(callback, name, None) for name in expected}
+    if any(found[name] is None or Path(found[name]) != path for name, path in expected.items()):
+        raise RuntimeError(f"Keras {keras.__version__}'s BackupAndRestore restores from {found}, "
+                           f"not {WEIGHTS} and {METADATA} in {directory}: high_level/checkpoint.py "
+                           "needs updating for this Keras")
 
 
 def saved_epochs(directory: str | os.PathLike) -> int:

@@ -22,8 +22,7 @@ from shared.order import eval_batches, steps_per_epoch, train_batches
 
 
 def train_step(model: keras.Model, optimizer: keras.Optimizer, loss_fn: keras.Loss,
-               metrics: dict[str, keras.Metric], images: tf.Tensor,
-               labels: tf.Tensor) -> dict[str, tf.Tensor]:
+               metrics: dict[str, keras.Metric], images: tf.Tensor, labels: tf.Tensor) -> dict:
     """One step of training on one batch (Model.train_step); returns every metric's running
     value so far, the logs fit() turns into floats for the callbacks after each step."""
     # Forward pass, recorded on the tape.
@@ -38,7 +37,9 @@ def train_step(model: keras.Model, optimizer: keras.Optimizer, loss_fn: keras.Lo
     # Update the weights (and Adam's moments and iteration counter). The first call creates
     # Adam's variables, inside the first trace, as in fit() (BaseOptimizer.apply, in the README).
     optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-    update_metrics(metrics, loss, labels, probs)
+    # The metrics: fit()'s loss tracker is a mean over samples (a smaller last batch weighs less).
+    metrics["loss"].update_state(unscale_loss_for_distribution(loss), sample_weight=tf.shape(labels)[0])
+    metrics["accuracy"].update_state(labels, probs)
     return {name: metric.result() for name, metric in metrics.items()}
 
 
@@ -46,7 +47,9 @@ def test_step(model: keras.Model, loss_fn: keras.Loss, metrics: dict[str, keras.
               images: tf.Tensor, labels: tf.Tensor) -> dict[str, tf.Tensor]:
     """One evaluation step: forward pass and metrics; no tape, no update (Model.test_step)."""
     probs = model(images, training=False)
-    update_metrics(metrics, compute_loss(model, loss_fn, labels, probs), labels, probs)
+    loss = compute_loss(model, loss_fn, labels, probs)
+    metrics["loss"].update_state(unscale_loss_for_distribution(loss), sample_weight=tf.shape(labels)[0])
+    metrics["accuracy"].update_state(labels, probs)
     return {name: metric.result() for name, metric in metrics.items()}
 
 
@@ -62,11 +65,9 @@ def make_metrics() -> dict[str, keras.Metric]:
     return {"loss": loss, "accuracy": accuracy}
 
 
-def update_metrics(metrics: dict[str, keras.Metric], loss: tf.Tensor, labels: tf.Tensor,
-                   probs: tf.Tensor) -> None:
-    """Add one batch to the metrics; the loss tracker is a mean over samples (fit()'s too)."""
-    metrics["loss"].update_state(unscale_loss_for_distribution(loss), sample_weight=tf.shape(labels)[0])
-    metrics["accuracy"].update_state(labels, probs)
+def as_floats(logs: dict[str, tf.Tensor]) -> dict[str, float]:
+    """The logs as Python floats, as fit() hands them to the callbacks (a sync per value)."""
+    return {name: float(value) for name, value in logs.items()}
 
 
 def make_train_function(step: Callable, config: TrainConfig, replicated: bool = True) -> Callable:
@@ -125,9 +126,9 @@ def train(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
             for step_index in range(steps):
                 callback_list.on_train_batch_begin(step_index)
                 step_logs = train_function(*next(batches))
-                # The callbacks get the metrics so far; the CallbackList reads them into Python
-                # floats, which waits for the device at every step, in fit() as here.
-                callback_list.on_train_batch_end(step_index, step_logs)
+                # The callbacks get the metrics so far as Python floats, as from fit(): reading
+                # them waits for the device, at every step.
+                callback_list.on_train_batch_end(step_index, as_floats(step_logs))
                 if model.stop_training:  # a batch callback (e.g. TerminateOnNaN) said stop
                     break
         # Read the epoch's metrics (this waits for the device too).
@@ -155,7 +156,7 @@ def run_test(test_function: Callable, metrics: dict[str, keras.Metric], batches:
         metric.reset_state()
     for step_index, (images, labels) in enumerate(distributed.distribute_dataset(batches)):
         callback_list.on_test_batch_begin(step_index)
-        callback_list.on_test_batch_end(step_index, test_function(images, labels))
+        callback_list.on_test_batch_end(step_index, as_floats(test_function(images, labels)))
     logs = {name: float(metric.result()) for name, metric in metrics.items()}
     callback_list.on_test_end(logs)
     return logs
@@ -173,8 +174,7 @@ def evaluate(
 
 def predict(model: keras.Model, x: np.ndarray, config: TrainConfig) -> np.ndarray:
     """Class probabilities, shape (len(x), 10), for uint8 images ``x`` (replaces predict())."""
-    # One device even under tf.distribute: Keras' predict() joins the replicas' outputs; our
-    # distributed function would average them.
+    # One device even under tf.distribute: ours would average the replicas' outputs, Keras' joins them.
     forward = make_train_function(partial(predict_step, model), config, replicated=False)
     batches = eval_batches(x, np.zeros(len(x), np.uint8), config.batch_size)
     return np.concatenate([np.asarray(forward(images, labels)) for images, labels in batches])

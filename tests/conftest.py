@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from fit_vs_tape.runtime import quiet_log_level  # (imports no TensorFlow)
+from shared import data
 
-from shared import data  # noqa: E402
+# The tests' own TensorFlow logs no warnings either, whatever TF_CPP_MIN_LOG_LEVEL says.
+quiet_log_level()
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -68,3 +70,22 @@ needs_real_data = pytest.mark.skipif(
     not all((REAL_DATA / f).is_file() for f in data.FILES.values()),
     reason="real Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)",
 )
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_in_empty_directory(argv: list[str], cwd: Path, timeout: float = 600):
+    """Run ``python -m fit_vs_tape ARGV`` with ``cwd`` (created empty) as its working directory
+    and this checkout first on the path (from another directory, ``-m`` would import whatever
+    fit-vs-tape is installed); return the finished process. The caller asserts ``cwd`` stays
+    empty: no command writes outside its run directory."""
+    import subprocess
+    import sys
+
+    cwd.mkdir(parents=True, exist_ok=True)
+    assert not list(cwd.iterdir()), f"{cwd} is not empty"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    return subprocess.run([sys.executable, "-m", "fit_vs_tape", *argv], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)

@@ -9,13 +9,17 @@ import pytest
 from benchmarks.accuracy import mean_difference
 from fit_vs_tape.cli import main
 from fit_vs_tape.runtime import import_tensorflow
+from tests.conftest import run_in_empty_directory
 
 
-def test_speed_harness_writes_every_output(tiny_data_dir, tmp_path, capsys):
-    out = tmp_path / "speed"
-    code = main(["bench", "speed", "--device", "cpu", "--limit", "128", "--epochs", "2",
-                 "--eager-limit", "64", "--data-dir", str(tiny_data_dir), "--out", str(out)])
-    assert code == 0
+def test_speed_harness_writes_every_output_and_nothing_else(tiny_data_dir, tmp_path):
+    # Run from an empty working directory, which stays empty (as every command's does).
+    out, cwd = tmp_path / "speed", tmp_path / "cwd"
+    done = run_in_empty_directory(["bench", "speed", "--device", "cpu", "--limit", "128",
+                                   "--epochs", "2", "--eager-limit", "64", "--data-dir",
+                                   str(tiny_data_dir), "--out", str(out)], cwd)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert list(cwd.iterdir()) == []
     record = json.loads((out / "results.json").read_text())
     rows = record["rows"]
     fit_rows = ["default", "xla", "spe", "spe+xla"]
@@ -39,10 +43,13 @@ def test_speed_harness_writes_every_output(tiny_data_dir, tmp_path, capsys):
     assert (out / "speed.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_accuracy_harness_writes_every_output(tiny_data_dir, tmp_path):
-    out = tmp_path / "acc"
-    assert main(["bench", "accuracy", "--seeds", "2", "--epochs", "1", "--limit", "128",
-                 "--data-dir", str(tiny_data_dir), "--out", str(out)]) == 0
+def test_accuracy_harness_writes_every_output_and_nothing_else(tiny_data_dir, tmp_path):
+    out, cwd = tmp_path / "acc", tmp_path / "cwd"
+    done = run_in_empty_directory(["bench", "accuracy", "--seeds", "2", "--epochs", "1",
+                                   "--limit", "128", "--data-dir", str(tiny_data_dir),
+                                   "--out", str(out)], cwd)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert list(cwd.iterdir()) == []
     record = json.loads((out / "results.json").read_text())
     for side in ("high_level", "custom_step", "low_level"):
         summary = record[side]

@@ -193,8 +193,7 @@ def before(save, epoch_of):
         return save(self, *args)
     return patched
 
-fit_ck.BackupAndRestore._save_model = before(fit_ck.BackupAndRestore._save_model,
-                                             lambda self: self._current_epoch)
+fit_ck.BackupAndRestore.save = before(fit_ck.BackupAndRestore.save, lambda self, done: done)
 loop_ck.EpochCheckpoint.save = before(loop_ck.EpochCheckpoint.save, lambda self, done: done)
 sys.exit(main(sys.argv[2:]))
 """

@@ -67,18 +67,41 @@ def _run_cli(*args: str, **kwargs) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, **kwargs)
 
 
-@pytest.mark.parametrize("impl", ["high", "step", "low"])
-def test_interrupt_then_resume_is_bit_identical(tmp_path, impl):
-    data_dir = write_dataset(tmp_path / "data", n_train=3000, n_test=50)
-    # Eager: about a second per epoch here, so Ctrl-C lands inside epoch 2.
-    options = ["--impl", impl, "--mode", "eager", "--epochs", "4", "--data-dir", str(data_dir),
-               "--quiet"]
-    run = tmp_path / "interrupted"
-    proc = _run_cli("train", *options, "--out", str(run))
-    progress = run / "state" / IMPLS[impl] / "progress.json"
-    deadline = time.time() + 120
-    while not progress.is_file() and proc.poll() is None and time.time() < deadline:
+#: Eager, 1600 images: about half a second per epoch here, so Ctrl-C lands inside a known epoch.
+EPOCHS = 3
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("robust") / "data", n_train=1600, n_test=50)
+
+
+def _options(data_dir) -> list[str]:
+    return ["--mode", "eager", "--epochs", str(EPOCHS), "--data-dir", str(data_dir), "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def reference(data_dir, tmp_path_factory):
+    """One uninterrupted compare: every side ends bit-identical, so it is every test's
+    reference (weights and history)."""
+    out = tmp_path_factory.mktemp("robust") / "reference"
+    proc = _run_cli("compare", *_options(data_dir), "--out", str(out))
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    return out
+
+
+def _wait_for(path, proc, seconds: float = 180) -> None:
+    deadline = time.time() + seconds
+    while not path.is_file() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
+
+
+@pytest.mark.parametrize("impl", ["high", "step", "low"])
+def test_interrupt_then_resume_is_bit_identical(tmp_path, data_dir, reference, impl):
+    run = tmp_path / "interrupted"
+    proc = _run_cli("train", "--impl", impl, *_options(data_dir), "--out", str(run))
+    _wait_for(run / "state" / IMPLS[impl] / "progress.json", proc)
     time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
@@ -89,48 +112,36 @@ def test_interrupt_then_resume_is_bit_identical(tmp_path, impl):
     saved = json.loads((run / "results.json").read_text())
     assert saved["status"] == "interrupted"
     done = saved[IMPLS[impl]]["completed_epochs"]
-    assert 1 <= done < 4 and len(saved[IMPLS[impl]]["history"]["loss"]) == done
+    assert 1 <= done < EPOCHS and len(saved[IMPLS[impl]]["history"]["loss"]) == done
 
     resumed = _run_cli("train", "--resume", str(run), "--quiet")
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     assert "resuming" in out
-    reference = tmp_path / "reference"
-    ref = _run_cli("train", *options, "--out", str(reference))
-    ref.communicate(timeout=300)
-    assert ref.returncode == 0
+    side = IMPLS[impl]
     assert max_abs_weight_diff(load_model(run / "model.keras"),
-                               load_model(reference / "model.keras")) == 0.0
-    a = json.loads((run / "results.json").read_text())[IMPLS[impl]]
-    b = json.loads((reference / "results.json").read_text())[IMPLS[impl]]
-    assert a["history"] == b["history"] and len(a["epoch_seconds"]) == 4
+                               load_model(reference / f"{side}.keras")) == 0.0
+    a = json.loads((run / "results.json").read_text())[side]
+    b = json.loads((reference / "results.json").read_text())[side]
+    assert a["history"] == b["history"] and len(a["epoch_seconds"]) == EPOCHS
     assert not (run / "state").exists()  # checkpoints go once the run is complete
 
 
-def test_interrupted_three_way_compare_resumes_bit_identical(tmp_path):
-    data_dir = write_dataset(tmp_path / "data", n_train=2000, n_test=50)
-    options = ["--mode", "eager", "--epochs", "3", "--data-dir", str(data_dir), "--quiet"]
+def test_interrupted_three_way_compare_resumes_bit_identical(tmp_path, data_dir, reference):
     run = tmp_path / "interrupted"
-    proc = _run_cli("compare", *options, "--out", str(run))
+    proc = _run_cli("compare", *_options(data_dir), "--out", str(run))
     # Ctrl-C while the middle rung trains: fit() is done, the loop has not started.
-    progress = run / "state" / "custom_step" / "progress.json"
-    deadline = time.time() + 180
-    while not progress.is_file() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
+    _wait_for(run / "state" / "custom_step" / "progress.json", proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     saved = json.loads((run / "results.json").read_text())
     assert saved["status"] == "interrupted" and "low_level" not in saved
-    assert 1 <= saved["custom_step"]["completed_epochs"] < 3
+    assert 1 <= saved["custom_step"]["completed_epochs"] < EPOCHS
 
     resumed = _run_cli("compare", "--resume", str(run), "--quiet")
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
-    reference = tmp_path / "reference"
-    ref = _run_cli("compare", *options, "--out", str(reference))
-    ref.communicate(timeout=300)
-    assert ref.returncode == 0
     record = json.loads((run / "results.json").read_text())
     assert record["max_abs_weight_diff"] == 0.0 and len(record["pairs"]) == 3
     for side in ("high_level", "custom_step", "low_level"):

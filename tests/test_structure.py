@@ -96,6 +96,39 @@ def test_tensorflow_start_up_lines_stay_hidden_whatever_the_log_level(level, tin
     assert "tensorflow imported: True" in result.stdout
 
 
+#: TensorFlow imported the application's way, then a kernel that fails at run time: its C++
+#: side logs "W... OP_REQUIRES failed at whole_file_read_ops.cc ..." (as SaveV2 does on a full
+#: disk) unless the log level hides warnings.
+_KERNEL_WARNING = """
+from fit_vs_tape.runtime import import_tensorflow
+tf = import_tensorflow("cpu")
+try:
+    tf.io.read_file("/no/such/file")
+except tf.errors.NotFoundError:
+    print("raised")
+"""
+
+
+@pytest.mark.parametrize("level", [None, "", "0", "1", "3"])
+def test_kernel_warnings_at_run_time_stay_hidden_whatever_the_log_level(level):
+    environ = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL",
+                                                                  "FIT_VS_TAPE_TF_LOGS")}
+    if level is not None:
+        environ["TF_CPP_MIN_LOG_LEVEL"] = level
+    result = subprocess.run([sys.executable, "-c", _KERNEL_WARNING], cwd=ROOT, capture_output=True,
+                            text=True, env=environ, timeout=120)
+    assert result.stdout.strip() == "raised" and result.stderr == "", result.stderr
+
+
+def test_fit_vs_tape_tf_logs_shows_them_again():
+    environ = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    environ["FIT_VS_TAPE_TF_LOGS"] = "1"
+    result = subprocess.run([sys.executable, "-c", _KERNEL_WARNING], cwd=ROOT, capture_output=True,
+                            text=True, env=environ, timeout=120)
+    assert result.stdout.strip() == "raised"
+    assert "OP_REQUIRES failed at whole_file_read_ops" in result.stderr, result.stderr
+
+
 def test_a_failed_download_is_one_line_too(tmp_path):
     # No data anywhere, and the download server refuses at once (a closed localhost port).
     patch = ("from pathlib import Path\nfrom shared import data\n"

@@ -4,6 +4,7 @@ the same order, with the same batch and epoch numbers, log keys and params."""
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import numpy as np
@@ -91,27 +92,36 @@ def test_epoch_mode_differs_only_in_the_validation_batch_numbers():
     validates batch by batch. The training hooks are the same (one execution per epoch)."""
     got = {side: [trace_tree.hook_signature(h) for h in hooks]
            for side, hooks in hooks_of(traced("epoch")).items()}
-    one_call = [("on_train_batch_begin", 0, None, (), "None"),
-                ("on_train_batch_end", STEPS - 1, None, ("accuracy", "loss"), "None")]
+    # Which batch ends an execution: its last step in Keras 3.15 (`on_train_batch_end(end_step,
+    # logs)`), its first in older Keras (3.8: `on_train_batch_end(step, logs)`); the loop says
+    # the last, as today's fit().
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+    end = STEPS - 1 if "end_step" in inspect.getsource(TensorFlowTrainer.fit) else 0
 
-    def with_one_training_call(seq):
+    def one_call(last):
+        return [("on_train_batch_begin", 0, None, (), "None"),
+                ("on_train_batch_end", last, None, ("accuracy", "loss"), "None")]
+
+    def with_one_training_call(seq, last):
         out, skip = [], 0
         for item in seq:
             if skip:
                 skip -= 1
                 continue
             if item[0] == "on_train_batch_begin" and item[1] == 0:
-                out += one_call
+                out += one_call(last)
                 skip = 2 * STEPS - 1
                 continue
             out.append(item)
         return out
 
-    fit_way = with_one_training_call(expected_hooks(range(2), ["accuracy", "loss"], [STEPS - 1]))
+    fit_way = with_one_training_call(expected_hooks(range(2), ["accuracy", "loss"], [end]), end)
     loop_way = with_one_training_call(expected_hooks(range(2), ["accuracy", "loss"],
-                                                     list(range(VALIDATION_BATCHES))))
+                                                     list(range(VALIDATION_BATCHES))), STEPS - 1)
     assert got["high_level"] == got["custom_step"] == fit_way
     assert got["low_level"] == loop_way
+    if end != STEPS - 1:
+        return  # older Keras: the training batch numbers differ too, as asserted above
     # ... and the trace says so, exactly.
     assert trace_tree.hook_differences(hooks_of(traced("epoch")), LABELS) == [
         "GradientTape loop vs fit():",
@@ -148,17 +158,23 @@ def test_on_one_device_every_rung_builds_its_optimizer_inside_the_first_trace():
 
 
 def test_every_metric_value_handed_to_the_callbacks_is_read_to_the_host_each_step():
-    """CallbackList._on_train_batch_end converts every tensor of the logs to a float
-    (python_utils.pythonify_logs): one sync per log key per step, on every rung; fit() reads
-    one more, whether its iterator had a batch (`if not opt_outputs.has_value()`)."""
+    """fit()'s callbacks get every log value as a float: CallbackList._on_train_batch_end
+    converts them (python_utils.pythonify_logs), the loop's as_floats() before it calls them.
+    One sync per log key per step, on every rung; fit() reads one more, whether its iterator
+    had a batch (`if not opt_outputs.has_value()`)."""
     for side, t in traced("graph", validation=False).items():
-        tree = trace_tree.children(t.events)
         ends = [e for e in t.events if e["kind"] == "callbacks" and e["hook"] == "on_train_batch_end"]
         assert len(ends) == 2 * STEPS
-        for end in ends:
-            syncs = [c for c in tree[end["seq"]] if c["kind"] == "sync"]
-            assert len(syncs) == 2, side  # loss and accuracy
-            assert all(any(f["function"] == "pythonify_logs" for f in s["stack"]) for s in syncs)
+        converter = "pythonify_logs" if SIDES[side].uses_fit else "as_floats"
+        for end in ends:  # the syncs of the statement that calls on_train_batch_end, this step
+            begin = max(e["seq"] for e in t.events if e["seq"] < end["seq"] and e["kind"] == "callbacks"
+                        and e["hook"] == "on_train_batch_begin")
+            after = min([e["seq"] for e in t.events if e["seq"] > end["seq"] and e["kind"] == "callbacks"]
+                        or [len(t.events)])
+            syncs = [e for e in t.events if e["kind"] == "sync" and begin < e["seq"] < after
+                     and e["driver"] == end["driver"]]
+            assert len(syncs) == 2, (side, syncs)  # loss and accuracy
+            assert all(any(f["function"] == converter for f in s["stack"]) for s in syncs), side
         summary = trace_tree.sync_summary(t.events)
         assert summary["median_after_first"] == (3 if SIDES[side].uses_fit else 2), side
 
