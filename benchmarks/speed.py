@@ -292,7 +292,9 @@ def run(args: argparse.Namespace) -> dict:
                 group = []
                 jobs = [(impl, name, mode, spe, None) for impl, name, mode, spe in rows_for(args.strategy)]
                 if device == "cpu":
-                    jobs += [(impl, name, "graph", None if name == "spe" else 1, penv)
+                    # torch.compile's C++ and its caches go into the run directory, not /tmp
+                    cache = (("TORCHINDUCTOR_CACHE_DIR", str(out / "torchinductor")),)
+                    jobs += [(impl, name, "graph", None if name == "spe" else 1, penv + cache)
                              for impl, name, penv in peer_rows]
                 for implementation, name, mode, spe, penv in jobs:
                     row, row_env = measure(implementation, name, mode, spe, batch_size, hidden, device,
