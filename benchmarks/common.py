@@ -7,17 +7,19 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 
 from fit_vs_tape.errors import UserError, report_errors
 
 
-def run_worker(module: str, job: dict, hide_gpus: bool) -> dict:
+def run_worker(module: str, job: dict, hide_gpus: bool, env: Mapping[str, str] | None = None) -> dict:
     """Run ``python -m module --worker JOB`` in a fresh process and return its JSON answer.
 
     A fresh process per configuration: TensorFlow's memory and caches from one configuration
-    never leak into the next one's time or peak memory.
+    never leak into the next one's time or peak memory. ``env``: variables the process must see
+    before its first import (``KERAS_BACKEND=jax``: Keras reads it once, when it is imported).
     """
-    env = dict(os.environ)
+    env = {**os.environ, **(env or {})}
     if hide_gpus:
         # Hidden before TensorFlow starts: Keras' automatic XLA choice is then a CPU user's.
         env["CUDA_VISIBLE_DEVICES"] = "-1"
@@ -57,6 +59,8 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
     """A Markdown table of ``rows`` restricted to ``columns``; floats to 4 significant places."""
 
     def cell(value) -> str:
+        if value is None:
+            return ""
         if isinstance(value, float):
             return f"{value:.4g}" if abs(value) < 100 else f"{value:.0f}"
         return str(value)

@@ -1,11 +1,15 @@
 """Seconds per epoch of every way to train the tutorial's model, each in a fresh process.
 
     python -m benchmarks.speed --device cpu --batch-sizes 32   (or: fit-vs-tape bench speed ...)
+    fit-vs-tape bench speed --peers jax,torch --hidden-units 32,128,512,2048
 
 Rows: fit() at its default, with XLA, with steps_per_execution = one epoch, and with both; the
 same four for fit() driving its own train_step (high_level/custom_step.py); the
-loop eager, as a tf.function, with XLA, and as one XLA computation per epoch. The first epoch
-(tracing, compiling) is reported apart and left out of the median.
+loop eager, as a tf.function, with XLA, and as one XLA computation per epoch; with ``--peers``,
+the same training in Keras on JAX, JAX + Optax and PyTorch (benchmarks/peers.py). The first epoch
+(tracing, compiling) is reported apart and left out of the median. Every row gets its achieved
+FLOP/s and its share of this machine's matmul peak, measured in the same run
+(benchmarks/limits.py); ``--hidden-units`` repeats everything for each model size (scaling.png).
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from benchmarks import limits, peers
 from benchmarks.common import bench_main, gpu_names, markdown_table, run_worker
 from fit_vs_tape import options
 from fit_vs_tape.errors import PROG, UserError
 from shared.config import SIDES
+from shared.model import parameter_count
 from shared.order import steps_per_epoch
 
 #: (implementation, row name, TrainConfig mode, steps_per_execution: None = one epoch)
@@ -39,8 +45,21 @@ ROWS = (
     ("low_level", "xla", "xla", 1),
     ("low_level", "epoch", "epoch", 1),
 )
-COLUMNS = ["implementation", "mode", "batch_size", "device", "median_epoch_s", "compile_s",
-           "samples_per_s", "speedup_vs_fit_default", "peak_rss_mb", "test_accuracy", "note"]
+COLUMNS = ["implementation", "mode", "hidden_units", "batch_size", "device", "median_epoch_s",
+           "compile_s", "samples_per_s", "speedup_vs_fit_default", "gflop_per_s", "share_of_peak",
+           "peak_rss_mb", "test_accuracy", "note"]
+AGREEMENT = ("Rows of one framework with the same compilation choice end with the same test "
+             "accuracy (the same training, run differently); rows of different frameworks agree "
+             "in accuracy, not in bits (their kernels sum in other orders, Optax's and PyTorch's "
+             "Adam place epsilon differently, Keras on JAX clips the probabilities in its loss: "
+             "benchmarks/peers.py).")
+
+
+def label_color(implementation: str) -> tuple[str, str]:
+    """A row's name and colour in figures, TensorFlow side or peer."""
+    if implementation in SIDES:
+        return SIDES[implementation].label, SIDES[implementation].color
+    return peers.LABELS[implementation]
 
 
 def rows_for(strategy: str) -> tuple:
@@ -74,39 +93,61 @@ def worker(job: dict) -> dict:
 
 
 def measure(implementation: str, mode_name: str, mode: str, spe: int | None, batch_size: int,
-            device: str, args: argparse.Namespace, n_full: int) -> tuple[dict, dict]:
-    """Run one row ``args.repeats`` times; return the row and the worker's environment."""
+            hidden_units: int, device: str, args: argparse.Namespace, n_full: int,
+            peer_env: tuple | None = None, weights: Path | None = None) -> tuple[dict, dict]:
+    """Run one row ``args.repeats`` times; return the row and the worker's environment.
+    ``peer_env`` (with ``weights``, the saved initial weights): a peer row, run by
+    benchmarks/peers.py in a process started with that environment."""
     # Eager is ~10x slower: it times fewer images and scales to the full epoch (and says so).
-    limit = min(args.eager_limit, n_full) if mode == "eager" else n_full
+    limit = min(args.eager_limit, n_full) if mode == "eager" and peer_env is None else n_full
     config = options.make_config(
-        args, batch_size=batch_size, mode=mode, limit=limit,
+        args, batch_size=batch_size, hidden_units=hidden_units, mode=mode, limit=limit,
         steps_per_execution=spe or steps_per_epoch(limit, batch_size),
         mixed_precision=args.mixed_precision and device == "gpu")
     job = {"implementation": implementation, "config": config.to_dict(), "data_dir": args.data_dir}
-    runs = [run_worker("benchmarks.speed", job, hide_gpus=device == "cpu")
-            for _ in range(args.repeats)]
+    if peer_env is None:
+        runs = [run_worker("benchmarks.speed", job, hide_gpus=device == "cpu")
+                for _ in range(args.repeats)]
+    else:
+        job.update(mode=mode_name, weights=str(weights))
+        runs = [run_worker("benchmarks.peers", job, hide_gpus=True, env=dict(peer_env))
+                for _ in range(args.repeats)]
     n = runs[0]["n_train"]
+    row = {
+        "implementation": implementation, "mode": mode_name, "hidden_units": hidden_units,
+        "params": parameter_count(hidden_units), "batch_size": batch_size, "device": device,
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        "test_accuracy": statistics.median(r["test_accuracy"] for r in runs),
+        "epochs": args.epochs, "repeats": args.repeats, "mixed_precision": config.mixed_precision,
+        "strategy": args.strategy, "note": runs[0].get("note", ""),
+        "median_epoch_s": None, "compile_s": None, "samples_per_s": None,
+    }
+    if not all(r["epoch_seconds"] for r in runs):  # a row that could not train here says why
+        return row, runs[0]["environment"]
     first = statistics.median(r["epoch_seconds"][0] for r in runs)
     later = [s for r in runs for s in r["epoch_seconds"][1:]] or [first]
     median = statistics.median(later)
-    note = ""
     if n < n_full:
-        note = f"timed on {n} images, scaled to {n_full}"
+        row["note"] = f"timed on {n} images, scaled to {n_full}"
         median, first = median * n_full / n, first * n_full / n
-    row = {
-        "implementation": implementation, "mode": mode_name, "batch_size": batch_size,
-        "device": device, "median_epoch_s": median, "compile_s": max(0.0, first - median),
-        "samples_per_s": n_full / median,
-        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
-        "test_accuracy": statistics.median(r["test_accuracy"] for r in runs),
-        "epochs": args.epochs, "repeats": args.repeats, "note": note,
-        "mixed_precision": config.mixed_precision, "strategy": args.strategy,
-    }
+    row.update(median_epoch_s=median, compile_s=max(0.0, first - median),
+               samples_per_s=n_full / median)
     return row, runs[0]["environment"]
 
 
+def add_limits(row: dict, n_full: int, peak: dict | None) -> None:
+    """The row's achieved FLOP/s (training FLOPs counted from the shapes, benchmarks/limits.py)
+    and its share of the measured matmul peak (CPU rows; no peak is measured for a GPU)."""
+    flops = limits.epoch_flops(row["hidden_units"], n_full)
+    row["flops_per_epoch"] = flops
+    seconds = row["median_epoch_s"]
+    row["gflop_per_s"] = flops / seconds / 1e9 if seconds else None
+    row["share_of_peak"] = (flops / seconds / peak["peak_flops"]
+                            if seconds and peak and row["device"] == "cpu" else None)
+
+
 def bar_chart(rows: list[dict], path: Path) -> None:
-    """Median seconds per epoch of each row, one panel per batch size and device."""
+    """Median seconds per epoch of each row, one panel per device, batch size and model size."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -114,20 +155,65 @@ def bar_chart(rows: list[dict], path: Path) -> None:
 
     from shared.plotting import save_figure
 
-    groups = sorted({(r["device"], r["batch_size"]) for r in rows})
-    fig, axes = plt.subplots(len(groups), 1, figsize=(8, 3.6 * len(groups)), squeeze=False)
-    for ax, (device, batch_size) in zip(axes[:, 0], groups):
-        group = [r for r in rows if (r["device"], r["batch_size"]) == (device, batch_size)]
-        labels = [f"{SIDES[r['implementation']].label} {r['mode']}" for r in group]
-        colors = [SIDES[r["implementation"]].color for r in group]
+    rows = [r for r in rows if r["median_epoch_s"]]
+    groups = sorted({(r["device"], r["batch_size"], r["hidden_units"]) for r in rows})
+    most = max([sum(1 for r in rows if (r["device"], r["batch_size"], r["hidden_units"]) == g)
+                for g in groups] or [1])
+    fig, axes = plt.subplots(len(groups), 1, figsize=(8, (0.9 + 0.32 * most) * len(groups)),
+                             squeeze=False)
+    for ax, (device, batch_size, hidden) in zip(axes[:, 0], groups):
+        group = [r for r in rows if (r["device"], r["batch_size"], r["hidden_units"]) ==
+                 (device, batch_size, hidden)]
+        labels = [f"{label_color(r['implementation'])[0]} {r['mode']}" for r in group]
+        colors = [label_color(r["implementation"])[1] for r in group]
         bars = ax.barh(labels, [r["median_epoch_s"] for r in group], color=colors)
-        ax.bar_label(bars, labels=[f"{r['median_epoch_s']:.2f} s  (x{r['speedup_vs_fit_default']:.1f})"
+        ax.bar_label(bars, labels=[f"{r['median_epoch_s']:.3g} s  (x{r['speedup_vs_fit_default']:.1f})"
                                    for r in group], fontsize=8, padding=3)
         ax.set_xscale("log")
         ax.invert_yaxis()
         ax.set_xlabel("median seconds per epoch (log scale; x = speed-up over fit() default)")
-        ax.set_title(f"{device.upper()}, batch size {batch_size}")
+        ax.set_title(f"{device.upper()}, batch size {batch_size}, {hidden} hidden units")
         ax.set_xlim(right=ax.get_xlim()[1] * 3)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def scaling_chart(rows: list[dict], peak: dict | None, n_full: int, path: Path) -> None:
+    """Seconds per epoch (log) against the model's parameter count (log), one line per way of
+    training, one panel per device and batch size; dashed: the arithmetic at the measured peak."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from shared.plotting import save_figure
+
+    rows = [r for r in rows if r["median_epoch_s"]]
+    groups = sorted({(r["device"], r["batch_size"]) for r in rows})
+    fig, axes = plt.subplots(1, len(groups), figsize=(12 * len(groups), 6.5), squeeze=False)
+    markers = "os^vD<>pP*Xh"
+    for ax, (device, batch_size) in zip(axes[0], groups):
+        group = [r for r in rows if (r["device"], r["batch_size"]) == (device, batch_size)]
+        ways = list(dict.fromkeys((r["implementation"], r["mode"]) for r in group))
+        for i, (impl, mode) in enumerate(ways):
+            line = sorted((r["params"], r["median_epoch_s"]) for r in group
+                          if (r["implementation"], r["mode"]) == (impl, mode))
+            label, color = label_color(impl)
+            ax.plot(*zip(*line), marker=markers[i % len(markers)], color=color,
+                    linestyle="-" if impl in SIDES else "--", label=f"{label} {mode}")
+        if peak and device == "cpu":
+            sizes = sorted({(r["params"], r["hidden_units"]) for r in group})
+            ax.plot([p for p, _ in sizes],
+                    [limits.epoch_flops(h, n_full) / peak["peak_flops"] for _, h in sizes],
+                    color="black", linestyle=":", label="arithmetic alone at the measured matmul "
+                    f"peak ({peak['peak_flops'] / 1e9:.0f} GFLOP/s)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("model size: parameters (log scale)")
+        ax.set_ylabel("median seconds per epoch (log scale)")
+        ax.set_title(f"{device.upper()}, batch size {batch_size}, {n_full} images per epoch")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -140,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
             "--seed", "--data-dir", "--out"], epochs=3, out="runs/bench-speed")
     p.add_argument("--batch-sizes", type=options.whole_numbers, default=[32], metavar="N,N",
                    help="comma-separated (default 32)")
+    p.add_argument("--hidden-units", dest="hidden_sizes", type=options.whole_numbers,
+                   default=[128], metavar="N,N",
+                   help="widths of the hidden layer to sweep, comma-separated (default 128)")
+    p.add_argument("--peers", type=options.names_from(peers.PEERS), default=[], metavar="NAME,NAME",
+                   help=f"also train in other frameworks, on the CPU: {', '.join(peers.PEERS)} "
+                        f"(needs {peers.INSTALL})")
     p.add_argument("--repeats", type=options.positive_int, default=1,
                    help="runs per row (default 1)")
     p.add_argument("--eager-limit", type=options.positive_int, default=3200, metavar="N",
@@ -148,12 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> dict:
-    """The whole matrix; writes results.json, results.md and speed.png into ``args.out``."""
+    """The whole matrix; writes results.json, results.md, speed.png and scaling.png into
+    ``args.out``. Peers whose packages are missing are one line, and the rest still runs."""
     from fit_vs_tape.rundir import new_run_dir, write_json, write_text
     from fit_vs_tape.runtime import load_dataset
 
     try:
-        configs = [options.make_config(args, batch_size=b) for b in args.batch_sizes]
+        configs = [options.make_config(args, batch_size=b, hidden_units=h)
+                   for b in args.batch_sizes for h in args.hidden_sizes]
     except UserError as e:  # TrainConfig's rule names --batch-size; the user typed --batch-sizes
         raise UserError(str(e).replace("--batch-size ", "--batch-sizes ", 1)) from None
     options.checked(lambda: configs[0].check_sides(SIDES))  # every rule before anything slow
@@ -171,33 +265,79 @@ def run(args: argparse.Namespace) -> dict:
             print("GPU rows skipped: TensorFlow sees no GPU on this machine.")
     if args.mixed_precision and "gpu" not in devices:
         print("--mixed-precision applies to GPU rows only; there are none in this run.")
+    gone = peers.missing(args.peers)
+    if gone:  # said now, so a long run is not a surprise; the error comes at the end
+        print(f"peers skipped: {', '.join(gone)} (not installed; see the error at the end)")
+    if args.peers and "cpu" not in devices:
+        print("--peers: the peer rows run on the CPU only; there are none in this run.")
+    peer_rows = peers.rows([name for name in args.peers if name not in gone])
+    if peer_rows and args.strategy != "default":
+        raise UserError(f"--peers: the peer rows run on one device; drop --strategy {args.strategy}")
     out = new_run_dir(args.out)
-    rows, env = [], {}
+    peak = limits.measure_peak() if "cpu" in devices else None
+    if peak:
+        print(f"matmul peak: {peak['peak_flops'] / 1e9:.1f} GFLOP/s (best of {peak['repeats']} "
+              f"XLA float32 products of {peak['size']}x{peak['size']}; median "
+              f"{peak['median_flops'] / 1e9:.1f})", flush=True)
+    weights = {}
+    if peer_rows and "cpu" in devices:
+        (out / "initial_weights").mkdir(exist_ok=True)
+        for h in args.hidden_sizes:
+            weights[h] = out / "initial_weights" / f"hidden{h}_seed{args.seed}.npz"
+            peers.save_initial_weights(h, args.seed, weights[h])
+    rows, env, peer_env = [], {}, {}
     for device in devices:
         for batch_size in args.batch_sizes:
-            group = []
-            for implementation, name, mode, spe in rows_for(args.strategy):
-                row, env = measure(implementation, name, mode, spe, batch_size, device, args, n_full)
-                group.append(row)
-                print(f"{device} batch {batch_size:>4} {implementation:>10} {name:<8} "
-                      f"{row['median_epoch_s']:8.3f} s/epoch  acc {row['test_accuracy']:.4f}  "
-                      f"{row['peak_rss_mb']:.0f} MB {row['note']}", flush=True)
-            base = group[0]["median_epoch_s"]  # fit() default, same run, device, batch size
-            for row in group:
-                row["speedup_vs_fit_default"] = base / row["median_epoch_s"]
-            rows += group
+            for hidden in args.hidden_sizes:
+                group = []
+                jobs = [(impl, name, mode, spe, None) for impl, name, mode, spe in rows_for(args.strategy)]
+                if device == "cpu":
+                    # torch.compile's C++ and its caches go into the run directory, not /tmp
+                    cache = (("TORCHINDUCTOR_CACHE_DIR", str(out / "torchinductor")),)
+                    jobs += [(impl, name, "graph", None if name == "spe" else 1, penv + cache)
+                             for impl, name, penv in peer_rows]
+                for implementation, name, mode, spe, penv in jobs:
+                    row, row_env = measure(implementation, name, mode, spe, batch_size, hidden, device,
+                                           args, n_full, penv, weights.get(hidden))
+                    (env if penv is None else peer_env).update(row_env)
+                    add_limits(row, n_full, peak)
+                    group.append(row)
+                    seconds = row["median_epoch_s"]
+                    share = row["share_of_peak"]
+                    print(f"{device} batch {batch_size:>4} hidden {hidden:>5} {implementation:>11} "
+                          f"{name:<8} " + (f"{seconds:8.3f} s/epoch" if seconds else "  not timed ") +
+                          f"  acc {row['test_accuracy']:.4f}"
+                          + (f"  {100 * share:5.1f}% of peak" if share else "") +
+                          f"  {row['peak_rss_mb']:.0f} MB {row['note']}", flush=True)
+                base = group[0]["median_epoch_s"]  # fit() default, same run, device, sizes
+                for row in group:
+                    row["speedup_vs_fit_default"] = (base / row["median_epoch_s"]
+                                                     if row["median_epoch_s"] else None)
+                rows += group
     record = {"benchmark": "speed", "command": " ".join(sys.argv), "settings": {
-        k: v for k, v in vars(args).items() if k != "func"}, "environment": env, "rows": rows}
+        k: v for k, v in vars(args).items() if k != "func"}, "environment": env,
+        "peer_environment": peer_env, "matmul_peak": peak, "skipped_peers": gone,
+        "flops_per_sample": {h: limits.training_flops_per_sample(h) for h in args.hidden_sizes},
+        "rows": rows}
     table = markdown_table(rows, COLUMNS)
-    print("\n" + table)
+    print("\n" + table + "\n\n" + AGREEMENT)
+    versions = ", ".join(f"{k} {v}" for k, v in peer_env.items() if k != "keras_backend")
     write_json(out / "results.json", record)
     write_text(out / "results.md", "# Speed: seconds per epoch\n\n"
                f"Machine: {env.get('cpu')} ({env.get('cpu_cores')} cores), GPUs: "
                f"{', '.join(env.get('gpus', [])) or 'none'}; TensorFlow {env.get('tensorflow')}, "
-               f"Keras {env.get('keras')}, NumPy {env.get('numpy')}.\n\n{table}\n\n"
-               "![seconds per epoch](speed.png)\n")
+               f"Keras {env.get('keras')}, NumPy {env.get('numpy')}"
+               + (f"; peers: {versions}" if versions else "") + ".\n\n"
+               + (f"Matmul peak (best of {peak['repeats']} XLA float32 {peak['size']}x{peak['size']} "
+                  f"products): {peak['peak_flops'] / 1e9:.1f} GFLOP/s. Training FLOPs per image: "
+                  "6 x (784 x H + H x 10) (benchmarks/limits.py).\n\n" if peak else "")
+               + f"{table}\n\n{AGREEMENT}\n\n![seconds per epoch](speed.png)\n\n"
+               "![seconds per epoch against model size](scaling.png)\n")
     bar_chart(rows, out / "speed.png")
-    print(f"\nwrote {out}/results.json, results.md, speed.png")
+    scaling_chart(rows, peak, n_full, out / "scaling.png")
+    print(f"\nwrote {out}/results.json, results.md, speed.png, scaling.png")
+    if gone:
+        raise UserError(peers.missing_message(gone))
     return record
 
 

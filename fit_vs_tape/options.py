@@ -57,6 +57,21 @@ def whole_numbers(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
 
 
+def names_from(choices: Iterable[str]):
+    """argparse type: one or more of ``choices``, comma-separated (e.g. ``--peers jax,torch``),
+    returned in the order of ``choices``."""
+    choices = list(choices)
+
+    def parse(text: str) -> list[str]:
+        names = [part.strip() for part in text.split(",")]
+        unknown = [name for name in names if name not in choices]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"{unknown[0]!r} is not one of {', '.join(choices)}")
+        return [name for name in choices if name in names]
+
+    return parse
+
+
 def sides(text: str, least: int = 2) -> list[str]:
     """argparse type: ``least`` or more (compare: two) of ``train --impl``'s names,
     comma-separated, e.g. high,low; returned as side names in the ladder's order."""

@@ -1,0 +1,169 @@
+"""The JAX peers: Keras 3's fit() on the JAX backend, and a plain JAX + Optax loop.
+
+Runs inside a worker process started with ``KERAS_BACKEND=jax`` (benchmarks/peers.py).
+
+- ``keras_jax default``: shared/model.py's model and optimizer, ``compile`` + ``fit()``, as on
+  the TensorFlow rows. Keras' JAX trainer jit-compiles ``train_step`` (``jit_compile`` defaults
+  to True there) and hands the per-step logs to the callbacks on a thread of their own when no
+  callback needs them at once (keras/src/callbacks/callback_list.py
+  CallbackList._configure_async_dispatch: `if not backend.IS_THREAD_SAFE:` -- JAX is).
+- ``keras_jax spe``: the same with ``steps_per_execution`` = one epoch. On the JAX backend that is
+  a Python loop over the jitted step, not one compiled program (keras/src/backend/jax/trainer.py
+  JAXTrainer._make_function: `for _ in range(self.steps_per_execution - 1):`): it saves the
+  callbacks' work between steps, not the dispatch of each step.
+- ``jax jit``: a ``jax.jit`` train step (forward, ``jax.value_and_grad``, ``optax.adam``) called
+  once per batch from Python with NumPy slices; nothing is read back until the epoch ends.
+- ``jax scan``: the whole epoch's full batches as one ``jax.lax.scan`` in one jitted call, the
+  epoch's uint8 images gathered in the shared order once before it (the project's own whole-epoch
+  trick, low_level/whole_epoch.py); a smaller last batch, if any, is one more call of the step.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+
+import numpy as np
+
+from benchmarks.peers import ADAM, batches, epoch_order, normalize
+
+
+def train(implementation: str, mode: str, config: dict, weights: list[np.ndarray], data) -> dict:
+    """Train one JAX row; epoch seconds, test accuracy and versions."""
+    import jax
+
+    run = _keras_fit if implementation == "keras_jax" else _jax_loop
+    result = run(mode, config, weights, data)
+    import keras
+    import optax
+
+    versions = {"jax": jax.__version__, "optax": optax.__version__, "keras": keras.__version__,
+                "keras_backend": keras.backend.backend()}
+    return {**result, "environment": versions}
+
+
+def _keras_fit(mode: str, config: dict, weights: list[np.ndarray], data) -> dict:
+    import keras
+
+    from shared.config import TrainConfig
+    from shared.model import make_optimizer, model_from_weights
+
+    if keras.backend.backend() != "jax":
+        raise RuntimeError("the keras_jax rows need KERAS_BACKEND=jax set before keras is imported")
+    x, y, x_test, y_test = data
+    cfg = TrainConfig(**config)
+    steps = -(-len(x) // cfg.batch_size)
+    model = model_from_weights(cfg.hidden_units, weights)
+    model.compile(optimizer=make_optimizer(cfg), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], jit_compile=True,
+                  steps_per_execution=steps if mode == "spe" else 1)
+
+    class AllEpochs(keras.utils.PyDataset):
+        """Every epoch's batches in the shared order, as one sequence: fit() keeps one iterator
+        running across epochs when given steps_per_epoch (keras/src/trainers/epoch_iterator.py
+        EpochIterator._enumerate_iterator: `if self._current_iterator is None or
+        self.steps_per_epoch is None:`), so batch i is epoch i // steps, step i % steps."""
+
+        def __init__(self):
+            super().__init__()
+            self._epoch, self._order = -1, None
+
+        def __len__(self):
+            return steps * cfg.epochs
+
+        def __getitem__(self, i):
+            epoch, step = divmod(i, steps)
+            if epoch != self._epoch:
+                self._epoch, self._order = epoch, epoch_order(x, y, cfg.seed, epoch)
+            xs, ys = self._order
+            part = slice(step * cfg.batch_size, (step + 1) * cfg.batch_size)
+            return normalize(xs[part]), ys[part]
+
+    class EpochTimer(keras.callbacks.Callback):
+        """Seconds of each epoch; no batch hook, so fit() still dispatches the batch logs
+        asynchronously (CallbackList._configure_async_dispatch)."""
+
+        def __init__(self):
+            super().__init__()
+            self.seconds = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self._start)
+
+    timer = EpochTimer()
+    # shuffle=False: a PyDataset would otherwise be read in a random order of its indices.
+    model.fit(AllEpochs(), epochs=cfg.epochs, steps_per_epoch=steps, shuffle=False, verbose=0,
+              callbacks=[timer])
+    accuracy = model.evaluate(normalize(x_test), y_test, batch_size=cfg.batch_size, verbose=0,
+                              return_dict=True)["accuracy"]
+    return {"epoch_seconds": timer.seconds, "test_accuracy": float(accuracy), "note": ""}
+
+
+def _forward(params, x_u8):
+    import jax.numpy as jnp
+
+    w1, b1, w2, b2 = params
+    x = x_u8.reshape(x_u8.shape[0], -1).astype(jnp.float32) * jnp.float32(1.0 / 255.0)
+    hidden = jnp.maximum(x @ w1 + b1, 0.0)
+    return hidden @ w2 + b2  # logits; the softmax is folded into the loss (peers.LOSS)
+
+
+def _loss(params, x_u8, labels):
+    import jax
+    import jax.numpy as jnp
+
+    log_probs = jax.nn.log_softmax(_forward(params, x_u8))
+    return -jnp.mean(jnp.take_along_axis(log_probs, labels[:, None], axis=1))
+
+
+def _jax_loop(mode: str, config: dict, weights: list[np.ndarray], data) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    x, y, x_test, y_test = data
+    batch_size, seed = config["batch_size"], config["seed"]
+    tx = optax.adam(ADAM["learning_rate"], b1=ADAM["beta_1"], b2=ADAM["beta_2"],
+                    eps=ADAM["epsilon"])
+
+    def step(params, opt_state, x_u8, labels):
+        loss, grads = jax.value_and_grad(_loss)(params, x_u8, labels)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    train_step = jax.jit(step, donate_argnums=(0, 1))
+
+    @partial(jax.jit, donate_argnums=(0, 1))
+    def train_epoch(params, opt_state, xs, ys):
+        def body(carry, batch):
+            params, opt_state, loss = step(*carry, *batch)
+            return (params, opt_state), loss
+
+        (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), (xs, ys))
+        return params, opt_state, losses
+
+    params = tuple(jnp.asarray(w) for w in weights)
+    opt_state = tx.init(params)
+    seconds = []
+    for epoch in range(config["epochs"]):
+        start = time.perf_counter()
+        xs, ys = epoch_order(x, y, seed, epoch)
+        if mode == "scan":
+            full = len(xs) // batch_size * batch_size
+            if full:
+                params, opt_state, _ = train_epoch(
+                    params, opt_state, xs[:full].reshape(-1, batch_size, *xs.shape[1:]),
+                    ys[:full].reshape(-1, batch_size))
+            if full < len(xs):
+                params, opt_state, _ = train_step(params, opt_state, xs[full:], ys[full:])
+        else:
+            for part in batches(len(xs), batch_size):
+                params, opt_state, _ = train_step(params, opt_state, xs[part], ys[part])
+        jax.block_until_ready(params)  # the epoch's only wait for the device
+        seconds.append(time.perf_counter() - start)
+    predict = jax.jit(lambda params, x_u8: jnp.argmax(_forward(params, x_u8), axis=1))
+    accuracy = float(np.mean(np.asarray(predict(params, x_test)) == y_test))
+    return {"epoch_seconds": seconds, "test_accuracy": accuracy, "note": ""}

@@ -1,0 +1,105 @@
+"""bench speed's peers, model-size sweep and distance to the limit, on tiny slices.
+
+Well-formed outputs and agreement in accuracy, not speed claims. Few TensorFlow rows run here
+(benchmarks.speed.ROWS is narrowed): tests/test_benchmarks.py runs them all.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from benchmarks import limits, peers, speed
+from fit_vs_tape.cli import main
+from shared.model import parameter_count
+from tests.conftest import REAL_DATA, needs_real_data
+
+LOOP_GRAPH = ("low_level", "graph", "graph", 1)
+
+
+def test_training_flops_are_the_hand_count_for_128_units():
+    # Forward, per image: 784 x 128 multiply-adds into the hidden layer, 128 x 10 out of it, two
+    # FLOPs each; backward twice the forward.
+    forward = 2 * 784 * 128 + 2 * 128 * 10
+    assert forward == 203_264
+    assert limits.training_flops_per_sample(128) == 3 * forward == 609_792
+    assert limits.epoch_flops(128, 60_000) == 609_792 * 60_000
+    # About 6 x the parameters (the biases are left out of the count).
+    assert limits.training_flops_per_sample(128) == pytest.approx(6 * parameter_count(128), rel=0.002)
+
+
+def test_bad_peers_and_hidden_units_are_one_line(tiny_data_dir, tmp_path, capsys):
+    common = ["--data-dir", str(tiny_data_dir), "--out", str(tmp_path / "o")]
+    with pytest.raises(SystemExit) as exit_info:  # argparse's own check of the option
+        main(["bench", "speed", "--peers", "jax,tensorflow", *common])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err == ("fit-vs-tape bench speed: error: argument --peers: 'tensorflow' is not one "
+                   "of jax, torch\n")
+    assert main(["bench", "speed", "--hidden-units", "32,0", *common]) == 2  # TrainConfig's rule
+    err = capsys.readouterr().err
+    assert err.startswith("fit-vs-tape: error: --hidden-units 0: must be at least 1") and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_sweep_figure_limits_and_a_missing_extra(tiny_data_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(speed, "ROWS", (LOOP_GRAPH,))
+    # A peer whose package is not installed: one line naming it, and the other rows still run.
+    monkeypatch.setitem(peers.PEERS, "torch", peers.Peer(("fit_vs_tape_no_such_package",),
+                                                         (("torch", "eager"),), ()))
+    out = tmp_path / "speed"
+    code = main(["bench", "speed", "--device", "cpu", "--limit", "128", "--epochs", "2",
+                 "--hidden-units", "8,16", "--peers", "torch", "--data-dir", str(tiny_data_dir),
+                 "--out", str(out)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "fit_vs_tape_no_such_package" in err and "install .[peers]" in err
+    record = json.loads((out / "results.json").read_text())
+    assert record["skipped_peers"] == {"torch": ["fit_vs_tape_no_such_package"]}
+    peak = record["matmul_peak"]["peak_flops"]
+    assert peak > 1e8  # any CPU of this century multiplies faster than 0.1 GFLOP/s
+    rows = record["rows"]
+    assert [(r["implementation"], r["hidden_units"]) for r in rows] == [("low_level", 8), ("low_level", 16)]
+    for row in rows:
+        flops = limits.epoch_flops(row["hidden_units"], 128)
+        assert row["params"] == parameter_count(row["hidden_units"])
+        assert row["flops_per_epoch"] == flops
+        assert row["gflop_per_s"] == pytest.approx(flops / row["median_epoch_s"] / 1e9)
+        assert row["share_of_peak"] == pytest.approx(row["gflop_per_s"] * 1e9 / peak)
+        assert row["speedup_vs_fit_default"] == 1.0  # its group's first row is its own baseline
+    md = (out / "results.md").read_text()
+    assert "scaling.png" in md and "agree in accuracy, not in bits" in md
+    for figure in ("speed.png", "scaling.png"):
+        assert (out / figure).read_bytes()[:4] == b"\x89PNG"
+
+
+INSTALLED = [name for name, peer in peers.PEERS.items()
+             if all(importlib.util.find_spec(p) for p in peer.packages)]
+
+
+@needs_real_data
+@pytest.mark.skipif(not INSTALLED, reason="no peer installed (pip install -e '.[peers]')")
+def test_peer_rows_agree_with_tensorflow_in_accuracy(tmp_path, monkeypatch):
+    monkeypatch.setattr(speed, "ROWS", (LOOP_GRAPH,))
+    # torch.compile takes 15-45 s to compile this step on 2 cores: the full bench run exercises it.
+    monkeypatch.setitem(peers.PEERS, "torch", peers.Peer(("torch",), (("torch", "eager"),), ()))
+    out = tmp_path / "speed"
+    # Real data, 512 images, 2 epochs, 16 hidden units: barely trained, so the test accuracy
+    # depends on the initial weights and the batch order, which the peers must copy.
+    assert main(["bench", "speed", "--device", "cpu", "--limit", "512", "--epochs", "2",
+                 "--hidden-units", "16", "--peers", ",".join(INSTALLED), "--data-dir",
+                 str(REAL_DATA), "--out", str(out)]) == 0
+    record = json.loads((out / "results.json").read_text())
+    rows = {(r["implementation"], r["mode"]): r for r in record["rows"]}
+    expected = [("low_level", "graph"), *((impl, mode) for impl, mode, _ in peers.rows(INSTALLED))]
+    assert list(rows) == expected
+    reference = rows[("low_level", "graph")]["test_accuracy"]
+    assert 0.2 < reference < 0.8  # neither untrained nor converged: the comparison means something
+    for key, row in rows.items():
+        # The same training in another framework: at most 20 of the 10,000 test images differ.
+        assert row["test_accuracy"] == pytest.approx(reference, abs=0.002), key
+        assert row["median_epoch_s"] > 0 and 0 < row["share_of_peak"] < 1
+    if "jax" in INSTALLED:  # KERAS_BACKEND=jax reached the Keras rows' process
+        assert record["peer_environment"]["keras_backend"] == "jax"
