@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from fit_vs_tape.errors import UserError, report_errors
 
@@ -32,6 +32,17 @@ def run_worker(module: str, job: dict, hide_gpus: bool, env: Mapping[str, str] |
         tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise UserError(f"benchmark worker {job} failed: {tail}")
     return json.loads(lines[-1])
+
+
+def worker_main(module: str, worker, argv: Sequence[str] | None) -> int:
+    """``python -m module --worker JOB``: run ``worker(job)`` in this process, print its JSON
+    answer (what run_worker reads)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] != ["--worker"] or len(argv) != 2:
+        print(f"usage: python -m {module} --worker JOB", file=sys.stderr)
+        return 2
+    print(json.dumps(worker(json.loads(argv[1]))))
+    return 0
 
 
 def gpu_names() -> list[str]:

@@ -20,7 +20,6 @@ common "6 x parameters" rule, so shares of peak compare with other reports (nano
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import time
@@ -78,12 +77,9 @@ def measure_peak(size: int = PEAK_SIZE, repeats: int = PEAK_REPEATS) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``--worker JOB``: the peak measurement's own process."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] != ["--worker"] or len(argv) != 2:
-        print("usage: python -m benchmarks.limits --worker JOB", file=sys.stderr)
-        return 2
-    print(json.dumps(peak_worker(json.loads(argv[1]))))
-    return 0
+    from benchmarks.common import worker_main
+
+    return worker_main("benchmarks.limits", peak_worker, argv)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ reads once, when it is first imported.
 from __future__ import annotations
 
 import importlib.util
-import json
 import resource
 import sys
 from collections.abc import Iterator, Sequence
@@ -165,12 +164,9 @@ def worker(job: dict) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``--worker JOB``: one peer row's own process."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] != ["--worker"] or len(argv) != 2:
-        print("usage: python -m benchmarks.peers --worker JOB", file=sys.stderr)
-        return 2
-    print(json.dumps(worker(json.loads(argv[1]))))
-    return 0
+    from benchmarks.common import worker_main
+
+    return worker_main("benchmarks.peers", worker, argv)
 
 
 if __name__ == "__main__":
