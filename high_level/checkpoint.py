@@ -12,8 +12,11 @@ when Python exits (a segmentation fault; h5py issue #914). The subclass below ch
 writing, in ``on_epoch_end`` (the public hook whose Keras version calls the save):
 
 1. ``model.save()`` writes a ``.keras`` file (a zip) under a temporary name in the checkpoint's
-   directory. Keras builds the HDF5 part of it in memory and Python's zipfile writes the bytes,
-   so a full disk is an ordinary OSError, never HDF5's crash.
+   directory. Keras builds the HDF5 part of it in memory when the machine has the memory, as it
+   always has for this model (keras/src/saving/saving_lib.py _save_model_to_fileobj:
+   `if is_memory_sufficient(model):`), and Python's zipfile writes the bytes, so a full disk is
+   an ordinary OSError, never HDF5's crash. (Short of memory, Keras writes a temporary .h5 beside
+   the file instead; that path was not tested on a full disk.)
 2. Its ``model.weights.h5`` member is the same HDF5 file that ``save_weights()`` writes: the
    weights and the optimizer's state (the .keras format, from Keras 3.0 to today).
 3. Those bytes are written under a temporary name and renamed over ``latest.weights.h5``, then
