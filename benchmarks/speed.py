@@ -26,6 +26,7 @@ from benchmarks import limits, peers
 from benchmarks.common import bench_main, gpu_names, markdown_table, run_worker
 from fit_vs_tape import options
 from fit_vs_tape.errors import PROG, UserError
+from fit_vs_tape.options import IMPLS
 from shared.config import SIDES
 from shared.model import parameter_count
 from shared.order import steps_per_epoch
@@ -45,6 +46,9 @@ ROWS = (
     ("low_level", "xla", "xla", 1),
     ("low_level", "epoch", "epoch", 1),
 )
+#: What ``--rows`` accepts: ``train --impl``'s name and the row's, e.g. high:default, low:epoch.
+ROW_NAMES = tuple(f"{impl}:{name}" for impl, side in IMPLS.items()
+                  for implementation, name, _, _ in ROWS if implementation == side)
 COLUMNS = ["implementation", "mode", "hidden_units", "batch_size", "device", "median_epoch_s",
            "compile_s", "samples_per_s", "speedup_vs_fit_default", "gflop_per_s", "share_of_peak",
            "peak_rss_mb", "test_accuracy", "note"]
@@ -62,11 +66,15 @@ def label_color(implementation: str) -> tuple[str, str]:
     return peers.LABELS[implementation]
 
 
-def rows_for(strategy: str) -> tuple:
-    """Under a distribution strategy only fit() default and the graph loop run: XLA and the
-    compiled epoch are single-device modes here, and fit(steps_per_execution > 1) under
-    MirroredStrategy fails in its compiled multi-step function (TF 2.21, Keras 3.15)."""
-    return ROWS if strategy == "default" else tuple(r for r in ROWS if r[2:] == ("graph", 1))
+def rows_for(strategy: str, chosen: Sequence[str] = ROW_NAMES) -> tuple:
+    """The rows to time: those ``chosen`` (``--rows``, default all), and of them under a
+    distribution strategy only fit() default and the graph loop: XLA and the compiled epoch are
+    single-device modes here, and fit(steps_per_execution > 1) under MirroredStrategy fails in
+    its compiled multi-step function (TF 2.21, Keras 3.15)."""
+    rows = tuple(row for key, row in zip(ROW_NAMES, ROWS) if key in chosen)
+    if strategy == "default":
+        return rows
+    return tuple(r for r in rows if r[2:] == ("graph", 1))
 
 
 def worker(job: dict) -> dict:
@@ -167,8 +175,9 @@ def bar_chart(rows: list[dict], path: Path) -> None:
         labels = [f"{label_color(r['implementation'])[0]} {r['mode']}" for r in group]
         colors = [label_color(r["implementation"])[1] for r in group]
         bars = ax.barh(labels, [r["median_epoch_s"] for r in group], color=colors)
-        ax.bar_label(bars, labels=[f"{r['median_epoch_s']:.3g} s  (x{r['speedup_vs_fit_default']:.1f})"
-                                   for r in group], fontsize=8, padding=3)
+        ax.bar_label(bars, labels=[f"{r['median_epoch_s']:.3g} s" + (
+            f"  (x{r['speedup_vs_fit_default']:.1f})" if r["speedup_vs_fit_default"] else "")
+            for r in group], fontsize=8, padding=3)
         ax.set_xscale("log")
         ax.invert_yaxis()
         ax.set_xlabel("median seconds per epoch (log scale; x = speed-up over fit() default)")
@@ -232,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peers", type=options.names_from(peers.PEERS), default=[], metavar="NAME,NAME",
                    help=f"also train in other frameworks, on the CPU: {', '.join(peers.PEERS)} "
                         f"(needs {peers.INSTALL})")
+    p.add_argument("--rows", type=options.names_from(ROW_NAMES), default=list(ROW_NAMES),
+                   metavar="IMPL:ROW,...", help="time only these TensorFlow rows, e.g. "
+                   f"high:default,low:epoch (default all: {', '.join(ROW_NAMES)})")
     p.add_argument("--repeats", type=options.positive_int, default=1,
                    help="runs per row (default 1)")
     p.add_argument("--eager-limit", type=options.positive_int, default=3200, metavar="N",
@@ -251,6 +263,10 @@ def run(args: argparse.Namespace) -> dict:
     except UserError as e:  # TrainConfig's rule names --batch-size; the user typed --batch-sizes
         raise UserError(str(e).replace("--batch-size ", "--batch-sizes ", 1)) from None
     options.checked(lambda: configs[0].check_sides(SIDES))  # every rule before anything slow
+    if not rows_for(args.strategy, args.rows):
+        allowed = [key for key, row in zip(ROW_NAMES, ROWS) if row in rows_for(args.strategy)]
+        raise UserError(f"--rows {','.join(args.rows)}: none of these runs under --strategy "
+                        f"{args.strategy}; these do: {', '.join(allowed)}")
     dataset = load_dataset(args.data_dir)  # checks the data (and fetches it) once, up front
     for config in configs:
         n_full = options.checked(lambda: config.check_data(len(dataset.x_train)))
@@ -290,7 +306,8 @@ def run(args: argparse.Namespace) -> dict:
         for batch_size in args.batch_sizes:
             for hidden in args.hidden_sizes:
                 group = []
-                jobs = [(impl, name, mode, spe, None) for impl, name, mode, spe in rows_for(args.strategy)]
+                jobs = [(impl, name, mode, spe, None)
+                        for impl, name, mode, spe in rows_for(args.strategy, args.rows)]
                 if device == "cpu":
                     # torch.compile's C++ and its caches go into the run directory, not /tmp
                     cache = (("TORCHINDUCTOR_CACHE_DIR", str(out / "torchinductor")),)
@@ -309,10 +326,12 @@ def run(args: argparse.Namespace) -> dict:
                           f"  acc {row['test_accuracy']:.4f}"
                           + (f"  {100 * share:5.1f}% of peak" if share else "") +
                           f"  {row['peak_rss_mb']:.0f} MB {row['note']}", flush=True)
-                base = group[0]["median_epoch_s"]  # fit() default, same run, device, sizes
+                # fit() default of the same run, device and sizes (none if --rows left it out)
+                base = next((r["median_epoch_s"] for r in group if (r["implementation"], r["mode"])
+                             == ("high_level", "default")), None)
                 for row in group:
                     row["speedup_vs_fit_default"] = (base / row["median_epoch_s"]
-                                                     if row["median_epoch_s"] else None)
+                                                     if base and row["median_epoch_s"] else None)
                 rows += group
     record = {"benchmark": "speed", "command": " ".join(sys.argv), "settings": {
         k: v for k, v in vars(args).items() if k != "func"}, "environment": env,

@@ -1,7 +1,7 @@
 """bench speed's peers, model-size sweep and distance to the limit, on tiny slices.
 
-Well-formed outputs and agreement in accuracy, not speed claims. Few TensorFlow rows run here
-(benchmarks.speed.ROWS is narrowed): tests/test_benchmarks.py runs them all.
+Well-formed outputs and agreement in accuracy, not speed claims. One TensorFlow row runs here
+(``--rows low:graph``): tests/test_benchmarks.py runs the harness's own.
 """
 
 from __future__ import annotations
@@ -11,12 +11,10 @@ import json
 
 import pytest
 
-from benchmarks import limits, peers, speed
+from benchmarks import limits, peers
 from fit_vs_tape.cli import main
 from shared.model import parameter_count
 from tests.conftest import REAL_DATA, needs_real_data
-
-LOOP_GRAPH = ("low_level", "graph", "graph", 1)
 
 
 def test_training_flops_are_the_hand_count_for_128_units():
@@ -45,14 +43,13 @@ def test_bad_peers_and_hidden_units_are_one_line(tiny_data_dir, tmp_path, capsys
 
 
 def test_sweep_figure_limits_and_a_missing_extra(tiny_data_dir, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(speed, "ROWS", (LOOP_GRAPH,))
     # A peer whose package is not installed: one line naming it, and the other rows still run.
     monkeypatch.setitem(peers.PEERS, "torch", peers.Peer(("fit_vs_tape_no_such_package",),
                                                          (("torch", "eager"),), ()))
     out = tmp_path / "speed"
     code = main(["bench", "speed", "--device", "cpu", "--limit", "128", "--epochs", "2",
-                 "--hidden-units", "8,16", "--peers", "torch", "--data-dir", str(tiny_data_dir),
-                 "--out", str(out)])
+                 "--rows", "low:graph", "--hidden-units", "8,16", "--peers", "torch",
+                 "--data-dir", str(tiny_data_dir), "--out", str(out)])
     assert code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "fit_vs_tape_no_such_package" in err and "install .[peers]" in err
@@ -68,7 +65,7 @@ def test_sweep_figure_limits_and_a_missing_extra(tiny_data_dir, tmp_path, capsys
         assert row["flops_per_epoch"] == flops
         assert row["gflop_per_s"] == pytest.approx(flops / row["median_epoch_s"] / 1e9)
         assert row["share_of_peak"] == pytest.approx(row["gflop_per_s"] * 1e9 / peak)
-        assert row["speedup_vs_fit_default"] == 1.0  # its group's first row is its own baseline
+        assert row["speedup_vs_fit_default"] is None  # fit() default was not timed
     md = (out / "results.md").read_text()
     assert "scaling.png" in md and "agree in accuracy, not in bits" in md
     for figure in ("speed.png", "scaling.png"):
@@ -82,14 +79,13 @@ INSTALLED = [name for name, peer in peers.PEERS.items()
 @needs_real_data
 @pytest.mark.skipif(not INSTALLED, reason="no peer installed (pip install -e '.[peers]')")
 def test_peer_rows_agree_with_tensorflow_in_accuracy(tmp_path, monkeypatch):
-    monkeypatch.setattr(speed, "ROWS", (LOOP_GRAPH,))
     # torch.compile takes 15-45 s to compile this step on 2 cores: the full bench run exercises it.
     monkeypatch.setitem(peers.PEERS, "torch", peers.Peer(("torch",), (("torch", "eager"),), ()))
     out = tmp_path / "speed"
     # Real data, 512 images, 2 epochs, 16 hidden units: barely trained, so the test accuracy
     # depends on the initial weights and the batch order, which the peers must copy.
     assert main(["bench", "speed", "--device", "cpu", "--limit", "512", "--epochs", "2",
-                 "--hidden-units", "16", "--peers", ",".join(INSTALLED), "--data-dir",
+                 "--rows", "low:graph", "--hidden-units", "16", "--peers", ",".join(INSTALLED), "--data-dir",
                  str(REAL_DATA), "--out", str(out)]) == 0
     record = json.loads((out / "results.json").read_text())
     rows = {(r["implementation"], r["mode"]): r for r in record["rows"]}
