@@ -89,3 +89,41 @@ def run_in_empty_directory(argv: list[str], cwd: Path, timeout: float = 600):
         [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
     return subprocess.run([sys.executable, "-m", "fit_vs_tape", *argv], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+#: The interrupted runs' options (tests/test_robust.py, tests/test_faults.py): eager on 1600
+#: images, about half a second an epoch here, so a signal or a fault lands inside a known epoch.
+RESUME_EPOCHS = 2
+
+
+def resume_options(data_dir: Path) -> list[str]:
+    """The options every interrupted and resumed run is started with."""
+    return ["--mode", "eager", "--epochs", str(RESUME_EPOCHS), "--data-dir", str(data_dir), "--quiet"]
+
+
+@pytest.fixture(scope="session")
+def resume_reference(tmp_path_factory) -> tuple[Path, Path]:
+    """(data directory, run directory) of one uninterrupted ``compare`` with
+    ``resume_options``: every side ends bit-identical, so it is the reference of every
+    interrupted-then-resumed run. Made once per test run, shared by pytest-xdist's workers
+    (under a file lock in the directory their temporary directories share)."""
+    import fcntl
+    import shutil
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    done, data_dir, run = root / "resume-reference.done", root / "resume-data", root / "resume-reference"
+    with open(root / "resume-reference.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the other workers wait here while one trains
+        if not done.is_file():
+            shutil.rmtree(run, ignore_errors=True)
+            write_dataset(data_dir, n_train=1600, n_test=50)
+            proc = subprocess.run([sys.executable, "-m", "fit_vs_tape", "compare",
+                                   *resume_options(data_dir), "--out", str(run)],
+                                  capture_output=True, text=True, timeout=600)
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            done.write_text("")
+    return data_dir, run

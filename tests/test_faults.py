@@ -1,5 +1,6 @@
-"""Faults mid-run: SIGTERM, a full disk, a run directory that goes away, too little room at the
-start. Each ends with one line and its exit code, and what was completed can be resumed."""
+"""Faults mid-run: SIGTERM in every mode, a full disk, lost write permission, a run directory that
+goes away, too little room at the start. Each ends with one line and its exit code, and what was
+completed can be resumed (signals stopping a real run and its resume: tests/test_robust.py)."""
 
 from __future__ import annotations
 
@@ -26,10 +27,7 @@ from fit_vs_tape.rundir import load_model
 from fit_vs_tape.runs import saved_epochs
 from shared.config import TrainConfig
 from shared.model import initial_weights, max_abs_weight_diff, model_from_weights
-from tests.conftest import synthetic, write_dataset
-
-#: Eager, so that an epoch takes about half a second here and a fault lands inside a known epoch.
-EPOCHS = 2
+from tests.conftest import RESUME_EPOCHS, resume_options, synthetic
 
 
 def _run_cli(*args: str) -> subprocess.Popen:
@@ -60,51 +58,8 @@ def tmpfs(directory: Path, size: str):
         subprocess.run(["umount", "-l", str(directory)], check=False)
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    return write_dataset(tmp_path_factory.mktemp("faults") / "data", n_train=1600, n_test=50)
-
-
-def _options(data_dir: Path) -> list[str]:
-    return ["--mode", "eager", "--epochs", str(EPOCHS), "--data-dir", str(data_dir), "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def reference(data_dir, tmp_path_factory) -> Path:
-    """One uninterrupted compare: all three sides end bit-identical, so it is every side's
-    reference."""
-    out = tmp_path_factory.mktemp("faults") / "reference"
-    proc = _run_cli("compare", *_options(data_dir), "--out", str(out))
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err
-    return out
-
-
 def _same_weights(model_file: Path, reference: Path, side: str) -> None:
     assert max_abs_weight_diff(load_model(model_file), load_model(reference / f"{side}.keras")) == 0
-
-
-@pytest.mark.parametrize("impl", ["high", "step", "low"])
-def test_sigterm_then_resume_is_bit_identical(tmp_path, data_dir, reference, impl):
-    run = tmp_path / "terminated"
-    proc = _run_cli("train", "--impl", impl, *_options(data_dir), "--out", str(run))
-    _wait_for(run / "state" / IMPLS[impl] / "progress.json", proc)  # epoch 1 is done
-    time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    assert "fit-vs-tape: terminated (SIGTERM) in epoch 2, step" in err
-    assert f"resume with: fit-vs-tape train --resume {run}" in err
-    saved = json.loads((run / "results.json").read_text())
-    assert saved["status"] == "interrupted" and saved[IMPLS[impl]]["completed_epochs"] == 1
-    assert not list(run.rglob(".*"))  # no temporary file left behind
-
-    resumed = _run_cli("train", "--resume", str(run), "--quiet")
-    _, err = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, err
-    _same_weights(run / "model.keras", reference, IMPLS[impl])
-    assert len(json.loads((run / "results.json").read_text())[IMPLS[impl]]["epoch_seconds"]) == EPOCHS
 
 
 @pytest.mark.parametrize("mode", ["graph", "epoch"])
@@ -130,10 +85,11 @@ def test_sigterm_stops_every_side_between_steps_in_every_mode(impl, mode):
     assert signal.getsignal(signal.SIGTERM) != interrupt._handle  # handler given back
 
 
-def test_full_disk_mid_run_then_resume_is_bit_identical(tmp_path, data_dir, reference):
+def test_full_disk_mid_run_then_resume_is_bit_identical(tmp_path, resume_reference):
+    data_dir, reference = resume_reference
     with tmpfs(tmp_path / "small", "40m") as disk:
         run = disk / "run"
-        proc = _run_cli("compare", "--sides", "high,low", *_options(data_dir), "--out", str(run))
+        proc = _run_cli("compare", "--sides", "high,low", *resume_options(data_dir), "--out", str(run))
         _wait_for(run / "state" / "high_level" / "progress.json", proc)  # fit()'s epoch 1 done
         # Another program fills the disk: 256 KB stay free, less than a checkpoint needs.
         filler = disk / "filler"
@@ -201,13 +157,14 @@ sys.exit(main(sys.argv[2:]))
 
 @pytest.mark.parametrize("impl", ["high", "low"])
 def test_disk_full_during_the_checkpoint_write_then_resume_is_bit_identical(
-        tmp_path, data_dir, reference, impl):
+        tmp_path, resume_reference, impl):
     """The save fails whole: the previous checkpoint stays loadable, no partial file is left,
     HDF5 does not crash the process on its way out, and resuming redoes the lost epoch."""
+    data_dir, reference = resume_reference
     with tmpfs(tmp_path / "small", "40m") as disk:
         run, filler = disk / "run", disk / "filler"
         proc = subprocess.run([sys.executable, "-c", _FILL_AT_SAVE, str(filler), "train",
-                               "--impl", impl, *_options(data_dir), "--out", str(run)],
+                               "--impl", impl, *resume_options(data_dir), "--out", str(run)],
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 1, proc.stderr  # not -11: no segmentation fault at exit
         state = run / "state" / IMPLS[impl]
@@ -223,7 +180,7 @@ def test_disk_full_during_the_checkpoint_write_then_resume_is_bit_identical(
         assert resumed.returncode == 0, err
         _same_weights(run / "model.keras", reference, IMPLS[impl])
         saved = json.loads((run / "results.json").read_text())[IMPLS[impl]]
-        assert len(saved["epoch_seconds"]) == EPOCHS and len(saved["history"]["loss"]) == EPOCHS
+        assert len(saved["epoch_seconds"]) == RESUME_EPOCHS and len(saved["history"]["loss"]) == RESUME_EPOCHS
 
 
 #: The last file each kind of checkpoint writes for an epoch.
@@ -243,13 +200,14 @@ def _without_root_powers() -> list[str]:
 
 @pytest.mark.parametrize("impl", ["high", "low"])
 def test_write_permission_lost_mid_run_then_resume_is_bit_identical(
-        tmp_path, data_dir, reference, impl):
+        tmp_path, resume_reference, impl):
     """The side's state directory stops being writable during epoch 2: one line naming the file
     and the cause; with the permission back, --resume ends bit-identical."""
+    data_dir, reference = resume_reference
     run = tmp_path / "locked"
     state = run / "state" / IMPLS[impl]
     proc = subprocess.Popen([*_without_root_powers(), sys.executable, "-m", "fit_vs_tape", "train",
-                             "--impl", impl, *_options(data_dir), "--out", str(run)],
+                             "--impl", impl, *resume_options(data_dir), "--out", str(run)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for(state / "checkpoint" / _CHECKPOINTED[impl], proc)  # epoch 1 checkpointed
     for directory in (state, state / "checkpoint"):
@@ -274,9 +232,10 @@ def test_write_permission_lost_mid_run_then_resume_is_bit_identical(
     _same_weights(run / "model.keras", reference, IMPLS[impl])
 
 
-def test_run_directory_removed_mid_run(tmp_path, data_dir):
+def test_run_directory_removed_mid_run(tmp_path, resume_reference):
+    data_dir, _ = resume_reference
     run = tmp_path / "gone"
-    proc = _run_cli("train", "--impl", "low", *_options(data_dir), "--out", str(run))
+    proc = _run_cli("train", "--impl", "low", *resume_options(data_dir), "--out", str(run))
     # Once epoch 1 is checkpointed (the checkpoint's index file is its last write), so that the
     # directory goes away while epoch 2 trains, not while epoch 1's files are still written.
     _wait_for(run / "state" / "low_level" / "checkpoint" / "checkpoint", proc)
@@ -289,9 +248,9 @@ def test_run_directory_removed_mid_run(tmp_path, data_dir):
     assert lines[0].endswith(": no such file or directory"), lines[0]
 
 
-def test_too_little_room_is_refused_before_training(tmp_path, data_dir, capsys):
+def test_too_little_room_is_refused_before_training(tmp_path, tiny_data_dir, capsys):
     with tmpfs(tmp_path / "tiny", "1m") as disk:
-        assert main(["compare", *_options(data_dir), "--out", str(disk / "run")]) == 2
+        assert main(["compare", "--data-dir", str(tiny_data_dir), "--out", str(disk / "run")]) == 2
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1, err
         assert err.startswith(f"fit-vs-tape: error: --out {disk / 'run'}: not enough room ("), err

@@ -22,7 +22,7 @@ from fit_vs_tape.rundir import load_model
 from shared import data
 from shared.config import TrainConfig
 from shared.model import build_model, initial_weights, max_abs_weight_diff, model_from_weights
-from tests.conftest import synthetic, write_dataset, write_idx
+from tests.conftest import RESUME_EPOCHS, resume_options, synthetic, write_dataset, write_idx
 
 
 @pytest.mark.parametrize("mode", ["graph", "epoch"])
@@ -67,77 +67,68 @@ def _run_cli(*args: str, **kwargs) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, **kwargs)
 
 
-#: Eager, 1600 images: about half a second per epoch here, so Ctrl-C lands inside a known epoch.
-EPOCHS = 3
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return write_dataset(tmp_path_factory.mktemp("robust") / "data", n_train=1600, n_test=50)
-
-
-def _options(data_dir) -> list[str]:
-    return ["--mode", "eager", "--epochs", str(EPOCHS), "--data-dir", str(data_dir), "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def reference(data_dir, tmp_path_factory):
-    """One uninterrupted compare: every side ends bit-identical, so it is every test's
-    reference (weights and history)."""
-    out = tmp_path_factory.mktemp("robust") / "reference"
-    proc = _run_cli("compare", *_options(data_dir), "--out", str(out))
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err
-    return out
+#: Every side stopped by a real signal and resumed, each signal stopping a fit() side and a
+#: loop side. What differs between the two signals is only the application's handler
+#: (fit_vs_tape/callbacks.py GracefulInterrupt: the words and the exit code); what differs
+#: between the sides is how their checkpoints restore. tests/test_faults.py stops every side
+#: with SIGTERM in every mode, in process.
+SIGNALS = [("high", signal.SIGTERM), ("high", signal.SIGINT), ("step", signal.SIGTERM),
+           ("low", signal.SIGINT)]
+HOW = {signal.SIGINT: ("interrupted", 130), signal.SIGTERM: ("terminated (SIGTERM)", 143)}
 
 
 def _wait_for(path, proc, seconds: float = 180) -> None:
     deadline = time.time() + seconds
     while not path.is_file() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
+        time.sleep(0.02)
+    assert path.is_file(), f"{path} never appeared"
 
 
-@pytest.mark.parametrize("impl", ["high", "step", "low"])
-def test_interrupt_then_resume_is_bit_identical(tmp_path, data_dir, reference, impl):
-    run = tmp_path / "interrupted"
-    proc = _run_cli("train", "--impl", impl, *_options(data_dir), "--out", str(run))
-    _wait_for(run / "state" / IMPLS[impl] / "progress.json", proc)
-    time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+@pytest.mark.parametrize("impl, signum", SIGNALS, ids=[f"{i}-{s.name}" for i, s in SIGNALS])
+def test_a_signal_then_resume_is_bit_identical(tmp_path, resume_reference, impl, signum):
+    data_dir, reference = resume_reference
+    side, (how, code) = IMPLS[impl], HOW[signum]
+    run = tmp_path / "stopped"
+    proc = _run_cli("train", "--impl", impl, *resume_options(data_dir), "--out", str(run))
+    _wait_for(run / "state" / side / "progress.json", proc)  # epoch 1 is done
+    time.sleep(0.05)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert "resume with: fit-vs-tape train --resume" in err and "Traceback" not in err
+    assert proc.returncode == code, err
+    # One line: how it stopped, where, and the command that resumes it.
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert f"fit-vs-tape: {how} in epoch 2, step" in err, err
+    assert f"resume with: fit-vs-tape train --resume {run}" in err
     # Nothing half-written: every file parses, no temporary file is left behind.
-    assert not [p for p in run.rglob(".*")]
+    assert not list(run.rglob(".*"))
     saved = json.loads((run / "results.json").read_text())
-    assert saved["status"] == "interrupted"
-    done = saved[IMPLS[impl]]["completed_epochs"]
-    assert 1 <= done < EPOCHS and len(saved[IMPLS[impl]]["history"]["loss"]) == done
+    assert saved["status"] == "interrupted" and saved[side]["completed_epochs"] == 1
+    assert len(saved[side]["history"]["loss"]) == 1
 
     resumed = _run_cli("train", "--resume", str(run), "--quiet")
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     assert "resuming" in out
-    side = IMPLS[impl]
     assert max_abs_weight_diff(load_model(run / "model.keras"),
                                load_model(reference / f"{side}.keras")) == 0.0
     a = json.loads((run / "results.json").read_text())[side]
     b = json.loads((reference / "results.json").read_text())[side]
-    assert a["history"] == b["history"] and len(a["epoch_seconds"]) == EPOCHS
+    assert a["history"] == b["history"] and len(a["epoch_seconds"]) == RESUME_EPOCHS
     assert not (run / "state").exists()  # checkpoints go once the run is complete
 
 
-def test_interrupted_three_way_compare_resumes_bit_identical(tmp_path, data_dir, reference):
+def test_interrupted_three_way_compare_resumes_bit_identical(tmp_path, resume_reference):
+    data_dir, reference = resume_reference
     run = tmp_path / "interrupted"
-    proc = _run_cli("compare", *_options(data_dir), "--out", str(run))
-    # Ctrl-C while the middle rung trains: fit() is done, the loop has not started.
+    proc = _run_cli("compare", *resume_options(data_dir), "--out", str(run))
+    # Ctrl-C while the middle rung trains its second epoch: fit() is done, the loop has not started.
     _wait_for(run / "state" / "custom_step" / "progress.json", proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     saved = json.loads((run / "results.json").read_text())
     assert saved["status"] == "interrupted" and "low_level" not in saved
-    assert 1 <= saved["custom_step"]["completed_epochs"] < EPOCHS
+    assert saved["custom_step"]["completed_epochs"] == 1
 
     resumed = _run_cli("compare", "--resume", str(run), "--quiet")
     out, err = resumed.communicate(timeout=300)
