@@ -247,6 +247,26 @@ def test_the_command_resumes_and_reports_bad_input_in_one_line(tiny_data_dir, tm
         assert not bad.exists()
 
 
+def test_a_failed_trace_leaves_no_run_directory(tiny_data_dir, tmp_path, capsys, monkeypatch):
+    from fit_vs_tape import trace
+
+    def unsupported(out, *args):
+        (out / "partial.json").write_text("{")  # whatever it had written by then goes too
+        raise trace.TraceUnsupported("this Keras has no TensorFlowTrainer.make_train_function")
+
+    monkeypatch.setattr(trace, "write_trace", unsupported)
+    out = tmp_path / "run"
+    assert main(["trace", "--data-dir", str(tiny_data_dir), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == "fit-vs-tape: error: trace: this Keras has no TensorFlowTrainer.make_train_function\n"
+    assert not out.exists()
+    kept = tmp_path / "existing"  # a directory the user already had is left where it was
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    assert main(["trace", "--data-dir", str(tiny_data_dir), "--out", str(kept)]) == 2
+    assert (kept / "notes.txt").read_text() == "mine"
+
+
 def _exit_code(argv) -> int:
     with pytest.raises(SystemExit) as stop:
         main(argv)
