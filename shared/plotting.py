@@ -188,7 +188,9 @@ def epoch_times(epoch_seconds: Mapping[str, Sequence[float]], path: str | os.Pat
     ax.set_ylabel("seconds")
     ax.set_title("time per epoch")
     ax.set_xticks(np.arange(1, max(len(s) for s in epoch_seconds.values()) + 1))
-    ax.legend(fontsize=8)
+    # Room above the tallest bar, so that the legend, in one row, hides no bar's label.
+    ax.set_ylim(top=ax.get_ylim()[1] * 1.25)
+    ax.legend(fontsize=8, ncol=len(epoch_seconds), loc="upper center")
     fig.tight_layout()
     return save_figure(fig, path)
 
