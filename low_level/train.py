@@ -24,7 +24,7 @@ from shared.order import eval_batches, steps_per_epoch, train_batches
 def train_step(model: keras.Model, optimizer: keras.Optimizer, loss_fn: keras.Loss,
                metrics: dict[str, keras.Metric], images: tf.Tensor, labels: tf.Tensor) -> dict:
     """One step of training on one batch (Model.train_step); returns every metric's running
-    value so far, the logs fit() turns into floats for the callbacks after each step."""
+    value so far, the logs fit()'s CallbackList turns into floats for the callbacks."""
     # Forward pass, recorded on the tape.
     with tf.GradientTape() as tape:
         probs = model(images, training=True)
@@ -63,11 +63,6 @@ def make_metrics() -> dict[str, keras.Metric]:
     loss = keras.metrics.Mean(name="loss")
     accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     return {"loss": loss, "accuracy": accuracy}
-
-
-def as_floats(logs: dict[str, tf.Tensor]) -> dict[str, float]:
-    """The logs as Python floats, as fit() hands them to the callbacks (a sync per value)."""
-    return {name: float(value) for name, value in logs.items()}
 
 
 def make_train_function(step: Callable, config: TrainConfig, replicated: bool = True) -> Callable:
@@ -126,9 +121,9 @@ def train(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
             for step_index in range(steps):
                 callback_list.on_train_batch_begin(step_index)
                 step_logs = train_function(*next(batches))
-                # The callbacks get the metrics so far as Python floats, as from fit(): reading
-                # them waits for the device, at every step.
-                callback_list.on_train_batch_end(step_index, as_floats(step_logs))
+                # The callbacks get the metrics so far; the CallbackList reads them into Python
+                # floats, which waits for the device at every step, in fit() as here.
+                callback_list.on_train_batch_end(step_index, step_logs)
                 if model.stop_training:  # a batch callback (e.g. TerminateOnNaN) said stop
                     break
         # Read the epoch's metrics (this waits for the device too).
@@ -156,7 +151,7 @@ def run_test(test_function: Callable, metrics: dict[str, keras.Metric], batches:
         metric.reset_state()
     for step_index, (images, labels) in enumerate(distributed.distribute_dataset(batches)):
         callback_list.on_test_batch_begin(step_index)
-        callback_list.on_test_batch_end(step_index, as_floats(test_function(images, labels)))
+        callback_list.on_test_batch_end(step_index, test_function(images, labels))
     logs = {name: float(metric.result()) for name, metric in metrics.items()}
     callback_list.on_test_end(logs)
     return logs

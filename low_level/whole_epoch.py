@@ -61,4 +61,4 @@ def run_epoch(train_epoch: Callable, seed: int, epoch: int, n: int,
     fit(steps_per_execution=...) does around each execution."""
     callbacks.on_train_batch_begin(0)
     steps_run, logs = train_epoch(tf.constant(epoch_permutation(seed, epoch, n)))
-    callbacks.on_train_batch_end(int(steps_run) - 1, {name: float(v) for name, v in logs.items()})
+    callbacks.on_train_batch_end(int(steps_run) - 1, logs)

@@ -158,14 +158,13 @@ def test_on_one_device_every_rung_builds_its_optimizer_inside_the_first_trace():
 
 
 def test_every_metric_value_handed_to_the_callbacks_is_read_to_the_host_each_step():
-    """fit()'s callbacks get every log value as a float: CallbackList._on_train_batch_end
-    converts them (python_utils.pythonify_logs), the loop's as_floats() before it calls them.
+    """Every rung's callbacks get every log value as a float: CallbackList._on_train_batch_end
+    converts them (python_utils.pythonify_logs), fit()'s and the loop's alike.
     One sync per log key per step, on every rung; fit() reads one more, whether its iterator
     had a batch (`if not opt_outputs.has_value()`)."""
     for side, t in traced("graph", validation=False).items():
         ends = [e for e in t.events if e["kind"] == "callbacks" and e["hook"] == "on_train_batch_end"]
         assert len(ends) == 2 * STEPS
-        converter = "pythonify_logs" if SIDES[side].uses_fit else "as_floats"
         for end in ends:  # the syncs of the statement that calls on_train_batch_end, this step
             begin = max(e["seq"] for e in t.events if e["seq"] < end["seq"] and e["kind"] == "callbacks"
                         and e["hook"] == "on_train_batch_begin")
@@ -174,7 +173,7 @@ def test_every_metric_value_handed_to_the_callbacks_is_read_to_the_host_each_ste
             syncs = [e for e in t.events if e["kind"] == "sync" and begin < e["seq"] < after
                      and e["driver"] == end["driver"]]
             assert len(syncs) == 2, (side, syncs)  # loss and accuracy
-            assert all(any(f["function"] == converter for f in s["stack"]) for s in syncs), side
+            assert all(any(f["function"] == "pythonify_logs" for f in s["stack"]) for s in syncs), side
         summary = trace_tree.sync_summary(t.events)
         assert summary["median_after_first"] == (3 if SIDES[side].uses_fit else 2), side
 
