@@ -67,12 +67,11 @@ ADAM = dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
 # computes on the TensorFlow backend from the softmax output: the softmax caches its logits
 # (keras/src/backend/tensorflow/nn.py softmax: `output._keras_logits = logits`) and the loss
 # uses them (keras/src/backend/tensorflow/nn.py _get_logits: `output_ = output._keras_logits`),
-# so no probability is clipped. On the JAX backend Keras cannot attach the logits to a JAX
-# array (keras/src/activations/activations.py softmax: `except AttributeError:`), so the
-# Keras-on-JAX rows take the log of clipped probabilities (keras/src/backend/jax/nn.py
+# so no probability is clipped. The JAX backend's loss has no such path: given probabilities it
+# always takes the log of clipped ones (keras/src/backend/jax/nn.py
 # sparse_categorical_crossentropy: `output = jnp.clip(output, backend.epsilon(), 1.0 -
-# backend.epsilon())`): a loss of at most -log(1e-7) = 16.1 per image and no gradient for an
-# image predicted with probability above 1 - 1e-7.
+# backend.epsilon())`), so the Keras-on-JAX rows' loss is at most -log(1e-7) = 16.1 per image,
+# and an image whose true class gets a probability below 1e-7 or above 1 - 1e-7 gives no gradient.
 LOSS = "mean over the batch of -log_softmax(logits)[label]"
 
 
