@@ -45,6 +45,7 @@ def train(implementation: str, mode: str, config: dict, weights: list[np.ndarray
 def _keras_fit(mode: str, config: dict, weights: list[np.ndarray], data) -> dict:
     import keras
 
+    from fit_vs_tape.callbacks import EpochTimer
     from shared.config import TrainConfig
     from shared.model import make_optimizer, model_from_weights
 
@@ -79,27 +80,15 @@ def _keras_fit(mode: str, config: dict, weights: list[np.ndarray], data) -> dict
             part = slice(step * cfg.batch_size, (step + 1) * cfg.batch_size)
             return normalize(xs[part]), ys[part]
 
-    class EpochTimer(keras.callbacks.Callback):
-        """Seconds of each epoch; no batch hook, so fit() still dispatches the batch logs
-        asynchronously (CallbackList._configure_async_dispatch)."""
-
-        def __init__(self):
-            super().__init__()
-            self.seconds = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self._start)
-
+    # The TensorFlow rows' timer: epoch hooks only, so fit() still dispatches the batch logs
+    # asynchronously on JAX (CallbackList._configure_async_dispatch).
     timer = EpochTimer()
     # shuffle=False: a PyDataset would otherwise be read in a random order of its indices.
     model.fit(AllEpochs(), epochs=cfg.epochs, steps_per_epoch=steps, shuffle=False, verbose=0,
               callbacks=[timer])
     accuracy = model.evaluate(normalize(x_test), y_test, batch_size=cfg.batch_size, verbose=0,
                               return_dict=True)["accuracy"]
-    return {"epoch_seconds": timer.seconds, "test_accuracy": float(accuracy), "note": ""}
+    return {"epoch_seconds": timer.epoch_seconds, "test_accuracy": float(accuracy), "note": ""}
 
 
 def _forward(params, x_u8):

@@ -15,7 +15,6 @@ FLOP/s and its share of this machine's matmul peak, measured in the same run
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import statistics
 import sys
@@ -23,10 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks import limits, peers
-from benchmarks.common import bench_main, gpu_names, markdown_table, run_worker
+from benchmarks.common import bench_main, gpu_names, markdown_table, run_worker, worker_main
 from fit_vs_tape import options
 from fit_vs_tape.errors import PROG, UserError
-from fit_vs_tape.options import IMPLS
 from shared.config import SIDES
 from shared.model import parameter_count
 from shared.order import steps_per_epoch
@@ -47,8 +45,7 @@ ROWS = (
     ("low_level", "epoch", "epoch", 1),
 )
 #: What ``--rows`` accepts: ``train --impl``'s name and the row's, e.g. high:default, low:epoch.
-ROW_NAMES = tuple(f"{impl}:{name}" for impl, side in IMPLS.items()
-                  for implementation, name, _, _ in ROWS if implementation == side)
+ROW_NAMES = tuple(f"{SIDES[implementation].impl}:{name}" for implementation, name, _, _ in ROWS)
 COLUMNS = ["implementation", "mode", "hidden_units", "batch_size", "device", "median_epoch_s",
            "compile_s", "samples_per_s", "speedup_vs_fit_default", "gflop_per_s", "share_of_peak",
            "peak_rss_mb", "test_accuracy", "note"]
@@ -364,8 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: ``python -m benchmarks.speed``; ``--worker JOB`` is the per-row process."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--worker"]:
-        print(json.dumps(worker(json.loads(argv[1]))))
-        return 0
+        return worker_main("benchmarks.speed", worker, argv)
     return bench_main(build_parser(), run, argv)
 
 

@@ -75,11 +75,7 @@ def names_from(choices: Iterable[str]):
 def sides(text: str, least: int = 2) -> list[str]:
     """argparse type: ``least`` or more (compare: two) of ``train --impl``'s names,
     comma-separated, e.g. high,low; returned as side names in the ladder's order."""
-    names = [part.strip() for part in text.split(",")]
-    unknown = [name for name in names if name not in IMPLS]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"{unknown[0]!r} is not one of {', '.join(IMPLS)}")
-    chosen = [IMPLS[name] for name in IMPLS if name in names]
+    chosen = [IMPLS[name] for name in names_from(IMPLS)(text)]
     if len(chosen) < least:
         raise argparse.ArgumentTypeError(f"{text!r}: compare needs two or more of "
                                          f"{', '.join(IMPLS)}")
