@@ -95,7 +95,13 @@ def test_every_link_names_one_keras_version():
 @pytest.mark.parametrize("citation", CITATIONS,
                          ids=[f"{c['where']}:{c['name']}:{c['quote'][:40]}" for c in CITATIONS])
 def test_the_cited_keras_line_is_there(citation):
-    problem = _problem(citation)
+    try:
+        problem = _problem(citation)
+    except ModuleNotFoundError as e:  # keras/src/backend/jax imports JAX (the peers' extra)
+        if (e.name or "keras").split(".")[0] == "keras":
+            raise
+        pytest.skip(f"{citation['path']}.py needs {e.name}, which is not installed "
+                    "(pip install -e '.[peers]')")
     cited = citation["version"] or next(c["version"] for c in CITATIONS if c["version"])
     if problem and _version(keras.__version__) < _version(cited):
         pytest.skip(f"Keras {keras.__version__} is older than the cited {cited}: {problem}")
