@@ -15,7 +15,8 @@ leaves out, on purpose: the biases, relu, softmax and the loss (a few FLOPs per 
 Adam's update (about ten FLOPs per parameter once per *batch*, ~5% of the total at batch 32).
 What it counts too much: the first layer's input gradient, which nobody needs (the input is
 data), so an implementation that skips it does 2 * 784 * H fewer per image. The count is the
-common "6 x parameters" rule, so shares of peak compare with other reports (nanoGPT's MFU).
+common "6 x parameters" rule that MFU figures (nanoGPT's) count too; their denominator is a
+spec-sheet peak, this one a measured peak, so a share here usually reads higher than an MFU would.
 """
 
 from __future__ import annotations

@@ -94,9 +94,9 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
 
 
 def weights_file_bytes(model: keras.Model, directory: Path) -> bytes:
-    """The bytes of the ``.weights.h5`` file ``model.save_weights()`` would write, made without
-    HDF5 touching the disk: by ``model.save()`` to a temporary ``.keras`` file in ``directory``
-    (deleted again), whose weights member that is."""
+    """The bytes of the ``.weights.h5`` file ``model.save_weights()`` would write: the weights
+    member of a temporary ``.keras`` file that ``model.save()`` writes in ``directory`` (deleted
+    again; short of memory, Keras' own temporary .h5 goes there too, module docstring)."""
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".checkpoint.", suffix=".tmp.keras")
     os.close(fd)
     try:
