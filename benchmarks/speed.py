@@ -264,6 +264,8 @@ def run(args: argparse.Namespace) -> dict:
         allowed = [key for key, row in zip(ROW_NAMES, ROWS) if row in rows_for(args.strategy)]
         raise UserError(f"--rows {','.join(args.rows)}: none of these runs under --strategy "
                         f"{args.strategy}; these do: {', '.join(allowed)}")
+    if args.peers and args.strategy != "default":
+        raise UserError(f"--peers: the peer rows run on one device; drop --strategy {args.strategy}")
     dataset = load_dataset(args.data_dir)  # checks the data (and fetches it) once, up front
     for config in configs:
         n_full = options.checked(lambda: config.check_data(len(dataset.x_train)))
@@ -284,8 +286,6 @@ def run(args: argparse.Namespace) -> dict:
     if args.peers and "cpu" not in devices:
         print("--peers: the peer rows run on the CPU only; there are none in this run.")
     peer_rows = peers.rows([name for name in args.peers if name not in gone])
-    if peer_rows and args.strategy != "default":
-        raise UserError(f"--peers: the peer rows run on one device; drop --strategy {args.strategy}")
     out = new_run_dir(args.out)
     peak = limits.measure_peak() if "cpu" in devices else None
     if peak:

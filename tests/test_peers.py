@@ -39,6 +39,11 @@ def test_bad_peers_and_hidden_units_are_one_line(tiny_data_dir, tmp_path, capsys
     assert main(["bench", "speed", "--hidden-units", "32,0", *common]) == 2  # TrainConfig's rule
     err = capsys.readouterr().err
     assert err.startswith("fit-vs-tape: error: --hidden-units 0: must be at least 1") and err.count("\n") == 1
+    # Before any data is read or TensorFlow started, and whether or not the peer is installed.
+    assert main(["bench", "speed", "--peers", "torch", "--strategy", "mirrored", "--data-dir",
+                 str(tmp_path / "no-data"), "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == ("fit-vs-tape: error: --peers: the peer rows run on one "
+                                       "device; drop --strategy mirrored\n")
     assert not (tmp_path / "o").exists()
 
 
