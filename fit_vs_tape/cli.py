@@ -4,7 +4,6 @@ before TensorFlow is imported; only the commands that train or predict import it
 from __future__ import annotations
 
 import argparse
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -155,17 +154,14 @@ def _trace(args: argparse.Namespace) -> int:
     room = rundir.OVERHEAD * 16
     if args.resumed_after:  # each side's checkpoint, while it is traced
         room += 2 * len(args.sides) * rundir.weights_bytes(parameter_count(config.hidden_units))
-    created = args.out is None or not Path(args.out).exists()
-    out = rundir.new_run_dir(args.out, room=room)
-    print(f"data: {dataset.source}   run directory: {out}")
-    try:
-        text, path = write_trace(out, args.sides, config, dataset, args.resumed_after, args.width)
-    except (OSError, TraceUnsupported) as e:
-        if created:  # a trace has nothing to resume: a failed one leaves no directory behind
-            shutil.rmtree(out, ignore_errors=True)
-        if isinstance(e, OSError):
+    with rundir.disposable_run_dir(args.out, room=room) as out:  # a failed trace leaves none
+        print(f"data: {dataset.source}   run directory: {out}")
+        try:
+            text, path = write_trace(out, args.sides, config, dataset, args.resumed_after, args.width)
+        except OSError as e:
             raise WriteFailed(describe_os_error(e)) from None
-        raise UserError(f"trace: {e}") from None  # this TensorFlow or Keras lacks a wrapped method
+        except TraceUnsupported as e:  # this TensorFlow or Keras lacks a method the trace wraps
+            raise UserError(f"trace: {e}") from None
     print(text)
     print(f"\nwrote {path} (every event, with the Keras and loop frames that caused it)")
     return 0

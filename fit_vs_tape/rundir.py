@@ -4,6 +4,7 @@ wrong ``--resume`` path is reported before the slow import."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import math
@@ -12,6 +13,7 @@ import shutil
 import tempfile
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from fit_vs_tape.errors import UserError
@@ -103,6 +105,20 @@ def new_run_dir(out: str | os.PathLike | None, root: str = "runs", room: int = 0
         raise UserError(f"--out {path}: not enough room ({free / MB:.1f} MB free, the run writes "
                         f"up to {room / MB:.1f} MB)")
     return path
+
+
+@contextlib.contextmanager
+def disposable_run_dir(out: str | os.PathLike | None, room: int = 0) -> Iterator[Path]:
+    """``new_run_dir`` for a command that leaves nothing to resume (``trace``): if the work
+    inside the ``with`` fails, the directory goes again, when this made it."""
+    made = out is None or not Path(out).exists()
+    path = new_run_dir(out, room=room)
+    try:
+        yield path
+    except BaseException:
+        if made:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
 
 
 def _finite_or_null(obj):
