@@ -5,6 +5,9 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -80,9 +83,6 @@ def run_in_empty_directory(argv: list[str], cwd: Path, timeout: float = 600):
     and this checkout first on the path (from another directory, ``-m`` would import whatever
     fit-vs-tape is installed); return the finished process. The caller asserts ``cwd`` stays
     empty: no command writes outside its run directory."""
-    import subprocess
-    import sys
-
     cwd.mkdir(parents=True, exist_ok=True)
     assert not list(cwd.iterdir()), f"{cwd} is not empty"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -109,8 +109,6 @@ def resume_reference(tmp_path_factory) -> tuple[Path, Path]:
     (under a file lock in the directory their temporary directories share)."""
     import fcntl
     import shutil
-    import subprocess
-    import sys
 
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -127,3 +125,18 @@ def resume_reference(tmp_path_factory) -> tuple[Path, Path]:
             assert proc.returncode == 0, proc.stderr[-2000:]
             done.write_text("")
     return data_dir, run
+
+
+def start_cli(*args: str) -> subprocess.Popen:
+    """``python -m fit_vs_tape ARGS`` started in a fresh process, its output captured as text:
+    the tests that interrupt a real run, or fault it, do so while it trains."""
+    return subprocess.Popen([sys.executable, "-m", "fit_vs_tape", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_file(path: Path, proc, seconds: float = 180) -> None:
+    """Wait until ``path`` exists (a run reached a known point), ``proc`` ended, or ``seconds``."""
+    deadline = time.time() + seconds
+    while not path.is_file() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert path.is_file(), f"{path} never appeared"

@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -27,19 +26,7 @@ from fit_vs_tape.rundir import load_model
 from fit_vs_tape.runs import saved_epochs
 from shared.config import TrainConfig
 from shared.model import initial_weights, max_abs_weight_diff, model_from_weights
-from tests.conftest import RESUME_EPOCHS, resume_options, synthetic
-
-
-def _run_cli(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "fit_vs_tape", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 120) -> None:
-    deadline = time.time() + seconds
-    while not path.is_file() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    assert path.is_file(), f"{path} never appeared"
+from tests.conftest import RESUME_EPOCHS, resume_options, start_cli, synthetic, wait_for_file
 
 
 @contextlib.contextmanager
@@ -89,8 +76,8 @@ def test_full_disk_mid_run_then_resume_is_bit_identical(tmp_path, resume_referen
     data_dir, reference = resume_reference
     with tmpfs(tmp_path / "small", "40m") as disk:
         run = disk / "run"
-        proc = _run_cli("compare", "--sides", "high,low", *resume_options(data_dir), "--out", str(run))
-        _wait_for(run / "state" / "high_level" / "progress.json", proc)  # fit()'s epoch 1 done
+        proc = start_cli("compare", "--sides", "high,low", *resume_options(data_dir), "--out", str(run))
+        wait_for_file(run / "state" / "high_level" / "progress.json", proc)  # fit()'s epoch 1 done
         # Another program fills the disk: 256 KB stay free, less than a checkpoint needs.
         filler = disk / "filler"
         with open(filler, "wb") as f, contextlib.suppress(OSError):
@@ -108,7 +95,7 @@ def test_full_disk_mid_run_then_resume_is_bit_identical(tmp_path, resume_referen
         assert not list(run.rglob(".*"))
 
         filler.unlink()  # space freed
-        resumed = _run_cli("compare", "--resume", str(run), "--quiet")
+        resumed = start_cli("compare", "--resume", str(run), "--quiet")
         _, err = resumed.communicate(timeout=300)
         assert resumed.returncode == 0, err
         for side in ("high_level", "low_level"):
@@ -175,7 +162,7 @@ def test_disk_full_during_the_checkpoint_write_then_resume_is_bit_identical(
         assert not list(run.rglob(".*"))  # no temporary file left behind
 
         filler.unlink()
-        resumed = _run_cli("train", "--resume", str(run), "--quiet")
+        resumed = start_cli("train", "--resume", str(run), "--quiet")
         _, err = resumed.communicate(timeout=300)
         assert resumed.returncode == 0, err
         _same_weights(run / "model.keras", reference, IMPLS[impl])
@@ -209,7 +196,7 @@ def test_write_permission_lost_mid_run_then_resume_is_bit_identical(
     proc = subprocess.Popen([*_without_root_powers(), sys.executable, "-m", "fit_vs_tape", "train",
                              "--impl", impl, *resume_options(data_dir), "--out", str(run)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for(state / "checkpoint" / _CHECKPOINTED[impl], proc)  # epoch 1 checkpointed
+    wait_for_file(state / "checkpoint" / _CHECKPOINTED[impl], proc)  # epoch 1 checkpointed
     for directory in (state, state / "checkpoint"):
         directory.chmod(0o555)
     try:
@@ -226,7 +213,7 @@ def test_write_permission_lost_mid_run_then_resume_is_bit_identical(
     assert saved_epochs(IMPLS[impl], state / "checkpoint") == 1
     assert not list(run.rglob(".*"))
 
-    resumed = _run_cli("train", "--resume", str(run), "--quiet")
+    resumed = start_cli("train", "--resume", str(run), "--quiet")
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     _same_weights(run / "model.keras", reference, IMPLS[impl])
@@ -235,10 +222,10 @@ def test_write_permission_lost_mid_run_then_resume_is_bit_identical(
 def test_run_directory_removed_mid_run(tmp_path, resume_reference):
     data_dir, _ = resume_reference
     run = tmp_path / "gone"
-    proc = _run_cli("train", "--impl", "low", *resume_options(data_dir), "--out", str(run))
+    proc = start_cli("train", "--impl", "low", *resume_options(data_dir), "--out", str(run))
     # Once epoch 1 is checkpointed (the checkpoint's index file is its last write), so that the
     # directory goes away while epoch 2 trains, not while epoch 1's files are still written.
-    _wait_for(run / "state" / "low_level" / "checkpoint" / "checkpoint", proc)
+    wait_for_file(run / "state" / "low_level" / "checkpoint" / "checkpoint", proc)
     shutil.rmtree(run)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err

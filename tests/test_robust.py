@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 import zipfile
 
@@ -22,7 +20,15 @@ from fit_vs_tape.rundir import load_model
 from shared import data
 from shared.config import TrainConfig
 from shared.model import build_model, initial_weights, max_abs_weight_diff, model_from_weights
-from tests.conftest import RESUME_EPOCHS, resume_options, synthetic, write_dataset, write_idx
+from tests.conftest import (
+    RESUME_EPOCHS,
+    resume_options,
+    start_cli,
+    synthetic,
+    wait_for_file,
+    write_dataset,
+    write_idx,
+)
 
 
 @pytest.mark.parametrize("mode", ["graph", "epoch"])
@@ -62,11 +68,6 @@ def test_nonfinite_loss_through_the_cli(tiny_data_dir, tmp_path, capsys):
     assert record["max_abs_weight_diff"] == 0.0  # diverged identically
 
 
-def _run_cli(*args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "fit_vs_tape", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
-
-
 #: fit() and the loop, each stopped by each real signal and resumed; the middle rung is stopped
 #: by Ctrl-C inside a three-way compare (below). What differs between the two signals is only
 #: the application's handler (fit_vs_tape/callbacks.py GracefulInterrupt: the words and the exit
@@ -77,20 +78,13 @@ SIGNALS = [("high", signal.SIGTERM), ("high", signal.SIGINT), ("low", signal.SIG
 HOW = {signal.SIGINT: ("interrupted", 130), signal.SIGTERM: ("terminated (SIGTERM)", 143)}
 
 
-def _wait_for(path, proc, seconds: float = 180) -> None:
-    deadline = time.time() + seconds
-    while not path.is_file() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    assert path.is_file(), f"{path} never appeared"
-
-
 @pytest.mark.parametrize("impl, signum", SIGNALS, ids=[f"{i}-{s.name}" for i, s in SIGNALS])
 def test_a_signal_then_resume_is_bit_identical(tmp_path, resume_reference, impl, signum):
     data_dir, reference = resume_reference
     side, (how, code) = IMPLS[impl], HOW[signum]
     run = tmp_path / "stopped"
-    proc = _run_cli("train", "--impl", impl, *resume_options(data_dir), "--out", str(run))
-    _wait_for(run / "state" / side / "progress.json", proc)  # epoch 1 is done
+    proc = start_cli("train", "--impl", impl, *resume_options(data_dir), "--out", str(run))
+    wait_for_file(run / "state" / side / "progress.json", proc)  # epoch 1 is done
     time.sleep(0.05)
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
@@ -105,7 +99,7 @@ def test_a_signal_then_resume_is_bit_identical(tmp_path, resume_reference, impl,
     assert saved["status"] == "interrupted" and saved[side]["completed_epochs"] == 1
     assert len(saved[side]["history"]["loss"]) == 1
 
-    resumed = _run_cli("train", "--resume", str(run), "--quiet")
+    resumed = start_cli("train", "--resume", str(run), "--quiet")
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     assert "resuming" in out
@@ -120,9 +114,9 @@ def test_a_signal_then_resume_is_bit_identical(tmp_path, resume_reference, impl,
 def test_interrupted_three_way_compare_resumes_bit_identical(tmp_path, resume_reference):
     data_dir, reference = resume_reference
     run = tmp_path / "interrupted"
-    proc = _run_cli("compare", *resume_options(data_dir), "--out", str(run))
+    proc = start_cli("compare", *resume_options(data_dir), "--out", str(run))
     # Ctrl-C while the middle rung trains its second epoch: fit() is done, the loop has not started.
-    _wait_for(run / "state" / "custom_step" / "progress.json", proc)
+    wait_for_file(run / "state" / "custom_step" / "progress.json", proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -130,7 +124,7 @@ def test_interrupted_three_way_compare_resumes_bit_identical(tmp_path, resume_re
     assert saved["status"] == "interrupted" and "low_level" not in saved
     assert saved["custom_step"]["completed_epochs"] == 1
 
-    resumed = _run_cli("compare", "--resume", str(run), "--quiet")
+    resumed = start_cli("compare", "--resume", str(run), "--quiet")
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     record = json.loads((run / "results.json").read_text())
