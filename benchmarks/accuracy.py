@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> dict:
     accuracies = {side: [] for side in SIDES}
     for config in configs:
         splits = make_splits(dataset, config)
-        weights = initial_weights(config.hidden_units, config.seed)
+        weights = initial_weights(config.hidden_units, config.seed, config.model)
         for side in accuracies:
             accuracies[side].append(run_side(side, weights, splits, config, False,
                                              strategy=strategy).test_accuracy)

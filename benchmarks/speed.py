@@ -85,7 +85,7 @@ def worker(job: dict) -> dict:
     from shared.model import initial_weights
 
     dataset = load_dataset(job["data_dir"])
-    result = run_side(job["implementation"], initial_weights(config.hidden_units, config.seed),
+    result = run_side(job["implementation"], initial_weights(config.hidden_units, config.seed, config.model),
                       make_splits(dataset, config), config, verbose=False,
                       stop_on_nan=False)  # no per-step callback: time training as users run it
     return {
@@ -120,7 +120,7 @@ def measure(implementation: str, mode_name: str, mode: str, spe: int | None, bat
     n = runs[0]["n_train"]
     row = {
         "implementation": implementation, "mode": mode_name, "hidden_units": hidden_units,
-        "params": parameter_count(hidden_units), "batch_size": batch_size, "device": device,
+        "params": parameter_count(hidden_units, config.model), "batch_size": batch_size, "device": device,
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
         "test_accuracy": statistics.median(r["test_accuracy"] for r in runs),
         "epochs": args.epochs, "repeats": args.repeats, "mixed_precision": config.mixed_precision,
@@ -266,6 +266,9 @@ def run(args: argparse.Namespace) -> dict:
                         f"{args.strategy}; these do: {', '.join(allowed)}")
     if args.peers and args.strategy != "default":
         raise UserError(f"--peers: the peer rows run on one device; drop --strategy {args.strategy}")
+    if args.peers and configs[0].model != "tutorial":
+        raise UserError(f"--peers: the peers write the tutorial's model only; drop --model "
+                        f"{configs[0].model}")
     dataset = load_dataset(args.data_dir)  # checks the data (and fetches it) once, up front
     for config in configs:
         n_full = options.checked(lambda: config.check_data(len(dataset.x_train)))

@@ -2,8 +2,9 @@
 through its CallbackList.
 
 - EpochTimer: wall-clock seconds of each epoch, timed the same way on every side.
-- RunRecorder: each epoch's logs and seconds, saved after every epoch (the history so far), once
-  it has made sure the epoch's checkpoint has room.
+- RunRecorder: each epoch's logs and seconds, and a fingerprint of what the batch callbacks got,
+  saved after every epoch (the history so far), once it has made sure the epoch's checkpoint
+  has room.
 - StopOnNaN: stop at the first non-finite loss and remember the epoch and step.
 - GracefulInterrupt: Ctrl-C or SIGTERM stops training between two steps, never in the middle of
   a write.
@@ -11,9 +12,11 @@ through its CallbackList.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import signal
+import struct
 import time
 from pathlib import Path
 
@@ -52,7 +55,12 @@ class EpochTimer(keras.callbacks.Callback):
 
 class RunRecorder(EpochTimer):
     """Every completed epoch's logs and seconds, in History.history's shape, written atomically
-    to ``path`` after each epoch so an interrupted run keeps them and a resumed one continues."""
+    to ``path`` after each epoch so an interrupted run keeps them and a resumed one continues.
+
+    And per epoch, what the batch callbacks were given (``batches``): how many calls, the last
+    batch number, and a SHA-256 of every call's batch number and logs, so that two sides whose
+    weights end equal but whose epochs held other steps or other running metrics are told apart
+    (runs.differences)."""
 
     def __init__(self, path: Path | None = None, previous: dict | None = None) -> None:
         super().__init__()
@@ -60,6 +68,18 @@ class RunRecorder(EpochTimer):
         previous = previous or {}
         self.history: dict[str, list[float]] = {k: list(v) for k, v in previous.get("history", {}).items()}
         self.epoch_seconds = list(previous.get("epoch_seconds", []))
+        self.batches: list[dict] = list(previous.get("batches", []))
+        self._calls, self._last, self._digest = 0, -1, hashlib.sha256()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
+        self._calls, self._last, self._digest = 0, -1, hashlib.sha256()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._calls, self._last = self._calls + 1, int(batch)
+        self._digest.update(struct.pack(">q", int(batch)))
+        for key in sorted(logs or {}):
+            self._digest.update(key.encode() + struct.pack(">d", float(logs[key])))
 
     @property
     def completed_epochs(self) -> int:
@@ -78,9 +98,12 @@ class RunRecorder(EpochTimer):
         super().on_epoch_end(epoch, logs)
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
+        self.batches.append({"calls": self._calls, "last_batch": self._last,
+                             "sha256": self._digest.hexdigest()})
         if self.path is not None:
             write_json(self.path, {"completed_epochs": self.completed_epochs,
-                                   "history": self.history, "epoch_seconds": self.epoch_seconds})
+                                   "history": self.history, "epoch_seconds": self.epoch_seconds,
+                                   "batches": self.batches})
 
     @staticmethod
     def load(path: Path) -> dict | None:

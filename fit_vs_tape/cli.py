@@ -112,7 +112,8 @@ def _train_or_compare(args: argparse.Namespace) -> int:
     from fit_vs_tape import rundir, runs
 
     # Room for what the run writes (what a resumed run wrote already counts as written).
-    room = rundir.run_bytes(config.hidden_units, len(sides), args.command == "compare")
+    room = rundir.run_bytes(config.hidden_units, len(sides), args.command == "compare",
+                           config.model)
     if args.profile:  # a profiler trace: 11-18 MB per side measured for a --mode epoch window
         room += len(sides) * rundir.PROFILE_BYTES
     if args.resume:
@@ -153,7 +154,8 @@ def _trace(args: argparse.Namespace) -> int:
 
     room = rundir.OVERHEAD * 16
     if args.resumed_after:  # each side's checkpoint, while it is traced
-        room += 2 * len(args.sides) * rundir.weights_bytes(parameter_count(config.hidden_units))
+        room += 2 * len(args.sides) * rundir.weights_bytes(parameter_count(config.hidden_units,
+                                                                               config.model))
     with rundir.disposable_run_dir(args.out, room=room) as out:  # a failed trace leaves none
         print(f"data: {dataset.source}   run directory: {out}")
         try:

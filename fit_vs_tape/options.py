@@ -12,7 +12,7 @@ import argparse
 from collections.abc import Iterable
 
 from fit_vs_tape.errors import UserError
-from shared.config import DEVICES, MODES, SIDES, STRATEGIES, TrainConfig
+from shared.config import DEVICES, MODELS, MODES, SIDES, STRATEGIES, TrainConfig
 
 #: ``train --impl`` names -> implementation (package) names.
 IMPLS = {side.impl: name for name, side in SIDES.items()}
@@ -90,6 +90,9 @@ def any_sides(text: str) -> list[str]:
 _D = TrainConfig()
 #: Every training option: name -> (TrainConfig field or None, argparse keyword arguments).
 TRAINING_OPTIONS: dict[str, tuple[str | None, dict]] = {
+    "--model": ("model", dict(choices=MODELS, default=_D.model,
+                              help="tutorial: the tutorial's MLP (default); regularized: the same "
+                                   "with an L2 penalty, batch norm and dropout")),
     "--mode": ("mode", dict(choices=MODES, default=_D.mode,
                             help="how the loop runs its step; fit() gets the same compilation "
                                  f"choice (default {_D.mode})")),
@@ -185,7 +188,7 @@ def check_logging(args: argparse.Namespace, config: TrainConfig) -> None:
 
 
 #: The training options `trace` takes: it records a few steps of one run on one device.
-TRACE_OPTIONS = ("--mode", "--steps-per-execution", "--jit-compile", "--epochs", "--batch-size",
+TRACE_OPTIONS = ("--model", "--mode", "--steps-per-execution", "--jit-compile", "--epochs", "--batch-size",
                  "--lr", "--hidden-units", "--seed", "--limit", "--validation-split", "--data-dir",
                  "--out", "--device")
 #: `trace`'s defaults: two epochs of three steps, enough to see the first trace and what repeats.

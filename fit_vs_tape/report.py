@@ -155,7 +155,6 @@ def write_report(
         ("median s/epoch after the first",
          lambda s: _fmt(_median_after_first(record[s]["epoch_seconds"]), ".2f")),
     ]
-    diff = record["max_abs_weight_diff"]
     agreement = record["prediction_agreement"]
     config = record["config"]
     env = record["environment"]
@@ -163,7 +162,7 @@ def write_report(
         f"# {' vs '.join(labels[s] for s in sides)}: run `{out.name}`",
         "",
         f"All {len(sides)} models started from the same initial weights and saw the same batches "
-        "in the same order" + (", and ended bit-identical." if diff == 0 else "."),
+        "in the same order" + (", and ended bit-identical." if record["bit_identical"] else "."),
         "",
         "| | " + " | ".join(labels[s] for s in sides) + " |",
         "|---|" + "---|" * len(sides),
@@ -171,7 +170,9 @@ def write_report(
         "",
         *(f"- largest weight difference, {' vs '.join(labels[s] for s in pair.split(' vs '))}: "
           f"**{numbers['max_abs_weight_diff']:.3g}**"
-          + (" (bit-identical)" if numbers["max_abs_weight_diff"] == 0 else "")
+          + (" (bit-identical)" if numbers["max_abs_weight_diff"] == 0 and not numbers["differences"]
+             else "")
+          + "".join(f"; differ in {what}" for what in numbers["differences"])
           for pair, numbers in record["pairs"].items()),
         f"- all {len(sides)} predict the same class for **{100 * agreement:.2f}%** of "
         f"{len(y_test)} test images",

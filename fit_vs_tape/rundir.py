@@ -59,12 +59,12 @@ def weights_bytes(params: int) -> int:
 PROFILE_BYTES = 20 * 2**20
 
 
-def run_bytes(hidden_units: int, sides: int, figures: bool) -> int:
+def run_bytes(hidden_units: int, sides: int, figures: bool, model: str = "tutorial") -> int:
     """At most what a run of ``sides`` sides holds on disk at once: per side its checkpoint (two
     while the loop writes its next one, before deleting the last), its final model in state/ and
     its model file; then the figures and report of ``compare``. For the default compare: 16.0 MiB,
     where the sizes above add up to 8.4 MiB at its fullest, just before state/ is removed."""
-    per_side = 4 * weights_bytes(parameter_count(hidden_units))
+    per_side = 4 * weights_bytes(parameter_count(hidden_units, model))
     return sides * per_side + ((FIGURES_PER_SIDE * sides + FIGURES_SHARED) if figures else 0)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import itertools
 import json
+import math
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ class SideResult:
     probabilities: np.ndarray
     stopped: dict | None = None
     """Set when a non-finite loss stopped training: {"epoch": e, "step": s} (1-based)."""
+    batches: list[dict] | None = None
+    """Per epoch, what the batch callbacks got (callbacks.RunRecorder.batches)."""
 
     def to_dict(self) -> dict:
         """The results.json entry for this side."""
@@ -50,6 +53,7 @@ class SideResult:
             "test_accuracy": self.test_accuracy,
             "epoch_seconds": self.epoch_seconds,
             "stopped_on_nonfinite_loss": self.stopped,
+            "batch_callbacks": self.batches,
         }
 
 
@@ -105,6 +109,7 @@ def run_side(
         done = json.loads((state_dir / "done.json").read_text())
         model = load_model(state_dir / "final.keras")
         history, seconds, stopped = done["history"], done["epoch_seconds"], done["stopped"]
+        batches = done.get("batches", [])
     else:
         progress = None
         if state_dir is not None:
@@ -122,7 +127,8 @@ def run_side(
         # created under the strategy's scope, so their variables are mirrored on every replica.
         strategy = strategy or make_strategy(config.strategy, config.cpu_replicas)
         with strategy.scope():
-            model = model_from_weights(config.hidden_units, weights, config.mixed_precision)
+            model = model_from_weights(config.hidden_units, weights, config.mixed_precision,
+                                       config.model)
             try:
                 impl.train(
                     model, splits.x_train, splits.y_train, config, splits.validation,
@@ -132,7 +138,7 @@ def run_side(
                 )
             except CheckpointMismatch as e:  # progress.json and the checkpoint disagree
                 raise UserError(f"cannot resume: {e}") from None
-        history, seconds = recorder.history, recorder.epoch_seconds
+        history, seconds, batches = recorder.history, recorder.epoch_seconds, recorder.batches
         stopped = None
         if nan_guard.stopped_at is not None:
             epoch, step = nan_guard.stopped_at
@@ -140,11 +146,12 @@ def run_side(
         if state_dir is not None:
             save_model(model, state_dir / "final.keras")
             write_json(state_dir / "done.json",
-                       {"history": history, "epoch_seconds": seconds, "stopped": stopped})
+                       {"history": history, "epoch_seconds": seconds, "stopped": stopped,
+                        "batches": batches})
     test = impl.evaluate(model, splits.x_test, splits.y_test, config)
     probabilities = impl.predict(model, splits.x_test, config)
     return SideResult(model, history, test["loss"], test["accuracy"], seconds, probabilities,
-                      stopped)
+                      stopped, batches)
 
 
 def saved_epochs(name: str, directory: Path) -> int:
@@ -162,7 +169,36 @@ def _in_step_with_checkpoint(progress: dict, name: str, state_dir: Path) -> dict
         raise UserError(f"cannot resume: {state_dir / 'checkpoint'} holds {saved} epochs, but "
                         f"{state_dir / 'progress.json'} records only {done}")
     return {"completed_epochs": saved, "epoch_seconds": progress["epoch_seconds"][:saved],
-            "history": {key: values[:saved] for key, values in progress["history"].items()}}
+            "history": {key: values[:saved] for key, values in progress["history"].items()},
+            "batches": progress.get("batches", [])[:saved]}
+
+
+def differences(a: SideResult, b: SideResult) -> list[str]:
+    """What differs between two sides besides their weights and their seconds: the per-epoch
+    history (every metric, validation included), how many epochs ran, and, per epoch, what the
+    batch callbacks got (how many calls, the last batch number, every call's logs). Empty when
+    nothing does. A NaN in the same place on both sides counts as equal."""
+    found = []
+    if len(a.epoch_seconds) != len(b.epoch_seconds):
+        found.append(f"epochs run: {len(a.epoch_seconds)} vs {len(b.epoch_seconds)}")
+    for key in sorted(set(a.history) | set(b.history)):
+        xs, ys = a.history.get(key), b.history.get(key)
+        if xs is None or ys is None:
+            found.append(f"{key}: recorded by one side only")
+            continue
+        for epoch, (x, y) in enumerate(zip(xs, ys)):
+            if not (x == y or (math.isnan(x) and math.isnan(y))):
+                found.append(f"{key} in epoch {epoch + 1}: {x:.6g} vs {y:.6g}")
+                break
+    for epoch, (x, y) in enumerate(zip(a.batches or [], b.batches or [])):
+        if (x["calls"], x["last_batch"]) != (y["calls"], y["last_batch"]):
+            found.append(f"batch callbacks in epoch {epoch + 1}: {x['calls']} calls ending at "
+                         f"batch {x['last_batch']} vs {y['calls']} ending at {y['last_batch']}")
+            break
+        if x["sha256"] != y["sha256"]:
+            found.append(f"the logs the batch callbacks got in epoch {epoch + 1}")
+            break
+    return found
 
 
 def epoch_table(results: dict[str, SideResult]) -> str:
@@ -215,7 +251,7 @@ def _train_sides(names: Sequence[str], config: TrainConfig, splits: Splits, out:
                  profile: bool = False) -> dict[str, SideResult]:
     """Train each side resumably; on Ctrl-C or SIGTERM save the history so far and say how to
     resume."""
-    weights = initial_weights(config.hidden_units, config.seed)  # one start for every side
+    weights = initial_weights(config.hidden_units, config.seed, config.model)  # one start for every side
     results = {}
     with GracefulInterrupt() as interrupt:
         try:
@@ -287,11 +323,13 @@ def compare(
     pairs = {f"{a} vs {b}": {
         "max_abs_weight_diff": max_abs_weight_diff(results[a].model, results[b].model),
         "prediction_agreement": float(np.mean(results[a].probabilities.argmax(axis=1)
-                                              == results[b].probabilities.argmax(axis=1)))}
+                                              == results[b].probabilities.argmax(axis=1))),
+        "differences": differences(results[a], results[b])}
         for a, b in itertools.combinations(results, 2)}
     diff = max(pair["max_abs_weight_diff"] for pair in pairs.values())
-    summary = {"max_abs_weight_diff": diff, "prediction_agreement": float(agree.mean()),
-               "pairs": pairs}
+    identical = diff == 0 and not any(pair["differences"] for pair in pairs.values())
+    summary = {"max_abs_weight_diff": diff, "bit_identical": identical,
+               "prediction_agreement": float(agree.mean()), "pairs": pairs}
     print("\n" + epoch_table(results))
     print("\ntest accuracy: " + ", ".join(f"{LABELS[name]} {r.test_accuracy:.4f}"
                                           for name, r in results.items()))
@@ -299,7 +337,9 @@ def compare(
         a, b = pair.split(" vs ")
         print(f"largest weight difference, {LABELS[a]} vs {LABELS[b]}: "
               f"{numbers['max_abs_weight_diff']:.3g}")
-    print(("all bit-identical\n" if diff == 0 else "")
+        for what in numbers["differences"]:
+            print(f"  but {LABELS[a]} and {LABELS[b]} differ in {what}")
+    print(("all bit-identical\n" if identical else "")
           + f"predictions agree on {int(agree.sum())} of {len(agree)} test images"
           f" ({100 * agree.mean():.2f}%)")
     stopped = _report_nan(results)

@@ -380,11 +380,11 @@ def trace_side(side: str, splits: Splits, config: TrainConfig, weights: list[np.
     if resumed_after:
         if checkpoint_dir is None:
             raise ValueError("a resumed trace needs a checkpoint_dir")
-        impl.train(model_from_weights(config.hidden_units, weights), splits.x_train,
+        impl.train(model_from_weights(config.hidden_units, weights, model=config.model), splits.x_train,
                    splits.y_train, config, splits.validation, [_StopAfter(resumed_after)],
                    verbose=False, checkpoint_dir=checkpoint_dir)
         initial_epoch = resumed_after
-    model = model_from_weights(config.hidden_units, weights)
+    model = model_from_weights(config.hidden_units, weights, model=config.model)
     recorder = Recorder()
     with recording(recorder) if record else contextlib.nullcontext(None) as callback:
         impl.train(model, splits.x_train, splits.y_train, config, splits.validation,
@@ -399,7 +399,7 @@ def trace_side(side: str, splits: Splits, config: TrainConfig, weights: list[np.
 def trace_sides(sides: Sequence[str], splits: Splits, config: TrainConfig,
                 resumed_after: int = 0, checkpoint_root: Path | None = None) -> dict[str, SideTrace]:
     """``trace_side`` for each of ``sides``, all from the same initial weights."""
-    weights = initial_weights(config.hidden_units, config.seed)
+    weights = initial_weights(config.hidden_units, config.seed, config.model)
     return {side: trace_side(side, splits, config, weights, resumed_after,
                              None if checkpoint_root is None else checkpoint_root / side)
             for side in sides}

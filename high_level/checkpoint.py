@@ -22,6 +22,14 @@ writing, in ``on_epoch_end`` (the public hook whose Keras version calls the save
 3. Those bytes are written under a temporary name and renamed over ``latest.weights.h5``, then
    the epoch counter the same way.
 
+Keras' save leaves out one piece of state, and the subclass adds it: the random generators'.
+``save_weights()`` writes ``model.weights``, and a Dropout layer's seed generator state is among
+``model.variables`` only ("This extends `layer.weights` to include all state used by the layer
+including `SeedGenerator`s": keras/src/layers/layer.py Layer.variables), so a resumed fit()
+draws its dropout masks from the fresh model's generator, not from where the stopped run was
+(keras-team/keras#19796). The subclass saves those states in the epoch counter's JSON file and
+puts them back after Keras' restore: with them a resumed run is bit-identical, without them not.
+
 A failed save raises an OSError naming the directory and leaves the previous checkpoint whole.
 Restoring is Keras' own, unchanged. Only public calls write (``model.save`` with a path); the one
 thing read from Keras' insides, where the callback restores from, is checked when the callback is
@@ -44,6 +52,7 @@ import zipfile
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from shared.files import atomic_path
 
@@ -52,6 +61,8 @@ METADATA = "training_metadata.json"
 #: The weights (with the optimizer's state) inside a .keras file: keras/src/saving/saving_lib.py
 #: _VARS_FNAME_H5 ("model.weights.h5"; 3.3's _VARS_FNAME + ".h5").
 KERAS_FILE_WEIGHTS = "model.weights.h5"
+#: Our key in the metadata file: what save_weights() leaves out (the module docstring).
+RANDOM_STATE = "seed_generator_states"
 
 
 class BackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -64,6 +75,12 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         super().__init__(str(directory), delete_checkpoint=False)
         self.directory = Path(directory)
         _check_restores_from(self, self.directory)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)  # Keras' restore: weights, optimizer state, epoch
+        metadata = self.directory / METADATA
+        if metadata.is_file():  # and the random generators' state, which Keras' leaves out
+            set_random_state(self.model, json.loads(metadata.read_text()).get(RANDOM_STATE, []))
 
     def on_epoch_end(self, epoch, logs=None):
         # Keras' on_epoch_end counts the epoch and calls its private _save_model(), which writes
@@ -85,12 +102,32 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
             with atomic_path(self.directory / WEIGHTS) as tmp, open(tmp, "wb") as f:
                 f.write(weights)
             with atomic_path(self.directory / METADATA) as tmp, open(tmp, "w") as f:
-                # Keras' own metadata: the epochs done, and the batch (0 at an epoch's end).
-                json.dump({"epoch": epochs_done, "batch": 0}, f)
+                # Keras' own metadata: the epochs done, and the batch (0 at an epoch's end);
+                # then ours, the seed generators' states.
+                json.dump({"epoch": epochs_done, "batch": 0,
+                           RANDOM_STATE: random_state(self.model)}, f)
         except OSError as e:
             raise OSError(e.errno, f"{os.strerror(e.errno) if e.errno else e.strerror} (the "
                           f"checkpoint of epoch {epochs_done} was not written)",
                           str(self.directory)) from e
+
+
+def random_state(model: keras.Model) -> list[list[int]]:
+    """The state of every seed generator in ``model`` (its Dropout layers'), in the order of
+    ``model.variables``: the variables that are not among ``model.weights``."""
+    weights = {id(weight) for weight in model.weights}
+    return [np.array(v).tolist() for v in model.variables if id(v) not in weights]
+
+
+def set_random_state(model: keras.Model, states: list[list[int]]) -> None:
+    """Put ``random_state``'s ``states`` back into ``model``'s seed generators."""
+    weights = {id(weight) for weight in model.weights}
+    generators = [v for v in model.variables if id(v) not in weights]
+    if len(generators) != len(states):
+        raise ValueError(f"the checkpoint holds {len(states)} seed generator states; the model "
+                         f"has {len(generators)}")
+    for variable, state in zip(generators, states):
+        variable.assign(np.array(state, dtype=variable.dtype))
 
 
 def weights_file_bytes(model: keras.Model, directory: Path) -> bytes:

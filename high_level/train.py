@@ -34,7 +34,9 @@ def train(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
 
 def how_to_run(config: TrainConfig, n: int) -> dict:
     """compile()'s options for running the step: eagerly or traced, with XLA or not, and how
-    many steps per call of the compiled function (mode "epoch": a whole epoch of ``n`` images)."""
+    many steps per call of the compiled function (mode "epoch": a whole epoch of ``n`` images),
+    which must divide an epoch's steps (shared/config.py TrainConfig.check_steps says why)."""
+    config.check_steps(n)
     return dict(
         run_eagerly=config.mode == "eager",
         # Keras 3's default "auto" picks XLA once a GPU (any non-CPU device) is visible, not under

@@ -3,9 +3,15 @@
 BackupAndRestore saves the model's weights, the optimizer's state (Adam's moments and step
 count) and the epoch counter at the end of every epoch, and restores all three when training
 starts again, so that fit() carries on from the next epoch with the same weights and optimizer
-state (not the random generators' state: this project's data order does not need it). By hand
-that is a ``tf.train.Checkpoint`` of the same three things and a ``tf.train.CheckpointManager``
-that keeps the latest one. TensorFlow writes it under a temporary name first, so a checkpoint
+state. By hand that is a ``tf.train.Checkpoint`` of the same three things and a
+``tf.train.CheckpointManager`` that keeps the latest one.
+
+Plus one thing neither saves on its own: the seed generators' state, from which Dropout draws
+its masks. It is in ``model.variables`` but not in ``model.weights`` (keras/src/layers/layer.py
+Layer.variables: "This extends `layer.weights` to include all state used by the layer including
+`SeedGenerator`s"), and neither Keras' ``save_weights()`` nor a ``tf.train.Checkpoint`` of the
+model reaches it, so a resumed run would drop other units than an unstopped one. It is saved
+here by name, and high_level/checkpoint.py adds it to fit()'s checkpoint the same way. TensorFlow writes it under a temporary name first, so a checkpoint
 is either whole or absent (high_level/checkpoint.py makes fit()'s save whole the same way).
 """
 
@@ -41,8 +47,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.manager = None
 
     def on_train_begin(self, logs=None):
+        weights = {id(weight) for weight in self.model.weights}
+        seed_generators = [v for v in self.model.variables if id(v) not in weights]
         checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
-                                         epoch=self.epoch)
+                                         epoch=self.epoch, seed_generators=seed_generators)
         self.manager = tf.train.CheckpointManager(checkpoint, str(self.directory), max_to_keep=1)
         if self.manager.latest_checkpoint:
             # Adam's variables must exist to receive their saved values: BackupAndRestore too

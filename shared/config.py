@@ -12,10 +12,14 @@ import math
 from dataclasses import asdict, dataclass
 
 from shared.data import split_sizes
+from shared.order import steps_per_epoch
 
 #: How the low-level loop runs its step. fit() is given the same compilation choice;
 #: for "epoch" (the whole epoch as one XLA computation) that is steps_per_execution = one epoch.
 MODES = ("eager", "graph", "xla", "epoch")
+#: The models (shared/model.py): the tutorial's MLP, and that MLP with an L2 penalty, batch
+#: norm and dropout.
+MODELS = ("tutorial", "regularized")
 #: tf.distribute strategies: one device, MirroredStrategy, MultiWorkerMirroredStrategy.
 STRATEGIES = ("default", "mirrored", "multiworker")
 #: Where to train: hide every GPU, require one, or TensorFlow's own choice.
@@ -67,6 +71,9 @@ class TrainConfig:
     learning_rate: float = 1e-3
     """Adam's learning rate (Keras' default, so compile("adam")'s:
     keras/src/optimizers/adam.py Adam.__init__: `learning_rate=0.001,`)."""
+    model: str = "tutorial"
+    """Which model (shared/model.py): "tutorial", the tutorial's MLP; "regularized", the same
+    with an L2 weight penalty, BatchNormalization and Dropout."""
     hidden_units: int = 128
     """Width of the hidden Dense(relu) layer."""
     seed: int = 42
@@ -100,6 +107,7 @@ class TrainConfig:
             (self.limit is None or _whole(self.limit, 1), "limit", self.limit, "must be at least 1"),
             (0.0 <= self.validation_split < 1.0, "validation-split", self.validation_split,
              "must be at least 0 and below 1"),
+            (self.model in MODELS, "model", self.model, f"must be one of {', '.join(MODELS)}"),
             (self.mode in MODES, "mode", self.mode, f"must be one of {', '.join(MODES)}"),
             (self.strategy in STRATEGIES, "strategy", self.strategy,
              f"must be one of {', '.join(STRATEGIES)}"),
@@ -128,7 +136,28 @@ class TrainConfig:
         if self.batch_size > n_train:
             raise ValueError(f"--batch-size {self.batch_size}: larger than the {n_train} "
                              "training images")
+        self.check_steps(n_train)
         return n_train
+
+    def check_steps(self, n_train: int) -> None:
+        """Check --steps-per-execution against the steps of an epoch of ``n_train`` images.
+
+        It must divide them. fit()'s epoch starts an execution at each of
+        ``range(0, steps, steps_per_execution)`` (keras/src/trainers/epoch_iterator.py
+        EpochIterator._enumerate_iterator: `for step in range(0, steps_per_epoch,
+        self.steps_per_execution):`), and each execution runs all its steps while the iterator
+        has batches (keras/src/backend/tensorflow/trainer.py TensorFlowTrainer._make_function:
+        `tf.less(execution_step, self.steps_per_execution),`). So a last execution that does not
+        fit runs on into the next epoch's batches: fit()'s epochs would hold other batches than
+        the loop's, its per-epoch numbers would differ, and a checkpoint taken at an epoch's end
+        would not be at one. Mode "epoch" sets it to one epoch, which always divides."""
+        steps = steps_per_epoch(n_train, self.batch_size)
+        if self.mode != "epoch" and steps % self.steps_per_execution:
+            fits = [d for d in range(1, steps + 1) if steps % d == 0]
+            raise ValueError(
+                f"--steps-per-execution {self.steps_per_execution}: must divide the {steps} steps "
+                f"of an epoch ({', '.join(map(str, fits[:8]))}{', ...' if len(fits) > 8 else ''}); "
+                "fit() would run its last execution on into the next epoch's batches")
 
     def check_sides(self, sides) -> None:
         """Check that the implementations named in ``sides`` can run with these settings."""

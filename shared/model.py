@@ -1,4 +1,10 @@
-"""The one model definition: the tutorial's Flatten -> Dense(128, relu) -> Dense(10, softmax)."""
+"""The one model definition, in two kinds (``--model``): the tutorial's
+Flatten -> Dense(128, relu) -> Dense(10, softmax), and the same MLP with what TensorFlow's
+"Overfit and underfit" tutorial adds and a learner meets next: an L2 weight penalty on each
+Dense kernel, BatchNormalization and Dropout. The second is where hand-written loops usually part
+from fit(): its layers behave differently in training (``training=True``), it adds losses of its
+own (``model.losses``), it updates non-trainable state (batch norm's moving statistics) and it
+draws random numbers (Dropout's seed generator), all of which the three rungs must get the same."""
 
 from __future__ import annotations
 
@@ -7,9 +13,16 @@ import numpy as np
 from shared.config import TrainConfig
 from shared.data import CLASS_NAMES, IMAGE_SIZE
 
+#: The regularized model's L2 penalty on each Dense kernel and its dropout rate: the values of
+#: TensorFlow's "Overfit and underfit" tutorial (`regularizers.l2(0.0001)`, `layers.Dropout(0.5)`).
+L2_PENALTY = 1e-4
+DROPOUT_RATE = 0.5
 
-def build_model(hidden_units: int = TrainConfig.hidden_units, mixed_precision: bool = False):
-    """A new, built (weights created) but uncompiled Keras model.
+
+def build_model(hidden_units: int = TrainConfig.hidden_units, mixed_precision: bool = False,
+                model: str = TrainConfig.model):
+    """A new, built (weights created) but uncompiled Keras model of kind ``model``
+    (shared.config.MODELS).
 
     ``mixed_precision``: the hidden layers compute in float16 (weights stay float32), set per
     layer rather than through Keras' global policy; the softmax always runs in float32.
@@ -17,37 +30,64 @@ def build_model(hidden_units: int = TrainConfig.hidden_units, mixed_precision: b
     import keras
 
     compute = "mixed_float16" if mixed_precision else "float32"
-    return keras.Sequential(
-        [
-            keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE)),
+    classes = len(CLASS_NAMES)
+    if model == "tutorial":
+        layers = [
             keras.layers.Flatten(dtype=compute),
             keras.layers.Dense(hidden_units, activation="relu", dtype=compute),
-            keras.layers.Dense(len(CLASS_NAMES), activation="softmax", dtype="float32"),
-        ],
-        name="fashion_mnist_mlp",
-    )
+            keras.layers.Dense(classes, activation="softmax", dtype="float32"),
+        ]
+    elif model == "regularized":
+        l2 = keras.regularizers.L2(L2_PENALTY)  # adds L2_PENALTY * sum(kernel**2) to the loss
+        layers = [
+            keras.layers.Flatten(dtype=compute),
+            keras.layers.Dense(hidden_units, activation="relu", kernel_regularizer=l2, dtype=compute),
+            # Normalises with the batch's statistics in training and with moving averages of
+            # them (non-trainable weights the step updates) otherwise.
+            keras.layers.BatchNormalization(dtype=compute),
+            # Zeroes half the activations in training, a new mask every step, drawn from the
+            # layer's own seed generator (a variable, but not one of model.weights).
+            keras.layers.Dropout(DROPOUT_RATE, dtype=compute),
+            keras.layers.Dense(classes, activation="softmax", kernel_regularizer=l2, dtype="float32"),
+        ]
+    else:
+        raise ValueError(f"--model {model}: no such model")
+    return keras.Sequential([keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE)), *layers],
+                            name=f"fashion_mnist_{model}")
 
 
-def parameter_count(hidden_units: int) -> int:
-    """``build_model(hidden_units).count_params()`` without building it (no Keras import):
-    weights and biases of both Dense layers, 101,770 for the tutorial's 128."""
+def parameter_count(hidden_units: int, model: str = TrainConfig.model) -> int:
+    """``build_model(hidden_units, model=model).count_params()`` without building it (no Keras
+    import): weights and biases of both Dense layers, 101,770 for the tutorial's 128; the
+    regularized model adds batch norm's scale, offset, moving mean and moving variance."""
     classes = len(CLASS_NAMES)
-    return (IMAGE_SIZE * IMAGE_SIZE + 1) * hidden_units + (hidden_units + 1) * classes
+    dense = (IMAGE_SIZE * IMAGE_SIZE + 1) * hidden_units + (hidden_units + 1) * classes
+    return dense + (4 * hidden_units if model == "regularized" else 0)
 
 
-def initial_weights(hidden_units: int, seed: int) -> list[np.ndarray]:
-    """One snapshot of initial weights, drawn from ``seed``, to copy into every side's model."""
+def initial_weights(hidden_units: int, seed: int, model: str = TrainConfig.model) -> list[np.ndarray]:
+    """One snapshot of a new model's initial state, drawn from ``seed``, to copy into every
+    side's model: the value of every variable, in ``model.variables``' order. For the tutorial's
+    model that is its weights; the regularized one adds Dropout's seed generator state, which is
+    not among ``model.weights`` (so not in ``get_weights()``), and without which two models
+    built alike would drop different units."""
     import keras
 
     keras.utils.set_random_seed(seed)
-    return build_model(hidden_units).get_weights()
+    return [np.array(variable) for variable in build_model(hidden_units, model=model).variables]
 
 
-def model_from_weights(hidden_units: int, weights: list[np.ndarray], mixed_precision: bool = False):
-    """A fresh model holding a copy of ``weights`` (the same start for every implementation)."""
-    model = build_model(hidden_units, mixed_precision)
-    model.set_weights(weights)
-    return model
+def model_from_weights(hidden_units: int, weights: list[np.ndarray], mixed_precision: bool = False,
+                       model: str = TrainConfig.model):
+    """A fresh model holding a copy of ``weights``, an ``initial_weights`` snapshot (the same
+    start for every implementation)."""
+    built = build_model(hidden_units, mixed_precision, model)
+    if len(built.variables) != len(weights):
+        raise ValueError(f"a snapshot of {len(weights)} variables does not fit the {model} model's "
+                         f"{len(built.variables)}")
+    for variable, value in zip(built.variables, weights):
+        variable.assign(value)
+    return built
 
 
 def make_optimizer(config: TrainConfig):
