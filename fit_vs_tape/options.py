@@ -57,6 +57,23 @@ def whole_numbers(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
 
 
+def class_weights(text: str) -> tuple[float, ...]:
+    """argparse type: CLASS=WEIGHT pairs, comma-separated (e.g. 0=2,6=3), as a weight for each of
+    the ten classes; a class not named weighs 1 (as in fit(), whose class_weight map does the
+    same). What a weight may be is TrainConfig's to say."""
+    weights = [1.0] * 10
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        try:
+            index, weight = int(name), float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part!r} is not CLASS=WEIGHT, e.g. 6=2") from None
+        if not (sep and 0 <= index < len(weights)):
+            raise argparse.ArgumentTypeError(f"{part!r}: the class must be 0-{len(weights) - 1}")
+        weights[index] = weight
+    return tuple(weights)
+
+
 def names_from(choices: Iterable[str]):
     """argparse type: one or more of ``choices``, comma-separated (e.g. ``--peers jax,torch``),
     returned in the order of ``choices``."""
@@ -105,6 +122,10 @@ TRAINING_OPTIONS: dict[str, tuple[str | None, dict]] = {
                                       "--mode graph becomes xla (xla and epoch already use XLA)")),
     "--mixed-precision": ("mixed_precision", dict(
         action="store_true", help="float16 compute, float32 weights, loss scaling; GPU only")),
+    "--class-weight": ("class_weight", dict(
+        type=class_weights, default=None, metavar="C=W,...",
+        help="fit(class_weight=...): weigh class C's images W times in training, e.g. 6=2 "
+             "(classes not named: 1)")),
     "--epochs": ("epochs", dict(type=whole_number, default=_D.epochs,
                                 help=f"default {_D.epochs}")),
     "--batch-size": ("batch_size", dict(type=whole_number, default=_D.batch_size,
@@ -188,7 +209,7 @@ def check_logging(args: argparse.Namespace, config: TrainConfig) -> None:
 
 
 #: The training options `trace` takes: it records a few steps of one run on one device.
-TRACE_OPTIONS = ("--model", "--mode", "--steps-per-execution", "--jit-compile", "--epochs", "--batch-size",
+TRACE_OPTIONS = ("--model", "--class-weight", "--mode", "--steps-per-execution", "--jit-compile", "--epochs", "--batch-size",
                  "--lr", "--hidden-units", "--seed", "--limit", "--validation-split", "--data-dir",
                  "--out", "--device")
 #: `trace`'s defaults: two epochs of three steps, enough to see the first trace and what repeats.

@@ -43,11 +43,14 @@ class OwnStepModel(keras.Sequential):
 
     def train_step(self, data):
         """One step of training on one batch; fit() calls it for every batch."""
-        images, labels = data
-        # Forward pass, recorded on the tape.
+        # With fit(class_weight=...), fit()'s data adapter adds each image's weight to the batch.
+        images, labels, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        # Forward pass, recorded on the tape. training=True: Dropout drops, batch norm uses
+        # (and updates) batch statistics.
         with tf.GradientTape() as tape:
             probs = self(images, training=True)
-            loss = compute_loss(self, self.loss_fn, labels, probs)  # + the model's own losses
+            # + the model's own losses (the regularized model's L2 penalties)
+            loss = compute_loss(self, self.loss_fn, labels, probs, sample_weight)
             # Mixed precision: scale the loss up so float16 gradients do not underflow
             # (the identity for a plain optimizer); apply_gradients scales them back down.
             scaled_loss = self.optimizer.scale_loss(loss)
@@ -60,7 +63,7 @@ class OwnStepModel(keras.Sequential):
         # the loss by the replica count: shared/model.py.)
         self.loss_tracker.update_state(unscale_loss_for_distribution(loss),
                                        sample_weight=tf.shape(images)[0])
-        self.accuracy.update_state(labels, probs)
+        self.accuracy.update_state(labels, probs)  # unweighted, as compile(metrics=...)'s are
         # fit() hands what we return to the callbacks, the progress bar and, per epoch, History.
         return {metric.name: metric.result() for metric in self.metrics}
 

@@ -11,8 +11,10 @@ its masks. It is in ``model.variables`` but not in ``model.weights`` (keras/src/
 Layer.variables: "This extends `layer.weights` to include all state used by the layer including
 `SeedGenerator`s"), and neither Keras' ``save_weights()`` nor a ``tf.train.Checkpoint`` of the
 model reaches it, so a resumed run would drop other units than an unstopped one. It is saved
-here by name, and high_level/checkpoint.py adds it to fit()'s checkpoint the same way. TensorFlow writes it under a temporary name first, so a checkpoint
-is either whole or absent (high_level/checkpoint.py makes fit()'s save whole the same way).
+here by name, and high_level/checkpoint.py adds it to fit()'s checkpoint.
+
+TensorFlow writes a checkpoint under a temporary name first, so it is either whole or absent
+(high_level/checkpoint.py makes fit()'s save whole the same way).
 """
 
 from __future__ import annotations

@@ -48,8 +48,8 @@ def make_distributed_function(step: Callable) -> Callable:
     `reduction = "mean"`). Compiled with tf.function, as fit() compiles its train function."""
     strategy = tf.distribute.get_strategy()
 
-    def distributed_step(images, labels):
-        per_replica = strategy.run(step, args=(images, labels))
+    def distributed_step(*batch):  # images, labels and, with class weights, sample weights
+        per_replica = strategy.run(step, args=batch)
         return {name: strategy.reduce("MEAN", value, axis=None) for name, value in per_replica.items()}
 
     return tf.function(distributed_step)

@@ -22,13 +22,18 @@ from shared.order import eval_batches, steps_per_epoch, train_batches
 
 
 def train_step(model: keras.Model, optimizer: keras.Optimizer, loss_fn: keras.Loss,
-               metrics: dict[str, keras.Metric], images: tf.Tensor, labels: tf.Tensor) -> dict:
+               metrics: dict[str, keras.Metric], images: tf.Tensor, labels: tf.Tensor,
+               sample_weight: tf.Tensor | None = None) -> dict:
     """One step of training on one batch (Model.train_step); returns every metric's running
-    value so far, the logs fit()'s CallbackList turns into floats for the callbacks."""
-    # Forward pass, recorded on the tape.
+    value so far, the logs fit()'s CallbackList turns into floats for the callbacks.
+    ``sample_weight``: each image's weight (from class_weight), or None."""
+    # Forward pass, recorded on the tape. training=True: Dropout drops (drawing its mask from its
+    # seed generator) and BatchNormalization uses the batch's statistics and updates its moving
+    # ones, as fit()'s train_step calls the model (trainer.py: `y_pred = self(x, training=True)`).
     with tf.GradientTape() as tape:
         probs = model(images, training=True)
-        loss = compute_loss(model, loss_fn, labels, probs)  # + the model's own losses (none here)
+        # + the model's own losses: the regularized model's L2 penalties (shared/model.py).
+        loss = compute_loss(model, loss_fn, labels, probs, sample_weight)
         # Mixed precision: scale the loss up so float16 gradients do not underflow
         # (the identity for a plain optimizer); apply_gradients scales them back down.
         scaled_loss = optimizer.scale_loss(loss)
@@ -39,6 +44,8 @@ def train_step(model: keras.Model, optimizer: keras.Optimizer, loss_fn: keras.Lo
     optimizer.apply_gradients(zip(gradients, model.trainable_variables))
     # The metrics: fit()'s loss tracker is a mean over samples (a smaller last batch weighs less).
     metrics["loss"].update_state(unscale_loss_for_distribution(loss), sample_weight=tf.shape(labels)[0])
+    # compile(metrics=[...]) metrics ignore sample weights (only weighted_metrics take them):
+    # with class_weight, fit()'s accuracy is unweighted.
     metrics["accuracy"].update_state(labels, probs)
     return {name: metric.result() for name, metric in metrics.items()}
 
@@ -65,7 +72,17 @@ def make_metrics() -> dict[str, keras.Metric]:
     return {"loss": loss, "accuracy": accuracy}
 
 
-def make_train_function(step: Callable, config: TrainConfig, replicated: bool = True) -> Callable:
+def with_sample_weights(batches: tf.data.Dataset, class_weight: Sequence[float]) -> tf.data.Dataset:
+    """What fit(class_weight=...) does to its data: each batch gains each image's class weight
+    as its sample weight (keras/src/trainers/data_adapters/tf_dataset_adapter.py
+    make_class_weight_map_fn: `cw = tf.gather(class_weight_tensor, y_classes)`)."""
+    weights = tf.constant(class_weight, tf.float32)
+    return batches.map(lambda images, labels: (images, labels,
+                                               tf.gather(weights, tf.cast(labels, tf.int32))))
+
+
+def make_train_function(step: Callable, config: TrainConfig, replicated: bool = True,
+                        weighted: bool = False) -> Callable:
     """Compile a step as fit()'s make_train_function does (make_test_function likewise): not at
     all with run_eagerly=True, else traced into a graph by tf.function, with XLA when jit_compile
     says so. ``replicated``: run on every replica under tf.distribute (train and test steps)."""
@@ -75,7 +92,8 @@ def make_train_function(step: Callable, config: TrainConfig, replicated: bool = 
         return distributed.make_distributed_function(step)
     # fit() hands its function the iterator and takes each batch inside the graph, where the
     # batch dimension is unknown; we pass the batch, with a None batch dimension: no retrace.
-    signature = [tf.TensorSpec([None, 28, 28], tf.float32), tf.TensorSpec([None], tf.uint8)]
+    signature = [tf.TensorSpec([None, 28, 28], tf.float32), tf.TensorSpec([None], tf.uint8),
+                 *([tf.TensorSpec([None], tf.float32)] if weighted else [])]  # sample weights
     return tf.function(step, input_signature=signature, jit_compile=config.jit_compile)
 
 
@@ -92,13 +110,16 @@ def train(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
     metrics = make_metrics()
     step = partial(train_step, model, optimizer, loss_fn, metrics)
-    train_function = make_train_function(step, config)
+    train_function = make_train_function(step, config, weighted=config.class_weight is not None)
     test_function = make_train_function(partial(test_step, model, loss_fn, metrics), config)
     steps = steps_per_epoch(len(x), config.batch_size)
     if config.mode == "epoch":  # a whole epoch per call (whole_epoch.py) instead of steps
-        epoch_function = whole_epoch.make_epoch_function(step, x, y, config.batch_size, metrics)
+        epoch_function = whole_epoch.make_epoch_function(step, x, y, config.batch_size, metrics,
+                                                         config.class_weight)
     else:  # the batches every side reads: each epoch in the shared order, one pipeline
         pipeline = train_batches(x, y, config.seed, config.batch_size, range(initial_epoch, config.epochs))
+        if config.class_weight is not None:  # fit(class_weight=...)'s data adapter, by hand
+            pipeline = with_sample_weights(pipeline, config.class_weight)
         batches = iter(distributed.distribute_dataset(pipeline))
     callbacks = list(callbacks)
     if checkpoint_dir is not None:  # BackupAndRestore, by hand (checkpoint.py)

@@ -25,14 +25,21 @@ from shared.order import epoch_permutation, normalize
 
 
 def make_epoch_function(train_step: Callable, x: np.ndarray, y: np.ndarray, batch_size: int,
-                        metrics: dict[str, keras.Metric]):
+                        metrics: dict[str, keras.Metric], class_weight=None):
     """``train_epoch(permutation)`` trains one epoch over ``x``, ``y`` in that order, one
     ``train_step`` per batch, as ONE XLA computation; returns (steps run, the logs of the last
-    step: the running value of each of ``metrics``). It stops at the first non-finite loss,
+    step: the running value of each of ``metrics``). ``class_weight``: each image's weight by
+    class, given to the step as its sample weights (as train.with_sample_weights). It stops at the first non-finite loss,
     inside the computation, whatever callbacks are given: unlike fit(), which finishes every
     step of a call and lets TerminateOnNaN see the running loss afterwards."""
     images, labels = tf.constant(x), tf.constant(y)
     full_steps, rest = divmod(len(x), batch_size)
+    if class_weight is not None:  # each image's weight, gathered by its label inside the step
+        weights = tf.constant(class_weight, tf.float32)
+        step = train_step
+
+        def train_step(images, labels):
+            return step(images, labels, tf.gather(weights, tf.cast(labels, tf.int32)))
 
     @tf.function(jit_compile=True)
     def train_epoch(permutation):

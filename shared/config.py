@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from shared.data import split_sizes
+from shared.data import CLASS_NAMES, split_sizes
 from shared.order import steps_per_epoch
 
 #: How the low-level loop runs its step. fit() is given the same compilation choice;
@@ -94,9 +94,15 @@ class TrainConfig:
     """tf.distribute strategy: default (one device), mirrored, multiworker ($TF_CONFIG)."""
     cpu_replicas: int = 1
     """mirrored without GPUs: how many logical CPU devices to mirror over."""
+    class_weight: tuple[float, ...] | None = None
+    """fit(class_weight=...): one weight per class, multiplying each image's loss and accuracy
+    in training (not in validation or evaluation); None: every image weighs 1."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.class_weight, list):  # read back from results.json
+            object.__setattr__(self, "class_weight", tuple(self.class_weight))
         distributed = self.strategy != "default"
+        weights = self.class_weight
         rules = [
             (_whole(self.epochs, 1), "epochs", self.epochs, "must be at least 1"),
             (_whole(self.batch_size, 1), "batch-size", self.batch_size, "must be at least 1"),
@@ -114,6 +120,10 @@ class TrainConfig:
             (_whole(self.cpu_replicas, 1), "cpu-replicas", self.cpu_replicas, "must be at least 1"),
             (_whole(self.steps_per_execution, 1), "steps-per-execution", self.steps_per_execution,
              "must be at least 1"),
+            (weights is None or (len(weights) == len(CLASS_NAMES) and all(
+                isinstance(w, (int, float)) and math.isfinite(w) and w >= 0 for w in weights)
+                and any(weights)), "class-weight", weights,
+             f"needs {len(CLASS_NAMES)} finite weights of 0 or more, not all 0"),
             (not distributed or self.mode == "graph", "mode", self.mode,
              f"--strategy {self.strategy} runs with --mode graph only"),
             (not distributed or self.steps_per_execution == 1, "steps-per-execution",
@@ -165,6 +175,10 @@ class TrainConfig:
             raise ValueError("--strategy multiworker: Keras 3's fit() does not run under "
                              "MultiWorkerMirroredStrategy (keras-team/keras#20585); the loop "
                              "does: fit-vs-tape train --impl low --strategy multiworker")
+
+    def class_weight_dict(self) -> dict[int, float] | None:
+        """``class_weight`` as fit() takes it: class index -> weight."""
+        return None if self.class_weight is None else dict(enumerate(self.class_weight))
 
     @property
     def jit_compile(self) -> bool:

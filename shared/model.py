@@ -104,16 +104,17 @@ def make_optimizer(config: TrainConfig):
     return optimizer
 
 
-def compute_loss(model, loss_fn, labels, probs):
-    """The loss of one batch as Keras' compute_loss makes it: the loss function's value plus
-    every loss the model's layers add (weight regularisers, ``add_loss``), each summed
-    (keras/src/trainers/trainer.py Trainer.compute_loss: `for loss in self.losses:`). This
-    model adds none, so here it is the loss function's value; a step that left model.losses out
-    would silently train without a regulariser."""
+def compute_loss(model, loss_fn, labels, probs, sample_weight=None):
+    """The loss of one batch as Keras' compute_loss makes it: the loss function's value
+    (each image's loss times its ``sample_weight``, if any, summed and divided by the batch
+    size) plus every loss the model's layers add (weight regularisers, ``add_loss``), each
+    summed (keras/src/trainers/trainer.py Trainer.compute_loss: `for loss in self.losses:`).
+    The tutorial's model adds none; the regularized one adds its L2 penalties, and a step that
+    left model.losses out would silently train without them."""
     import tensorflow as tf
 
-    losses = [loss_fn(labels, probs), *(_scale_loss_for_distribution(tf.reduce_sum(extra))
-                                        for extra in model.losses)]
+    losses = [loss_fn(labels, probs, sample_weight=sample_weight),
+              *(_scale_loss_for_distribution(tf.reduce_sum(extra)) for extra in model.losses)]
     return losses[0] if len(losses) == 1 else tf.add_n(losses)
 
 
