@@ -209,7 +209,8 @@ def check_logging(args: argparse.Namespace, config: TrainConfig) -> None:
 
 
 #: The training options `trace` takes: it records a few steps of one run on one device.
-TRACE_OPTIONS = ("--model", "--class-weight", "--mode", "--steps-per-execution", "--jit-compile", "--epochs", "--batch-size",
+TRACE_OPTIONS = ("--model", "--class-weight", "--mode", "--steps-per-execution", "--jit-compile",
+                 "--epochs", "--batch-size",
                  "--lr", "--hidden-units", "--seed", "--limit", "--validation-split", "--data-dir",
                  "--out", "--device")
 #: `trace`'s defaults: two epochs of three steps, enough to see the first trace and what repeats.

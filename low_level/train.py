@@ -2,7 +2,7 @@
 high_level/train.py, top to bottom: one training step (the tape), what compiles it, the loop over
 epochs and steps. Names are Keras' own, to open keras/src/backend/tensorflow/trainer.py beside it.
 Beyond one device and one step, each in its own module: whole_epoch.py (an epoch as one XLA
-computation), distributed.py (tf.distribute), checkpoint.py (BackupAndRestore), tensorboard.py."""
+computation), distributed.py, checkpoint.py (BackupAndRestore), tensorboard.py, class_weight.py."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from keras.callbacks import CallbackList
 
-from low_level import checkpoint, distributed, whole_epoch
+from low_level import checkpoint, class_weight, distributed, whole_epoch
 from shared.config import TrainConfig
 from shared.model import compute_loss, make_optimizer, unscale_loss_for_distribution
 from shared.order import eval_batches, steps_per_epoch, train_batches
@@ -25,14 +25,12 @@ def train_step(model: keras.Model, optimizer: keras.Optimizer, loss_fn: keras.Lo
                metrics: dict[str, keras.Metric], images: tf.Tensor, labels: tf.Tensor,
                sample_weight: tf.Tensor | None = None) -> dict:
     """One step of training on one batch (Model.train_step); returns every metric's running
-    value so far, the logs fit()'s CallbackList turns into floats for the callbacks.
-    ``sample_weight``: each image's weight (from class_weight), or None."""
-    # Forward pass, recorded on the tape. training=True: Dropout drops (drawing its mask from its
-    # seed generator) and BatchNormalization uses the batch's statistics and updates its moving
-    # ones, as fit()'s train_step calls the model (trainer.py: `y_pred = self(x, training=True)`).
+    value so far, the logs fit()'s CallbackList turns into floats for the callbacks."""
+    # Forward pass, recorded on the tape. training=True, as fit()'s train_step: Dropout drops
+    # (a mask from its seed generator), batch norm uses and updates the batch's statistics.
     with tf.GradientTape() as tape:
         probs = model(images, training=True)
-        # + the model's own losses: the regularized model's L2 penalties (shared/model.py).
+        # + the model's own losses (L2 penalties); sample_weight: from class_weight, or None.
         loss = compute_loss(model, loss_fn, labels, probs, sample_weight)
         # Mixed precision: scale the loss up so float16 gradients do not underflow
         # (the identity for a plain optimizer); apply_gradients scales them back down.
@@ -44,9 +42,7 @@ def train_step(model: keras.Model, optimizer: keras.Optimizer, loss_fn: keras.Lo
     optimizer.apply_gradients(zip(gradients, model.trainable_variables))
     # The metrics: fit()'s loss tracker is a mean over samples (a smaller last batch weighs less).
     metrics["loss"].update_state(unscale_loss_for_distribution(loss), sample_weight=tf.shape(labels)[0])
-    # compile(metrics=[...]) metrics ignore sample weights (only weighted_metrics take them):
-    # with class_weight, fit()'s accuracy is unweighted.
-    metrics["accuracy"].update_state(labels, probs)
+    metrics["accuracy"].update_state(labels, probs)  # unweighted, as fit()'s (class_weight.py)
     return {name: metric.result() for name, metric in metrics.items()}
 
 
@@ -67,18 +63,8 @@ def predict_step(model: keras.Model, images: tf.Tensor, labels: tf.Tensor) -> tf
 
 def make_metrics() -> dict[str, keras.Metric]:
     """What compile(loss=..., metrics=["accuracy"]) creates: a loss tracker and an accuracy."""
-    loss = keras.metrics.Mean(name="loss")
-    accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-    return {"loss": loss, "accuracy": accuracy}
-
-
-def with_sample_weights(batches: tf.data.Dataset, class_weight: Sequence[float]) -> tf.data.Dataset:
-    """What fit(class_weight=...) does to its data: each batch gains each image's class weight
-    as its sample weight (keras/src/trainers/data_adapters/tf_dataset_adapter.py
-    make_class_weight_map_fn: `cw = tf.gather(class_weight_tensor, y_classes)`)."""
-    weights = tf.constant(class_weight, tf.float32)
-    return batches.map(lambda images, labels: (images, labels,
-                                               tf.gather(weights, tf.cast(labels, tf.int32))))
+    return {"loss": keras.metrics.Mean(name="loss"),
+            "accuracy": keras.metrics.SparseCategoricalAccuracy(name="accuracy")}
 
 
 def make_train_function(step: Callable, config: TrainConfig, replicated: bool = True,
@@ -92,8 +78,8 @@ def make_train_function(step: Callable, config: TrainConfig, replicated: bool = 
         return distributed.make_distributed_function(step)
     # fit() hands its function the iterator and takes each batch inside the graph, where the
     # batch dimension is unknown; we pass the batch, with a None batch dimension: no retrace.
-    signature = [tf.TensorSpec([None, 28, 28], tf.float32), tf.TensorSpec([None], tf.uint8),
-                 *([tf.TensorSpec([None], tf.float32)] if weighted else [])]  # sample weights
+    signature = [tf.TensorSpec([None, 28, 28], tf.float32), tf.TensorSpec([None], tf.uint8)]
+    signature += [tf.TensorSpec([None], tf.float32)] if weighted else []  # sample weights
     return tf.function(step, input_signature=signature, jit_compile=config.jit_compile)
 
 
@@ -101,11 +87,9 @@ def train(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
           validation: tuple[np.ndarray, np.ndarray] | None = None,
           callbacks: Sequence[keras.callbacks.Callback] = (), verbose: bool = True,
           initial_epoch: int = 0, checkpoint_dir: Path | None = None) -> dict[str, list[float]]:
-    """Train ``model`` on uint8 images ``x`` and labels ``y``; return a History.history-shaped
-    dict. ``initial_epoch``: epochs already done (a resumed run); ``checkpoint_dir``: where
-    model, optimizer and epoch are saved after every epoch and restored from at the start."""
-    # compile(): the optimizer, the loss and the metrics.
-    optimizer = make_optimizer(config)
+    """Train ``model`` on uint8 images ``x``, labels ``y``; return History.history's dict.
+    ``initial_epoch``: epochs already done; ``checkpoint_dir``: saved to, resumed from."""
+    optimizer = make_optimizer(config)  # compile(): the optimizer, the loss and the metrics
     distributed.build_early(optimizer, model)  # only under a strategy, as fit() does
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
     metrics = make_metrics()
@@ -118,8 +102,7 @@ def train(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
                                                          config.class_weight)
     else:  # the batches every side reads: each epoch in the shared order, one pipeline
         pipeline = train_batches(x, y, config.seed, config.batch_size, range(initial_epoch, config.epochs))
-        if config.class_weight is not None:  # fit(class_weight=...)'s data adapter, by hand
-            pipeline = with_sample_weights(pipeline, config.class_weight)
+        pipeline = class_weight.with_sample_weights(pipeline, config.class_weight)  # if any
         batches = iter(distributed.distribute_dataset(pipeline))
     callbacks = list(callbacks)
     if checkpoint_dir is not None:  # BackupAndRestore, by hand (checkpoint.py)
@@ -178,9 +161,7 @@ def run_test(test_function: Callable, metrics: dict[str, keras.Metric], batches:
     return logs
 
 
-def evaluate(
-    model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig
-) -> dict[str, float]:
+def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig) -> dict[str, float]:
     """Loss and accuracy of ``model`` over uint8 images ``x`` and labels ``y``."""
     metrics = make_metrics()
     step = partial(test_step, model, keras.losses.SparseCategoricalCrossentropy(), metrics)

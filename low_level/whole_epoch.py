@@ -21,6 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from low_level import class_weight as class_weight_lib
 from shared.order import epoch_permutation, normalize
 
 
@@ -29,17 +30,16 @@ def make_epoch_function(train_step: Callable, x: np.ndarray, y: np.ndarray, batc
     """``train_epoch(permutation)`` trains one epoch over ``x``, ``y`` in that order, one
     ``train_step`` per batch, as ONE XLA computation; returns (steps run, the logs of the last
     step: the running value of each of ``metrics``). ``class_weight``: each image's weight by
-    class, given to the step as its sample weights (as train.with_sample_weights). It stops at the first non-finite loss,
+    class, given to the step as its sample weights (class_weight.py). It stops at the first non-finite loss,
     inside the computation, whatever callbacks are given: unlike fit(), which finishes every
     step of a call and lets TerminateOnNaN see the running loss afterwards."""
     images, labels = tf.constant(x), tf.constant(y)
     full_steps, rest = divmod(len(x), batch_size)
-    if class_weight is not None:  # each image's weight, gathered by its label inside the step
-        weights = tf.constant(class_weight, tf.float32)
+    if class_weight is not None:  # each image's weight, looked up by its label inside the step
         step = train_step
 
         def train_step(images, labels):
-            return step(images, labels, tf.gather(weights, tf.cast(labels, tf.int32)))
+            return step(images, labels, class_weight_lib.sample_weights(labels, class_weight))
 
     @tf.function(jit_compile=True)
     def train_epoch(permutation):

@@ -110,12 +110,15 @@ def compute_loss(model, loss_fn, labels, probs, sample_weight=None):
     size) plus every loss the model's layers add (weight regularisers, ``add_loss``), each
     summed (keras/src/trainers/trainer.py Trainer.compute_loss: `for loss in self.losses:`).
     The tutorial's model adds none; the regularized one adds its L2 penalties, and a step that
-    left model.losses out would silently train without them."""
+    left model.losses out would silently train without them. The terms are added as Keras adds
+    them, in one sum over their stack (`total_loss = ops.sum(losses)`): ``tf.add_n`` gives the
+    same gradients but can round the loss one unit in the last place apart."""
+    import keras
     import tensorflow as tf
 
     losses = [loss_fn(labels, probs, sample_weight=sample_weight),
               *(_scale_loss_for_distribution(tf.reduce_sum(extra)) for extra in model.losses)]
-    return losses[0] if len(losses) == 1 else tf.add_n(losses)
+    return losses[0] if len(losses) == 1 else keras.ops.sum(losses)
 
 
 def _scale_loss_for_distribution(loss):

@@ -83,6 +83,10 @@ def test_train_one_side(tiny_data_dir, tmp_path, capsys):
         (["compare", "--epochs", "two"], "argument --epochs: 'two' is not a whole number"),
         (["compare", "--strategy", "mirrored", "--mode", "epoch"],
          "--mode epoch: --strategy mirrored runs with --mode graph only"),
+        (["compare", "--model", "mlp"], "argument --model: invalid choice: 'mlp'"),
+        (["compare", "--class-weight", "6:2"], "argument --class-weight: '6:2' is not CLASS=WEIGHT"),
+        (["compare", "--class-weight", "10=2"], "argument --class-weight: '10=2': the class must be 0-9"),
+        (["compare", "--class-weight", "6=-1"], "--class-weight (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, -1.0"),
     ],
 )
 def test_user_mistakes_are_one_line_and_exit_2(argv, needle, capsys, tmp_path):
@@ -100,6 +104,14 @@ def test_user_mistakes_are_one_line_and_exit_2(argv, needle, capsys, tmp_path):
 def test_limit_and_batch_size_beyond_the_data(tiny_data_dir, capsys, tmp_path):
     assert main(["compare", "--limit", "1000", "--data-dir", str(tiny_data_dir)]) == 2
     assert "--limit 1000: the training set has 256 images" in capsys.readouterr().err
+    # The case a new user tries: 160 images are 5 steps; 2 steps per execution would run fit()'s
+    # epoch 1 into epoch 2's batches. Refused in one line, before a run directory is made.
+    assert main(["compare", "--limit", "160", "--epochs", "3", "--steps-per-execution", "2",
+                 "--data-dir", str(tiny_data_dir), "--out", str(tmp_path / "spe")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fit-vs-tape: error: --steps-per-execution 2: must divide the 5 steps "
+                          "of an epoch (1, 5)") and len(err.splitlines()) == 1
+    assert not (tmp_path / "spe").exists()
     assert main(["compare", "--batch-size", "300", "--data-dir", str(tiny_data_dir)]) == 2
     assert "--batch-size 300: larger than the 256 training images" in capsys.readouterr().err
 
@@ -117,6 +129,35 @@ def test_jit_compile_flag_means_xla_for_both(tiny_data_dir, tmp_path):
                  "--data-dir", str(tiny_data_dir), "--out", str(out)]) == 0
     record = json.loads((out / "results.json").read_text())
     assert record["config"]["mode"] == "xla" and record["max_abs_weight_diff"] == 0.0
+
+
+def test_compare_never_says_bit_identical_when_a_history_differs(tiny_data_dir, tmp_path,
+                                                                 capsys, monkeypatch):
+    """Equal weights are not enough: one side's recorded epoch-1 loss, changed after it trained,
+    is named, and neither the output nor results.json calls the run bit-identical."""
+    from fit_vs_tape import runs
+
+    real = runs.run_side
+
+    def one_side_off(name, *args, **kwargs):
+        result = real(name, *args, **kwargs)
+        if name == "low_level":
+            result.history["loss"][0] += 1e-6
+            result.batches[1]["sha256"] = "0" * 64
+        return result
+
+    monkeypatch.setattr(runs, "run_side", one_side_off)
+    out = tmp_path / "run"
+    assert main(["compare", "--sides", "high,low", "--epochs", "2", "--data-dir", str(tiny_data_dir),
+                 "--out", str(out), "--quiet", "--no-tensorboard"]) == 0
+    printed = capsys.readouterr().out
+    assert "largest weight difference, fit() vs GradientTape loop: 0\n" in printed
+    assert "but fit() and GradientTape loop differ in loss in epoch 1" in printed
+    assert "differ in the logs the batch callbacks got in epoch 2" in printed
+    assert "all bit-identical" not in printed
+    record = json.loads((out / "results.json").read_text())
+    assert record["max_abs_weight_diff"] == 0.0 and record["bit_identical"] is False
+    assert "bit-identical" not in (out / "report.md").read_text().split("## Configuration")[0]
 
 
 def test_compare_a_chosen_pair_of_sides(tiny_data_dir, tmp_path):

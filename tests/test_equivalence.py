@@ -1,5 +1,7 @@
 """The oracle: fit(), fit() driving our own train_step, and the GradientTape loop, from the same
-start on the same batches, agree bit for bit, in every mode."""
+start on the same batches, agree bit for bit, in every mode, for both models: the tutorial's and
+the regularized one (L2 penalty, batch norm, dropout), where hand-written loops usually part
+from fit()."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import high_level.custom_step as step
 import high_level.train as high
 import low_level.train as low
 from fit_vs_tape.callbacks import EpochTimer
-from shared.config import TrainConfig
+from shared.config import MODELS, TrainConfig
 from shared.model import initial_weights, max_abs_weight_diff, model_from_weights
 from tests.conftest import synthetic
 
@@ -31,26 +33,71 @@ def _assert_all_identical(models: dict) -> None:
         assert max_abs_weight_diff(first, other) == 0.0
 
 
-def _train_both(small, config):
-    x, y, validation = small
-    weights = initial_weights(config.hidden_units, config.seed)
+def _train_both(small, config, validation=True):
+    x, y, held_out = small
+    weights = initial_weights(config.hidden_units, config.seed, config.model)
     models, histories = {}, {}
     for name, impl in RUNGS:
-        models[name] = model_from_weights(config.hidden_units, weights)
-        histories[name] = impl.train(models[name], x, y, config, validation, verbose=False)
+        models[name] = model_from_weights(config.hidden_units, weights, model=config.model)
+        histories[name] = impl.train(models[name], x, y, config, held_out if validation else None,
+                                     verbose=False)
     return models, histories
 
 
+def _seed_states(model) -> list:
+    return [np.array(v).tolist() for v in model.variables if "seed_generator" in v.path]
+
+
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("mode", ["eager", "graph", "xla", "epoch"])
-def test_fit_custom_step_and_loop_are_bit_identical(small, mode):
-    config = TrainConfig(epochs=1 if mode == "eager" else 2, mode=mode, seed=5)
+def test_fit_custom_step_and_loop_are_bit_identical(small, mode, model):
+    config = TrainConfig(epochs=1 if mode == "eager" else 2, mode=mode, seed=5, model=model)
     models, histories = _train_both(small, config)
     _assert_all_identical(models)
     assert histories["high"] == histories["step"] == histories["low"]
     assert set(histories["low"]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     # And training did something: the weights moved away from the start.
-    start = model_from_weights(config.hidden_units, initial_weights(config.hidden_units, config.seed))
+    start = model_from_weights(config.hidden_units, initial_weights(config.hidden_units, config.seed,
+                                                                    model), model=model)
     assert max_abs_weight_diff(start, models["low"]) > 1e-3
+    if model == "regularized":
+        # Batch norm's moving statistics moved (they are among the weights compared above) and
+        # every side drew the same number of dropout masks, one per step.
+        norm = models["low"].get_layer(index=2)
+        assert not np.allclose(np.array(norm.moving_mean), 0.0)
+        states = {name: _seed_states(m) for name, m in models.items()}
+        assert states["high"] == states["step"] == states["low"] != _seed_states(start)
+        assert states["low"][0][1] == config.epochs * 16  # 500 images: 16 steps an epoch
+
+
+def test_the_regularized_model_adds_its_penalties_and_trains_differently():
+    """The regularized model really has what makes loops differ: losses of its own, a layer
+    that behaves otherwise in training, non-trainable state, a seed generator."""
+    import keras
+
+    model = model_from_weights(128, initial_weights(128, 0, "regularized"), model="regularized")
+    assert len(model.losses) == 2 and all(float(loss) > 0 for loss in model.losses)
+    kinds = [type(layer) for layer in model.layers]
+    assert keras.layers.BatchNormalization in kinds and keras.layers.Dropout in kinds
+    assert len(model.non_trainable_weights) == 2 and len(model.variables) == len(model.weights) + 1
+    images = np.ones((4, 28, 28), np.float32)
+    assert np.array_equal(model(images, training=False), model(images, training=False))
+    assert not np.array_equal(model(images, training=True), model(images, training=False))
+
+
+@pytest.mark.parametrize("mode", ["graph", "epoch"])
+def test_class_weight_is_bit_identical_and_weighs_the_loss_not_the_accuracy(small, mode):
+    x, y, _ = small
+    weights = (1, 1, 1, 1, 1, 1, 3.0, 1, 0.5, 1)
+    config = TrainConfig(epochs=2, mode=mode, seed=2, model="regularized", class_weight=weights)
+    models, histories = _train_both(small, config, validation=False)
+    _assert_all_identical(models)
+    assert histories["high"] == histories["step"] == histories["low"]
+    plain = model_from_weights(128, initial_weights(128, 2, "regularized"), model="regularized")
+    low.train(plain, x, y, TrainConfig(epochs=2, mode=mode, seed=2, model="regularized"),
+              verbose=False)
+    assert max_abs_weight_diff(plain, models["low"]) > 1e-3  # the weights did weigh
+
 
 
 def test_metrics_reset_between_epochs_and_evaluate_predict_agree(small):
@@ -102,13 +149,24 @@ def test_epoch_mode_matches_xla_mode(small):
 
 
 def test_fit_with_steps_per_execution_is_still_bit_identical(small):
-    x, y, _ = small
-    weights = initial_weights(128, 4)
-    config = TrainConfig(epochs=2, mode="graph", seed=4, steps_per_execution=5)
-    models = {name: model_from_weights(128, weights) for name, _ in RUNGS}
-    for name, impl in RUNGS:
-        impl.train(models[name], x, y, config, verbose=False)
+    # 500 images: 16 steps an epoch, 4 executions of 4 steps; the loop runs them one by one.
+    config = TrainConfig(epochs=2, mode="graph", seed=4, steps_per_execution=4, model="regularized")
+    models, histories = _train_both(small, config)
     _assert_all_identical(models)
+    assert histories["high"] == histories["step"] == histories["low"]
+
+
+def test_steps_per_execution_that_does_not_divide_an_epoch_is_refused(small):
+    """fit() would run its last execution of epoch 1 on into epoch 2's batches (shared/config.py
+    TrainConfig.check_steps): refused before anything trains, on fit()'s side too."""
+    x, y, _ = small
+    config = TrainConfig(epochs=2, steps_per_execution=5)
+    with pytest.raises(ValueError, match=r"--steps-per-execution 5: must divide the 16 steps of "
+                                         r"an epoch \(1, 2, 4, 8, 16\)"):
+        config.check_data(len(x))
+    with pytest.raises(ValueError, match="--steps-per-execution 5"):
+        high.train(model_from_weights(128, initial_weights(128, 0)), x, y, config, verbose=False)
+    TrainConfig(mode="epoch", steps_per_execution=5).check_data(len(x))  # one execution per epoch
 
 
 def test_mixed_precision_scales_the_loss_on_both_sides_alike(small):
