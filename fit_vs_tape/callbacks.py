@@ -69,17 +69,24 @@ class RunRecorder(EpochTimer):
         self.history: dict[str, list[float]] = {k: list(v) for k, v in previous.get("history", {}).items()}
         self.epoch_seconds = list(previous.get("epoch_seconds", []))
         self.batches: list[dict] = list(previous.get("batches", []))
-        self._calls, self._last, self._digest = 0, -1, hashlib.sha256()
+        self._calls: list[tuple[int, dict]] = []  # this epoch's, fingerprinted at its end
 
     def on_epoch_begin(self, epoch, logs=None):
         super().on_epoch_begin(epoch, logs)
-        self._calls, self._last, self._digest = 0, -1, hashlib.sha256()
+        self._calls = []
 
     def on_train_batch_end(self, batch, logs=None):
-        self._calls, self._last = self._calls + 1, int(batch)
-        self._digest.update(struct.pack(">q", int(batch)))
-        for key in sorted(logs or {}):
-            self._digest.update(key.encode() + struct.pack(">d", float(logs[key])))
+        self._calls.append((batch, logs or {}))  # per step only this: the hashing waits
+
+    def _fingerprint(self) -> dict:
+        """This epoch's batch calls: how many, the last batch number, a SHA-256 of them all."""
+        digest = hashlib.sha256()
+        for batch, logs in self._calls:
+            digest.update(struct.pack(">q", int(batch)))
+            for key in sorted(logs):
+                digest.update(key.encode() + struct.pack(">d", float(logs[key])))
+        return {"calls": len(self._calls), "last_batch": int(self._calls[-1][0]) if self._calls else -1,
+                "sha256": digest.hexdigest()}
 
     @property
     def completed_epochs(self) -> int:
@@ -98,8 +105,7 @@ class RunRecorder(EpochTimer):
         super().on_epoch_end(epoch, logs)
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
-        self.batches.append({"calls": self._calls, "last_batch": self._last,
-                             "sha256": self._digest.hexdigest()})
+        self.batches.append(self._fingerprint())
         if self.path is not None:
             write_json(self.path, {"completed_epochs": self.completed_epochs,
                                    "history": self.history, "epoch_seconds": self.epoch_seconds,

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from fit_vs_tape.errors import UserError
 from shared.config import DEVICES, MODELS, MODES, SIDES, STRATEGIES, TrainConfig
+from shared.data import CLASS_NAMES
 
 #: ``train --impl`` names -> implementation (package) names.
 IMPLS = {side.impl: name for name, side in SIDES.items()}
@@ -61,7 +62,7 @@ def class_weights(text: str) -> tuple[float, ...]:
     """argparse type: CLASS=WEIGHT pairs, comma-separated (e.g. 0=2,6=3), as a weight for each of
     the ten classes; a class not named weighs 1 (as in fit(), whose class_weight map does the
     same). What a weight may be is TrainConfig's to say."""
-    weights = [1.0] * 10
+    weights = [1.0] * len(CLASS_NAMES)
     for part in text.split(","):
         name, sep, value = part.partition("=")
         try:

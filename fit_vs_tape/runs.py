@@ -175,9 +175,9 @@ def _in_step_with_checkpoint(progress: dict, name: str, state_dir: Path) -> dict
 
 def differences(a: SideResult, b: SideResult) -> list[str]:
     """What differs between two sides besides their weights and their seconds: the per-epoch
-    history (every metric, validation included), how many epochs ran, and, per epoch, what the
-    batch callbacks got (how many calls, the last batch number, every call's logs). Empty when
-    nothing does. A NaN in the same place on both sides counts as equal."""
+    history (every metric, validation included), how many epochs ran, per epoch what the batch
+    callbacks got (how many calls, the last batch number, every call's logs). Empty when nothing does. A NaN in the same place on both
+    sides counts as equal."""
     found = []
     if len(a.epoch_seconds) != len(b.epoch_seconds):
         found.append(f"epochs run: {len(a.epoch_seconds)} vs {len(b.epoch_seconds)}")
@@ -187,6 +187,7 @@ def differences(a: SideResult, b: SideResult) -> list[str]:
             found.append(f"{key}: recorded by one side only")
             continue
         for epoch, (x, y) in enumerate(zip(xs, ys)):
+            x, y = (math.nan if v is None else v for v in (x, y))  # NaN comes back from JSON as null
             if not (x == y or (math.isnan(x) and math.isnan(y))):
                 found.append(f"{key} in epoch {epoch + 1}: {x:.6g} vs {y:.6g}")
                 break

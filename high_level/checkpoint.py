@@ -23,9 +23,9 @@ writing, in ``on_epoch_end`` (the public hook whose Keras version calls the save
    the epoch counter the same way.
 
 Keras' save leaves out one piece of state, and the subclass adds it: the random generators'.
-``save_weights()`` writes ``model.weights``, and a Dropout layer's seed generator state is among
-``model.variables`` only ("This extends `layer.weights` to include all state used by the layer
-including `SeedGenerator`s": keras/src/layers/layer.py Layer.variables), so a resumed fit()
+``save_weights()`` writes ``model.weights``, and a Dropout layer's seed generator state is a
+variable of its own (keras/src/random/seed_generator.py SeedGenerator.__init__:
+`name="seed_generator_state",`), among ``model.variables`` only, so a resumed fit()
 draws its dropout masks from the fresh model's generator, not from where the stopped run was
 (keras-team/keras#19796). The subclass saves those states in the epoch counter's JSON file and
 puts them back after Keras' restore: with them a resumed run is bit-identical, without them not.
@@ -55,6 +55,7 @@ import keras
 import numpy as np
 
 from shared.files import atomic_path
+from shared.model import seed_generators
 
 WEIGHTS = "latest.weights.h5"  # BackupAndRestore's file names
 METADATA = "training_metadata.json"
@@ -113,16 +114,13 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
 
 
 def random_state(model: keras.Model) -> list[list[int]]:
-    """The state of every seed generator in ``model`` (its Dropout layers'), in the order of
-    ``model.variables``: the variables that are not among ``model.weights``."""
-    weights = {id(weight) for weight in model.weights}
-    return [np.array(v).tolist() for v in model.variables if id(v) not in weights]
+    """The state of every seed generator in ``model`` (shared/model.py seed_generators)."""
+    return [variable.numpy().tolist() for variable in seed_generators(model)]
 
 
 def set_random_state(model: keras.Model, states: list[list[int]]) -> None:
     """Put ``random_state``'s ``states`` back into ``model``'s seed generators."""
-    weights = {id(weight) for weight in model.weights}
-    generators = [v for v in model.variables if id(v) not in weights]
+    generators = seed_generators(model)
     if len(generators) != len(states):
         raise ValueError(f"the checkpoint holds {len(states)} seed generator states; the model "
                          f"has {len(generators)}")

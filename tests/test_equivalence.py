@@ -13,7 +13,7 @@ import high_level.train as high
 import low_level.train as low
 from fit_vs_tape.callbacks import EpochTimer
 from shared.config import MODELS, TrainConfig
-from shared.model import initial_weights, max_abs_weight_diff, model_from_weights
+from shared.model import initial_weights, max_abs_weight_diff, model_from_weights, seed_generators
 from tests.conftest import synthetic
 
 
@@ -45,7 +45,7 @@ def _train_both(small, config, validation=True):
 
 
 def _seed_states(model) -> list:
-    return [np.array(v).tolist() for v in model.variables if "seed_generator" in v.path]
+    return [v.numpy().tolist() for v in seed_generators(model)]
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -19,7 +19,13 @@ from fit_vs_tape.options import IMPLS
 from fit_vs_tape.rundir import load_model
 from shared import data
 from shared.config import TrainConfig
-from shared.model import build_model, initial_weights, max_abs_weight_diff, model_from_weights
+from shared.model import (
+    build_model,
+    initial_weights,
+    max_abs_weight_diff,
+    model_from_weights,
+    seed_generators,
+)
 from tests.conftest import (
     RESUME_EPOCHS,
     resume_options,
@@ -153,7 +159,7 @@ def test_a_resumed_regularized_run_restores_dropout_and_batch_norm_state(tmp_pat
                         checkpoint_dir=tmp_path / "checkpoint")
     assert max_abs_weight_diff(resumed, unstopped) == 0.0
     assert {key: values[-1:] for key, values in history.items()} == rest
-    seeds = [[np.array(v).tolist() for v in m.variables if "seed_generator" in v.path]
+    seeds = [[v.numpy().tolist() for v in seed_generators(m)]
              for m in (resumed, unstopped)]
     assert seeds[0] == seeds[1] and seeds[0][0][1] == 14  # 7 steps an epoch, one mask each
 
