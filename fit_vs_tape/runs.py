@@ -176,9 +176,14 @@ def _in_step_with_checkpoint(progress: dict, name: str, state_dir: Path) -> dict
 def differences(a: SideResult, b: SideResult) -> list[str]:
     """What differs between two sides besides their weights and their seconds: the per-epoch
     history (every metric, validation included), how many epochs ran, per epoch what the batch
-    callbacks got (how many calls, the last batch number, every call's logs). Empty when nothing does. A NaN in the same place on both
+    callbacks got (how many calls, the last batch number, every call's logs), and the test loss
+    and accuracy. Not each probability: under a strategy fit()'s predict() runs on every replica
+    and the loop's on one device, and their probabilities were seen to differ in the last bits
+    with equal weights. Empty when nothing does. A NaN in the same place on both
     sides counts as equal."""
-    found = []
+    found = [f"test {name}: {x:.6g} vs {y:.6g}" for name, x, y in (
+        ("loss", a.test_loss, b.test_loss), ("accuracy", a.test_accuracy, b.test_accuracy))
+        if not (x == y or (math.isnan(x) and math.isnan(y)))]
     if len(a.epoch_seconds) != len(b.epoch_seconds):
         found.append(f"epochs run: {len(a.epoch_seconds)} vs {len(b.epoch_seconds)}")
     for key in sorted(set(a.history) | set(b.history)):
