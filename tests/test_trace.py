@@ -31,19 +31,20 @@ def _splits(validation: bool) -> Splits:
     return Splits(x[:96], y[:96], (x[96:], y[96:]) if validation else None, x[:8], y[:8])
 
 
-def _config(mode: str) -> TrainConfig:
-    return TrainConfig(epochs=2, batch_size=32, hidden_units=16, mode=mode)
+def _config(mode: str, model: str = "tutorial") -> TrainConfig:
+    return TrainConfig(epochs=2, batch_size=32, hidden_units=16, mode=mode, model=model)
 
 
 _CACHE: dict = {}
 
 
-def traced(mode: str, validation: bool = True, resumed_after: int = 0, tmp_path=None) -> dict:
+def traced(mode: str, validation: bool = True, resumed_after: int = 0, tmp_path=None,
+           model: str = "tutorial") -> dict:
     """Every rung's trace of one configuration, recorded once per test session."""
-    key = (mode, validation, resumed_after)
+    key = (mode, validation, resumed_after, model)
     if key not in _CACHE:
-        _CACHE[key] = trace.trace_sides(RUNGS, _splits(validation), _config(mode), resumed_after,
-                                        tmp_path)
+        _CACHE[key] = trace.trace_sides(RUNGS, _splits(validation), _config(mode, model),
+                                        resumed_after, tmp_path)
     return _CACHE[key]
 
 
@@ -83,6 +84,16 @@ def test_every_rung_gives_its_callbacks_the_same_hooks(mode):
     for side in RUNGS:
         assert got[side] == want, side
     assert trace_tree.hook_differences(hooks_of(traced(mode)), LABELS) == []
+
+
+def test_the_regularized_model_gives_its_callbacks_the_same_hooks():
+    """Dropout, batch norm and L2 change what a step computes, not what fit() tells callbacks:
+    the three rungs' hooks are fit()'s, in the same order, as for the tutorial's model."""
+    traces = traced("graph", model="regularized")
+    want = expected_hooks(range(2), ["accuracy", "loss"], list(range(VALIDATION_BATCHES)))
+    for side, hooks in hooks_of(traces).items():
+        assert [trace_tree.hook_signature(h) for h in hooks] == want, side
+    assert trace_tree.hook_differences(hooks_of(traces), LABELS) == []
 
 
 def test_epoch_mode_differs_only_in_the_validation_batch_numbers():
