@@ -41,6 +41,8 @@ def test_notebook_runs_top_to_bottom(tmp_path):
     text = "".join(_outputs(cell) for cell in notebook.cells if cell.cell_type == "code")
     assert "max |w_fit - w_step|: 0.0" in text and "max |w_fit - w_loop|: 0.0" in text
     assert "histories equal: True" in text
+    assert "regularized: max |w_fit - w_other|: [0.0, 0.0]" in text
+    assert "regularized: histories equal: True" in text
     assert "training images (1000, 28, 28)" in text
     for mode in ("eager", "graph", "xla", "epoch"):
         assert f"| {mode} |" in text
