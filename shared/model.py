@@ -48,7 +48,8 @@ def build_model(hidden_units: int = TrainConfig.hidden_units, mixed_precision: b
             # (keras/src/backend/tensorflow/nn.py _compute_moments_sync:
             # `y_sum = replica_ctx.all_reduce(tf.distribute.ReduceOp.SUM, local_sum)`); Keras'
             # default keeps each replica's own, so the replicas' moving statistics drift apart
-            # (measured: moving means 0.033 apart after 2 epochs of 500 images on 2 replicas) and no one copy is the model.
+            # (measured: moving means 0.033 apart after 2 epochs of 500 images on 2 replicas),
+            # and no one copy is the model.
             keras.layers.BatchNormalization(synchronized=True, dtype=compute),
             # Zeroes half the activations in training, a new mask every step, drawn from the
             # layer's own seed generator (a variable, but not one of model.weights).
