@@ -10,9 +10,10 @@ wrapped (and unwrapped on leaving, whatever happens):
   epoch, the sorted keys of its logs, and the ``params`` it was given (``set_params``);
 - ``tf.function``'s ``__call__``: every call of a compiled function, and how many new concrete
   functions (traces) it made (``experimental_get_tracing_count``);
-- ``keras.optimizers.Optimizer.add_variable`` (every optimizer variable beyond the iteration
-  counter and learning rate goes through it) and ``Optimizer.apply``: when the optimizer's
-  variables are created, and when the update's Python runs (inside a trace, or eagerly);
+- ``keras.Variable``'s ``__init__``: every Keras variable created while training runs (a layer's
+  weights, a metric's totals, the optimizer's slots, a seed generator's state all are one), with
+  its owner: the innermost layer, metric, optimizer or seed generator whose method created it;
+- ``keras.optimizers.Optimizer.apply``: when the update's Python runs (inside a trace, or eagerly);
 - ``reset_state`` of every ``keras.metrics.Metric`` class that defines one;
 - each device-to-host read (a sync: Python waits for the device). ``float()``, ``int()``,
   ``bool()``, ``.numpy()`` and ``repr()`` of an eager tensor go through TensorFlow's
@@ -32,7 +33,7 @@ argument and result passes through untouched, so training is bit-identical with 
 What is private and relied on: ``EagerTensor._numpy`` (TensorFlow has no public hook for a
 device-to-host read; checked at start, a clear error if it is gone). Everything else wrapped is
 public API (NumPy's constructors, and): ``keras.callbacks.CallbackList``, ``keras.callbacks.Callback``,
-``keras.optimizers.Optimizer.add_variable``/``apply``, ``keras.metrics.Metric.reset_state``,
+``keras.Variable``, ``keras.optimizers.Optimizer.apply``, ``keras.metrics.Metric.reset_state``,
 ``tf.function``'s type (``tf.types.experimental.PolymorphicFunction``) and its
 ``experimental_get_tracing_count``.
 """
@@ -267,15 +268,14 @@ def _patches(recorder: Recorder) -> list[tuple[type, str, Callable]]:
                     event["traces"] = self.experimental_get_tracing_count() - before
     patches.append((function_type, "__call__", call))
 
-    optimizer_base = _defining_class(keras.optimizers.Optimizer, "add_variable")
-    original_add = optimizer_base.add_variable
+    variable_base = _defining_class(keras.Variable, "__init__")
+    original_init = vars(variable_base)["__init__"]
 
-    @functools.wraps(original_add)
-    def add_variable(self, *args, **kwargs):
-        variable = original_add(self, *args, **kwargs)
-        recorder.add("optimizer_variable", name=variable.name, shape=list(variable.shape))
-        return variable
-    patches.append((optimizer_base, "add_variable", add_variable))
+    @functools.wraps(original_init)
+    def init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        recorder.add("variable", name=self.name, shape=list(self.shape), owner=_owner())
+    patches.append((variable_base, "__init__", init))
 
     apply_base = _defining_class(keras.optimizers.Optimizer, "apply")
     original_apply = apply_base.apply
@@ -322,6 +322,23 @@ def _patches(recorder: Recorder) -> list[tuple[type, str, Callable]]:
     for name in NUMPY_CONSTRUCTORS:
         patches.append((np, name, from_buffer(getattr(np, name), name)))
     return patches
+
+
+#: What owns a Keras variable: the object whose method created it.
+OWNERS = (keras.layers.Layer, keras.metrics.Metric, keras.optimizers.Optimizer,
+          keras.random.SeedGenerator)
+
+
+def _owner() -> str:
+    """``SparseCategoricalAccuracy 'accuracy'``: the innermost layer, metric, optimizer or seed
+    generator on the stack whose method is running (``self``), or "?" if none."""
+    frame = inspect.currentframe()
+    while frame is not None:
+        obj = frame.f_locals.get("self")
+        if isinstance(obj, OWNERS):
+            return f"{type(obj).__name__} {getattr(obj, 'name', '?')!r}"
+        frame = frame.f_back
+    return "?"
 
 
 def _function_name(function) -> str:

@@ -103,10 +103,13 @@ def short(frame: dict | None) -> str:
 
 def _at(event: dict) -> str:
     """Where an event happened: its innermost frame and the function that called it; for the
-    optimizer's events, the first frame outside the optimizer (who made it act)."""
+    optimizer's events and a variable's creation, the first frame outside the Keras code that
+    made it (who made it act: for a compiled metric's variable, the statement of the train step)."""
     stack = [f for f in event["stack"] if not f["file"].endswith("callbacks/callback_list.py")]
-    if event["kind"] in ("apply", "optimizer_variable"):
+    if event["kind"] == "apply":
         stack = [f for f in stack if not f["file"].startswith(_OPTIMIZER_FILES)]
+    if event["kind"] == "variable":
+        stack = [f for f in stack if not f["file"].startswith(_VARIABLE_FILES)]
     if not stack:
         return ""
     caller = next((f["function"] for f in stack[1:] if f["function"] != stack[0]["function"]), None)
@@ -114,6 +117,11 @@ def _at(event: dict) -> str:
 
 
 _OPTIMIZER_FILES = ("keras/src/optimizers/", "keras/src/backend/tensorflow/optimizer.py")
+#: Where Keras makes a variable on behalf of whoever asked: its variables, optimizers, metrics
+#: (the compiled metrics' container too), layers and seed generators.
+_VARIABLE_FILES = (*_OPTIMIZER_FILES, "keras/src/backend/common/", "keras/src/backend/tensorflow/core.py",
+                   "keras/src/metrics/", "keras/src/trainers/compile_utils.py", "keras/src/layers/",
+                   "keras/src/random/")
 
 
 def _value(event: dict) -> str:
@@ -123,6 +131,10 @@ def _value(event: dict) -> str:
 
 def _tracing(event: dict) -> str:
     return " (tracing)" if event["in_trace"] else ""
+
+
+def _how(event: dict) -> str:
+    return _tracing(event) or " (eagerly)"
 
 
 def _describe(event: dict, tree: dict) -> tuple[str, bool]:
@@ -146,19 +158,18 @@ def _describe(event: dict, tree: dict) -> tuple[str, bool]:
         return f"call {event['function']}{traced}{_tracing(event)}", False
     if kind == "apply":
         build = ", builds the optimizer" if not event["built_before"] else ""
-        how = _tracing(event) or " (eagerly)"
-        return f"optimizer.apply{how}{build}{_at(event)}", False
+        return f"optimizer.apply{_how(event)}{build}{_at(event)}", False
     if kind == "reset_state":
         return f"reset_state {_reset_chain(event, tree)}{_at(event)}", True
-    if kind == "optimizer_variable":
-        return f"optimizer variable {event['name']}{_tracing(event)}{_at(event)}", True
+    if kind == "variable":
+        return f"variable {event['name']} of {event['owner']}{_how(event)}{_at(event)}", True
     if kind == "sync":
         return f"sync {_value(event)}{_tracing(event)}{_at(event)}", True
     return kind, True
 
 
 def _groups(events: list[dict]) -> list[list[dict]]:
-    """Consecutive events that print as one line: syncs alike, optimizer variables created
+    """Consecutive events that print as one line: syncs alike, variables of one owner created
     alike, metrics reset by the same statement."""
     result: list[list[dict]] = []
     for event in events:
@@ -174,8 +185,8 @@ def _alike(a: dict, b: dict) -> bool:
         return False
     if a["kind"] == "sync":
         return all(a[k] == b[k] for k in ("dtype", "shape", "via", "in_trace")) and _at(a) == _at(b)
-    if a["kind"] == "optimizer_variable":
-        return a["in_trace"] == b["in_trace"] and _at(a) == _at(b)
+    if a["kind"] == "variable":
+        return a["owner"] == b["owner"] and a["in_trace"] == b["in_trace"] and _at(a) == _at(b)
     if a["kind"] == "reset_state":
         return _at(a) == _at(b)
     return False
@@ -193,8 +204,8 @@ def _lines(events: list[dict], tree: dict, depth: int) -> list[str]:
     for group in _groups(shown):
         event, n = group[0], len(group)
         text, folded = _describe(event, tree)
-        if n > 1 and event["kind"] == "optimizer_variable":
-            text = f"{n} optimizer variables created{_tracing(event) or ' (eagerly)'}{_at(event)}"
+        if n > 1 and event["kind"] == "variable":
+            text = f"{n} variables of {event['owner']} created{_how(event)}{_at(event)}"
         elif n > 1 and event["kind"] == "reset_state":
             text = f"reset_state {', '.join(_reset_chain(e, tree) for e in group)}{_at(event)}"
         elif n > 1 and event["kind"] == "sync":

@@ -18,6 +18,7 @@ from shared.model import initial_weights
 from tests.conftest import synthetic
 
 tf = pytest.importorskip("tensorflow")
+import keras  # noqa: E402 - after TensorFlow
 from fit_vs_tape import trace  # noqa: E402 - after TensorFlow
 
 RUNGS = list(SIDES)  # high_level (fit()), custom_step (fit() + own train_step), low_level (loop)
@@ -149,7 +150,7 @@ def test_a_resumed_run_gives_the_same_hooks_and_builds_the_optimizer_on_restore(
         assert [trace_tree.hook_signature(h) for h in trace_tree.hooks(t.events)] == want, side
         # Restoring needs the optimizer's variables before the first step: created eagerly,
         # inside on_train_begin (BackupAndRestore or the loop's checkpoint callback).
-        made = [e for e in t.events if e["kind"] == "optimizer_variable"]
+        made = _slots(t.events)
         assert len(made) == 8 and not any(e["in_trace"] for e in made), side
         by_seq = {e["seq"]: e for e in t.events}
         for event in made:
@@ -158,14 +159,63 @@ def test_a_resumed_run_gives_the_same_hooks_and_builds_the_optimizer_on_restore(
             assert (event["kind"], event.get("hook")) == ("callbacks", "on_train_begin"), side
 
 
+def _slots(events: list[dict]) -> list[dict]:
+    """The optimizer's variables made when it is built: its 2 moments per weight (its iteration
+    counter and learning rate are made with the optimizer)."""
+    return [e for e in events if e["kind"] == "variable" and e["owner"].startswith("Adam ")
+            and e["name"] not in ("iteration", "learning_rate")]
+
+
 def test_on_one_device_every_rung_builds_its_optimizer_inside_the_first_trace():
     for side, t in traced("graph").items():
-        made = [e for e in t.events if e["kind"] == "optimizer_variable"]
+        made = _slots(t.events)
         assert len(made) == 8 and all(e["in_trace"] for e in made), side  # 4 weights x 2 moments
         first_call = next(e for e in t.events if e["kind"] == "call" and not e["in_trace"])
         assert first_call["seq"] < made[0]["seq"]
         # tf.function traces again after a first trace that created variables.
         assert max(e.get("traces", 0) for e in t.events if e["kind"] == "call") == 2, side
+
+
+def test_fit_creates_its_compiled_accuracy_in_the_first_trace_the_loop_before_it():
+    """keras/src/trainers/compile_utils.py CompileMetrics.build makes the accuracy named in
+    compile(metrics=...) on its first update_state, inside the first trace of the train step;
+    the loop (and custom_step's own trackers) make theirs eagerly, before the first step."""
+    for side, t in traced("graph").items():
+        accuracy = [e for e in t.events if e["kind"] == "variable"
+                    and e["owner"].startswith("SparseCategoricalAccuracy ")]
+        assert [e["name"] for e in accuracy] == ["total", "count"], side
+        assert [e["in_trace"] for e in accuracy] == [side == "high_level"] * 2, side
+
+
+def _fit_traces(metrics, build_optimizer: bool) -> tuple[int, list[dict]]:
+    """How many times fit() traced its step, and the variables it made while tracing."""
+    x, y = synthetic(64, 1)
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                              keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(10, activation="softmax")])
+    optimizer = keras.optimizers.Adam()
+    if build_optimizer:
+        optimizer.build(model.trainable_variables)
+    model.compile(optimizer, "sparse_categorical_crossentropy", metrics=metrics)
+    recorder = trace.Recorder()
+    with trace.recording(recorder):
+        model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    steps = [e for e in recorder.events if e["kind"] == "call" and e["function"] == "one_step_on_data"]
+    made = [e for e in recorder.events if e["kind"] == "variable" and e["in_trace"]]
+    return max(e.get("traces", 0) for e in steps), made
+
+
+@pytest.mark.parametrize("metrics, build_optimizer, traces, made_by", [
+    (["accuracy"], False, 2, {"Adam", "SparseCategoricalAccuracy"}),
+    (["accuracy"], True, 2, {"SparseCategoricalAccuracy"}),  # built beforehand: still twice
+    (None, False, 2, {"Adam"}),
+    (None, True, 1, set()),  # nothing made while tracing: traced once
+])
+def test_fit_traces_its_step_again_whenever_the_first_trace_made_a_variable(
+        metrics, build_optimizer, traces, made_by):
+    got, made = _fit_traces(metrics, build_optimizer)
+    assert got == traces
+    assert {e["owner"].split()[0] for e in made} == made_by
 
 
 def test_every_metric_value_handed_to_the_callbacks_is_read_to_the_host_each_step():
