@@ -218,6 +218,30 @@ def test_fit_traces_its_step_again_whenever_the_first_trace_made_a_variable(
     assert {e["owner"].split()[0] for e in made} == made_by
 
 
+def test_a_smaller_last_batch_retraces_predict_but_not_fit_or_evaluate():
+    """fit() and evaluate() take each batch from the iterator inside their tf.function, whose
+    batch dimension is already unknown; predict() hands each batch over from Python
+    (keras/src/backend/tensorflow/trainer.py TensorFlowTrainer.predict:
+    `batch_outputs = self.predict_function(data)`), so its last batch of 2 is traced anew."""
+    x, y = synthetic(10, 2)
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax")])
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(model.trainable_variables)
+    model.compile(optimizer, "sparse_categorical_crossentropy")  # nothing made in a trace
+    traces = {}
+    for what, run in (("fit", lambda: model.fit(x, y, batch_size=4, epochs=2, verbose=0)),
+                      ("evaluate", lambda: model.evaluate(x, y, batch_size=4, verbose=0)),
+                      ("predict", lambda: model.predict(x, batch_size=4, verbose=0))):
+        recorder = trace.Recorder()
+        with trace.recording(recorder):
+            run()
+        calls = [e for e in recorder.events if e["kind"] == "call"]
+        assert len(calls) >= 3, what  # 3 batches of 4, 4 and 2 (fit: in each of 2 epochs)
+        traces[what] = sum(e.get("traces", 0) for e in calls if e["function"].startswith("one_step"))
+    assert traces == {"fit": 1, "evaluate": 1, "predict": 2}
+
+
 def test_every_metric_value_handed_to_the_callbacks_is_read_to_the_host_each_step():
     """Every rung's callbacks get every log value as a float: CallbackList._on_train_batch_end
     converts them (python_utils.pythonify_logs), fit()'s and the loop's alike.
