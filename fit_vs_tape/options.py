@@ -119,7 +119,7 @@ TRAINING_OPTIONS: dict[str, tuple[str | None, dict]] = {
         help="fit(): training steps per call of its compiled function (default 1; mode epoch: "
              "one epoch)")),
     "--jit-compile": (None, dict(action="store_true",
-                                 help="fit(jit_compile=True) and an XLA-compiled loop step: "
+                                 help="compile(jit_compile=True) for fit() and an XLA-compiled loop step: "
                                       "--mode graph becomes xla (xla and epoch already use XLA)")),
     "--mixed-precision": ("mixed_precision", dict(
         action="store_true", help="float16 compute, float32 weights, loss scaling; GPU only")),

@@ -1,7 +1,8 @@
 """TensorBoard logs by hand: what keras.callbacks.TensorBoard writes for fit(), written here
 with ``tf.summary`` and, for a window of steps, ``tf.profiler``.
 
-Keras' callback keeps two summary writers, LOG_DIR/train and LOG_DIR/validation; at the end of
+Keras' callback keeps two summary writers, LOG_DIR/train and, from the first validation on,
+LOG_DIR/validation; at the end of
 every epoch it writes each training metric as ``epoch_<name>`` (and the learning rate as
 ``epoch_learning_rate``) to the first and each ``val_<name>`` as ``epoch_<name>`` to the second,
 with the epoch as the step. This class writes those epoch scalars, so one ``tensorboard --logdir``
@@ -34,7 +35,8 @@ class TensorBoard(keras.callbacks.Callback):
         super().__init__()
         self.train_dir = Path(log_dir) / "train"
         self.train_writer = tf.summary.create_file_writer(str(self.train_dir))
-        self.val_writer = tf.summary.create_file_writer(str(Path(log_dir) / "validation"))
+        self.val_dir = Path(log_dir) / "validation"
+        self.val_writer = None  # made at the first validation, as Keras' callback makes it
         self.learning_rate = learning_rate
         self.profile = profile
         self.epoch, self.batches, self.tracing = 0, 0, False
@@ -58,16 +60,20 @@ class TensorBoard(keras.callbacks.Callback):
                 if not name.startswith("val_"):
                     tf.summary.scalar(f"epoch_{name}", value, step=epoch)
             tf.summary.scalar("epoch_learning_rate", self.learning_rate, step=epoch)
-        with self.val_writer.as_default():
-            for name, value in logs.items():
-                if name.startswith("val_"):
-                    tf.summary.scalar(f"epoch_{name[4:]}", value, step=epoch)
+        validation = {name[4:]: value for name, value in logs.items() if name.startswith("val_")}
+        if validation and self.val_writer is None:
+            self.val_writer = tf.summary.create_file_writer(str(self.val_dir))
+        if validation:
+            with self.val_writer.as_default():
+                for name, value in validation.items():
+                    tf.summary.scalar(f"epoch_{name}", value, step=epoch)
 
     def on_train_end(self, logs=None):
         if self.tracing:
             self._stop_trace()
         self.train_writer.close()
-        self.val_writer.close()
+        if self.val_writer is not None:
+            self.val_writer.close()
 
     def _trace_if_due(self) -> None:
         """Start the profiler just before batch ``first`` of the second epoch."""

@@ -1,10 +1,11 @@
 """The one model definition, in two kinds (``--model``): the tutorial's
-Flatten -> Dense(128, relu) -> Dense(10, softmax), and the same MLP with what TensorFlow's
-"Overfit and underfit" tutorial adds and a learner meets next: an L2 weight penalty on each
-Dense kernel, BatchNormalization and Dropout. The second is where hand-written loops usually part
-from fit(): its layers behave differently in training (``training=True``), it adds losses of its
-own (``model.losses``), it updates non-trainable state (batch norm's moving statistics) and it
-draws random numbers (Dropout's seed generator), all of which the three rungs must get the same."""
+Flatten -> Dense(128, relu) -> Dense(10, softmax), and the same MLP with what a learner meets
+next: TensorFlow's "Overfit and underfit" tutorial's L2 weight penalty on each Dense kernel and
+Dropout, and BatchNormalization (which that tutorial names but does not cover). The second is
+where hand-written loops usually part from fit(): its layers behave differently in training
+(``training=True``), it adds losses of its own (``model.losses``), it updates non-trainable state
+(batch norm's moving statistics) and it draws random numbers (Dropout's seed generator), all of
+which the three rungs must get the same."""
 
 from __future__ import annotations
 

@@ -51,6 +51,27 @@ def test_every_side_logs_the_same_epoch_scalars_as_its_history(logged_run):
                for side in SIDE_NAMES)
 
 
+@pytest.mark.parametrize("validation", [False, True])
+def test_the_loops_writer_makes_the_folders_keras_callback_makes(tmp_path, validation):
+    """keras.callbacks.TensorBoard opens LOG_DIR/validation at the first validation only; the
+    loop's hand-written callback, given the same logs, makes the same folders."""
+    import keras
+
+    from low_level.tensorboard import TensorBoard
+    from tests.conftest import synthetic
+
+    x, y = synthetic(64, 5)
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    split = {"validation_split": 0.25} if validation else {}
+    model.fit(x, y, epochs=1, verbose=0, **split, callbacks=[
+        keras.callbacks.TensorBoard(str(tmp_path / "keras"), write_graph=False),
+        TensorBoard(tmp_path / "loop", learning_rate=0.001)])
+    folders = {side: sorted(p.name for p in (tmp_path / side).iterdir()) for side in ("keras", "loop")}
+    assert folders["keras"] == folders["loop"] == (["train", "validation"] if validation else ["train"])
+
+
 def test_profile_leaves_a_trace_for_every_side(logged_run):
     out, _ = logged_run
     for side in SIDE_NAMES:

@@ -19,6 +19,7 @@ from tests.conftest import synthetic
 
 tf = pytest.importorskip("tensorflow")
 import keras  # noqa: E402 - after TensorFlow
+
 from fit_vs_tape import trace  # noqa: E402 - after TensorFlow
 
 RUNGS = list(SIDES)  # high_level (fit()), custom_step (fit() + own train_step), low_level (loop)
