@@ -49,7 +49,8 @@ class EpochTimer(keras.callbacks.Callback):
         self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        # Both sides have read their metrics by now, which waits for the device: a sync point.
+        # Both sides have read their metrics by now, so the epoch's work is done (on a GPU that
+        # read waited for it; on a CPU each compiled call returns only when its work is done).
         self.epoch_seconds.append(time.perf_counter() - self._start)
 
 
@@ -96,8 +97,9 @@ class RunRecorder(EpochTimer):
     def on_epoch_end(self, epoch, logs=None):
         if self.path is not None and self.model is not None:
             # This runs before the epoch's checkpoint is written (fit()'s BackupAndRestore comes
-            # last, the loop saves after its callbacks): no room for it, and the run stops here,
-            # with the last checkpoint and this record still whole and in step. Should the disk
+            # after every callback run_fit passes, the loop saves after its callbacks): no room
+            # for it, and the run stops here, with the last checkpoint and this record still
+            # whole and in step. Should the disk
             # fill in between, the save fails whole and this record is one epoch ahead of the
             # checkpoint: resuming cuts it back (runs._in_step_with_checkpoint).
             ensure_room(self.path.parent, weights_bytes(self.model.count_params()),

@@ -60,8 +60,9 @@ def whole_numbers(text: str) -> list[int]:
 
 def class_weights(text: str) -> tuple[float, ...]:
     """argparse type: CLASS=WEIGHT pairs, comma-separated (e.g. 0=2,6=3), as a weight for each of
-    the ten classes; a class not named weighs 1 (as in fit(), whose class_weight map does the
-    same). What a weight may be is TrainConfig's to say."""
+    the ten classes; a class not named weighs 1. (fit()'s own map gives 1 only to the classes
+    below the largest one named, and a label above it fails in tf.gather: so all ten are passed
+    on.) What a weight may be is TrainConfig's to say."""
     weights = [1.0] * len(CLASS_NAMES)
     for part in text.split(","):
         name, sep, value = part.partition("=")

@@ -15,11 +15,13 @@ wrapped (and unwrapped on leaving, whatever happens):
   its owner: the innermost layer, metric, optimizer or seed generator whose method created it;
 - ``keras.optimizers.Optimizer.apply``: when the update's Python runs (inside a trace, or eagerly);
 - ``reset_state`` of every ``keras.metrics.Metric`` class that defines one;
-- each device-to-host read (a sync: Python waits for the device). ``float()``, ``int()``,
+- each device-to-host read (a sync: where a device runs queued work, a GPU, Python waits for
+  it there). ``float()``, ``int()``,
   ``bool()``, ``.numpy()`` and ``repr()`` of an eager tensor go through TensorFlow's
   ``EagerTensor._numpy``; ``np.array()`` and ``np.asarray()`` do not: NumPy takes the tensor's
   buffer, which TensorFlow implements in C (measured: 0 calls of ``_numpy``), and that is how
-  Keras' ``convert_to_numpy`` reads the logs. So both are wrapped: ``_numpy``, and NumPy's
+  Keras 3.15's ``convert_to_numpy`` reads the logs (Keras 3.8's ``pythonify_logs`` calls
+  ``float()``, through ``_numpy``). So both are wrapped: ``_numpy``, and NumPy's
   ``array``/``asarray``/``asanyarray`` when given an eager tensor. (A read by another way, such
   as ``memoryview(tensor)`` or ``np.float32(tensor)``, is not seen.)
 
@@ -222,14 +224,15 @@ def _defining_class(cls: type, name: str) -> type:
 
 def _eager_tensor_base() -> type:
     """The class that defines ``_numpy``, the device-to-host read under float(), .numpy() and
-    np.asarray() of an eager tensor. Private TensorFlow API: checked, never assumed."""
+    repr() of an eager tensor (np.asarray() reads its buffer instead). Private TensorFlow API:
+    checked, never assumed."""
     eager = type(tf.constant(0.0))
     for klass in eager.__mro__:
         if "_numpy" in vars(klass):
             return klass
     raise TraceUnsupported(
         f"TensorFlow {tf.__version__}: eager tensors have no _numpy method, through which "
-        "float(), .numpy() and np.asarray() read a tensor to the host; the trace cannot count "
+        "float() and .numpy() read a tensor to the host; the trace cannot count "
         "syncs with this TensorFlow")
 
 

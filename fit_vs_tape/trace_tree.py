@@ -435,9 +435,10 @@ fit()'s in keras/src/backend/tensorflow/trainer.py (TensorFlowTrainer.fit, insta
 loop's in low_level/train.py (train). "-> hook(n) logs [...]": what every callback received.
 "call F, traced": a call of a compiled function (tf.function) that traced it; "traced 2x": the
 first trace created variables, so tf.function traced again. "(tracing)": while TensorFlow traced,
-the only time a compiled step's Python runs. "sync": a device-to-host read, where Python waits
-for the device. "at file:line function < caller": where it happened. Every event, with its whole
-Keras and project stack: trace.json."""
+the only time a compiled step's Python runs. "sync": a device-to-host read; where the device runs
+work queued ahead (a GPU), Python waits here for it (on a CPU the compiled call already has).
+"at file:line function < caller": where it happened. Every event, with its whole Keras and
+project stack: trace.json."""
 
 
 def report(sides: dict[str, list[dict]], labels: dict[str, str], width: int = 160) -> str:

@@ -64,7 +64,8 @@ class OwnStepModel(keras.Sequential):
         self.loss_tracker.update_state(unscale_loss_for_distribution(loss),
                                        sample_weight=tf.shape(images)[0])
         self.accuracy.update_state(labels, probs)  # unweighted, as compile(metrics=...)'s are
-        # fit() hands what we return to the callbacks, the progress bar and, per epoch, History.
+        # fit() hands what we return to the batch callbacks and the progress bar; at the epoch's
+        # end it reads self.metrics again (the same names) for on_epoch_end and History.
         return {metric.name: metric.result() for metric in self.metrics}
 
     def test_step(self, data):

@@ -39,8 +39,9 @@ def how_to_run(config: TrainConfig, n: int) -> dict:
     config.check_steps(n)
     return dict(
         run_eagerly=config.mode == "eager",
-        # Keras 3's default "auto" picks XLA once a GPU (any non-CPU device) is visible, not under
-        # a strategy, not eagerly (docs/glossary.md): say it explicitly, the same on every side.
+        # Keras 3's default "auto" picks XLA once a GPU (any non-CPU device) is visible, unless
+        # run eagerly, for a model made in a strategy's scope, or when a layer or op determinism
+        # rules XLA out (docs/glossary.md): say it explicitly, the same on every side.
         jit_compile=config.jit_compile,
         steps_per_execution=(steps_per_epoch(n, config.batch_size) if config.mode == "epoch"
                              else config.steps_per_execution),

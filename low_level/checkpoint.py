@@ -13,8 +13,10 @@ Keras' ``save_weights()`` nor a ``tf.train.Checkpoint`` of the model reaches it 
 resumed loop then ended 0.004 away from an unstopped one), so it is saved here by name, and
 high_level/checkpoint.py adds it to fit()'s checkpoint.
 
-TensorFlow writes a checkpoint under a temporary name first, so it is either whole or absent
-(high_level/checkpoint.py makes fit()'s save whole the same way).
+TensorFlow writes a checkpoint's shards under a temporary name and rewrites the small
+``checkpoint`` file, which names the checkpoint to restore, only after a save succeeds: a failed
+save can leave a partial ``ckpt-N`` behind, but the previous checkpoint stays the one restored
+(high_level/checkpoint.py makes fit()'s save whole in its own way).
 """
 
 from __future__ import annotations
@@ -55,9 +57,11 @@ class EpochCheckpoint(keras.callbacks.Callback):
                                          seed_generators=seed_generators(self.model))
         self.manager = tf.train.CheckpointManager(checkpoint, str(self.directory), max_to_keep=1)
         if self.manager.latest_checkpoint:
-            # Adam's variables must exist to receive their saved values: BackupAndRestore too
-            # builds the optimizer before loading (keras/src/callbacks/backup_and_restore.py
-            # BackupAndRestore._load_model: `self.model.optimizer.build(self.model.trainable_variables)`).
+            # Build Adam before restoring, as BackupAndRestore must before load_weights, which
+            # fills only variables that exist (keras/src/callbacks/backup_and_restore.py
+            # BackupAndRestore._load_model: `self.model.optimizer.build(self.model.trainable_variables)`):
+            # so the resumed loop makes its variables where fit() does, before the first trace.
+            # (A tf.train.Checkpoint alone would restore into variables made later too.)
             self.optimizer.build(self.model.trainable_variables)
             checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
         # fit() starts at the saved epoch (keras/src/callbacks/backup_and_restore.py

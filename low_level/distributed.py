@@ -1,11 +1,11 @@
-"""tf.distribute in the loop: what fit() does for you once the model is built under a strategy.
+"""tf.distribute in the loop: what fit() does for you once the model is created under a strategy.
 
 Under ``strategy.scope()`` fit() distributes its dataset over the replicas, runs its train step
 on each of them with ``strategy.run`` and reduces what they return (TensorFlowTrainer._make_function
-in keras/src/backend/tensorflow/trainer.py), and it creates the optimizer's variables before the
-first trace. A hand-written loop does each of these itself; the functions here are all it
-takes. Outside any strategy they change nothing, so the lesson in train.py reads the same with
-or without one.
+in keras/src/backend/tensorflow/trainer.py), and, for a model created in the strategy's scope,
+it creates the optimizer's variables before the first trace. A hand-written loop does each of
+these itself; the functions here are all it takes. Outside any strategy they change nothing, so
+the lesson in train.py reads the same with or without one.
 
 The loss: Keras 3 losses divide by the number of replicas under a strategy, so that summing the
 replicas' gradients gives the gradient of the global mean. The loss tracker multiplies that back
@@ -34,9 +34,12 @@ def distribute_dataset(dataset: tf.data.Dataset):
 
 def build_early(optimizer, model) -> None:
     """Under a strategy, create the optimizer's variables now, in the strategy's scope, before
-    anything is traced, as fit() does (keras/src/backend/tensorflow/trainer.py
-    TensorFlowTrainer._maybe_symbolic_build: `with self.distribute_strategy.scope():`; on one
-    device it returns at once and the first trace builds them). Outside a strategy: nothing."""
+    anything is traced, as fit() does for a model created in that scope
+    (keras/src/trainers/trainer.py Trainer._symbolic_build:
+    `self.optimizer.build(self.trainable_variables)`); for any other model fit() skips this
+    (keras/src/backend/tensorflow/trainer.py TensorFlowTrainer._maybe_symbolic_build:
+    `if self._distribute_strategy is None:`) and the first trace builds them. Outside a
+    strategy: nothing."""
     if is_distributed():
         optimizer.build(model.trainable_variables)
 

@@ -126,11 +126,11 @@ def train(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
                 callback_list.on_train_batch_begin(step_index)
                 step_logs = train_function(*next(batches))
                 # The callbacks get the metrics so far; the CallbackList reads them into Python
-                # floats, which waits for the device at every step, in fit() as here.
+                # floats at every step, in fit() as here (on a GPU, a wait for the device).
                 callback_list.on_train_batch_end(step_index, step_logs)
                 if model.stop_training:  # a batch callback (e.g. TerminateOnNaN) said stop
                     break
-        # Read the epoch's metrics (this waits for the device too).
+        # Read the epoch's metrics (on a GPU, a wait for the device too).
         logs = {name: float(metric.result()) for name, metric in metrics.items()}
         if validation is not None:  # fit(validation_data=...): evaluate(), the same callbacks
             val = run_test(test_function, metrics, eval_batches(*validation, config.batch_size),

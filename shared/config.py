@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass
 from shared.data import CLASS_NAMES, split_sizes
 from shared.order import steps_per_epoch
 
-#: How the low-level loop runs its step. fit() is given the same compilation choice;
-#: for "epoch" (the whole epoch as one XLA computation) that is steps_per_execution = one epoch.
+#: How the low-level loop runs its step. fit() is given the same compilation choice; for
+#: "epoch" (the loop's whole epoch as one XLA computation) fit() gets steps_per_execution = one
+#: epoch: one call per epoch of its tf.function while loop, each step in it an XLA computation.
 MODES = ("eager", "graph", "xla", "epoch")
 #: The models (shared/model.py): the tutorial's MLP, and that MLP with an L2 penalty, batch
 #: norm and dropout.

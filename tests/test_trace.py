@@ -246,8 +246,9 @@ def test_a_smaller_last_batch_retraces_predict_but_not_fit_or_evaluate():
 def test_every_metric_value_handed_to_the_callbacks_is_read_to_the_host_each_step():
     """Every rung's callbacks get every log value as a float: CallbackList._on_train_batch_end
     converts them (python_utils.pythonify_logs), fit()'s and the loop's alike.
-    One sync per log key per step, on every rung; fit() reads one more, whether its iterator
-    had a batch (`if not opt_outputs.has_value()`)."""
+    One sync per log key per step, on every rung; fit() reads one more, whether its compiled
+    function's result holds a value (`if not opt_outputs.has_value()`; with one step per
+    execution it always does)."""
     for side, t in traced("graph", validation=False).items():
         ends = [e for e in t.events if e["kind"] == "callbacks" and e["hook"] == "on_train_batch_end"]
         assert len(ends) == 2 * STEPS
