@@ -170,6 +170,8 @@ def _trace(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command in ("train", "compare", "trace"):
+        runtime.refuse_keras_caps()
     if args.command == "trace":
         return _trace(args)
     if args.command == "explore":

@@ -26,6 +26,22 @@ LOG_LEVEL_ENV = "TF_CPP_MIN_LOG_LEVEL"
 QUIET_LEVEL = 2
 
 
+#: Keras 3.15's debugging caps, read when Keras is imported (keras/src/backend/config.py): fit()
+#: then trains fewer epochs or steps than asked, with only a warning; the loop reads neither.
+KERAS_CAPS = ("KERAS_MAX_EPOCHS", "KERAS_MAX_STEPS_PER_EPOCH")
+
+
+def refuse_keras_caps(environ: dict | None = None) -> None:
+    """A one-line error if one of Keras' debugging caps is set: fit() would stop short of the
+    loop (keras/src/backend/tensorflow/trainer.py TensorFlowTrainer.fit:
+    `max_epochs = config.max_epochs()`) and the sides could not agree."""
+    environ = os.environ if environ is None else environ
+    for name in KERAS_CAPS:
+        if environ.get(name, "").strip():
+            raise UserError(f"{name}={environ[name]} is set: Keras' fit() would then train fewer "
+                            f"epochs or steps than asked (the loop does not read it); unset it")
+
+
 def quiet_log_level(environ: dict | None = None) -> None:
     """Make ``TF_CPP_MIN_LOG_LEVEL`` hide TensorFlow's info and warning lines, whatever it was:
     unset, empty (TensorFlow reads that as 0: everything), 0, 1 or not a number become 2; 2 and 3

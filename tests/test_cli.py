@@ -101,6 +101,37 @@ def test_user_mistakes_are_one_line_and_exit_2(argv, needle, capsys, tmp_path):
     assert not (tmp_path / "out").exists()  # nothing written for a mistake
 
 
+@pytest.mark.parametrize("name", ["KERAS_MAX_EPOCHS", "KERAS_MAX_STEPS_PER_EPOCH"])
+def test_keras_debugging_caps_are_refused_in_one_line(name, tiny_data_dir, capsys, tmp_path,
+                                                      monkeypatch):
+    monkeypatch.setenv(name, "1")
+    out = tmp_path / "out"
+    assert main(["compare", "--limit", "96", "--data-dir", str(tiny_data_dir), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{name}=1 is set" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_why_the_caps_are_refused_fit_stops_short_of_what_it_was_asked():
+    """Keras 3.15 caps fit() at keras.config.set_max_epochs (what KERAS_MAX_EPOCHS sets);
+    a loop knows nothing of it. Older Keras has no cap."""
+    keras = pytest.importorskip("keras")
+    if not hasattr(keras.config, "set_max_epochs"):
+        pytest.skip(f"Keras {keras.__version__} has no epoch cap")
+    from tests.conftest import synthetic
+
+    x, y = synthetic(32, 1)
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    keras.config.set_max_epochs(1)
+    try:
+        with pytest.warns(UserWarning, match="Limiting epochs to 1"):
+            history = model.fit(x, y, epochs=3, verbose=0)
+    finally:
+        keras.config.set_max_epochs(None)
+    assert len(history.history["loss"]) == 1
+
+
 def test_limit_and_batch_size_beyond_the_data(tiny_data_dir, capsys, tmp_path):
     assert main(["compare", "--limit", "1000", "--data-dir", str(tiny_data_dir)]) == 2
     assert "--limit 1000: the training set has 256 images" in capsys.readouterr().err
