@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("trace", help="record what fit() and the loop do, step by step",
                        description="Train a few steps on every side (or --sides) while recording "
                                    "every callback hook, compiled-function call and trace, "
-                                   "optimizer-variable creation, metric reset and device-to-host "
+                                   "variable created (with its owner), metric reset and device-to-host "
                                    "read, with the Keras (or loop) line that caused it; print "
                                    "fit()'s tree beside the loop's and write trace.json.")
     p.add_argument("--sides", type=options.any_sides, default=list(SIDES), metavar="IMPL,IMPL",
