@@ -153,8 +153,9 @@ def save_model(model, path: str | os.PathLike) -> None:
 
 
 def load_model(path: str | os.PathLike):
-    """Load a saved ``.keras`` model with Keras' safe mode on (no code in the file is run) and
-    check it classifies 28x28 images into 10 classes. Anything else is a UserError."""
+    """Load a saved ``.keras`` model with Keras' safe mode on (it refuses the Python lambdas a
+    file can carry; docs/usage.md lists its published holes) and check it classifies 28x28 images
+    into 10 classes. Anything else is a UserError."""
     import keras
 
     path = Path(path)

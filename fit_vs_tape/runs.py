@@ -125,8 +125,8 @@ def run_side(
                 profile and recorder.completed_epochs == 0)]
         # fit() and the loop alike: model (and, inside train, optimizer and metrics) are
         # created under the strategy's scope, so the weights and the optimizer's variables are
-        # mirrored on every replica (the metrics' are per replica, summed when read, from Keras
-        # 3.15 on; mirrored at 3.8).
+        # mirrored on every replica (the metrics' are per replica, summed when read, at Keras
+        # 3.15, since keras-team/keras#21072; mirrored at 3.8).
         strategy = strategy or make_strategy(config.strategy, config.cpu_replicas)
         with strategy.scope():
             model = model_from_weights(config.hidden_units, weights, config.mixed_precision,

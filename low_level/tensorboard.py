@@ -6,10 +6,10 @@ LOG_DIR/validation; at the end of
 every epoch it writes each training metric as ``epoch_<name>`` (and the learning rate as
 ``epoch_learning_rate``) to the first and each ``val_<name>`` as ``epoch_<name>`` to the second,
 with the epoch as the step. This class writes those epoch scalars, so one ``tensorboard --logdir``
-shows the loop's curves on top of fit()'s. (Keras' callback also writes the model's summary and,
-after each validation, ``evaluation_<name>_vs_iterations``, the train function's graph at the
-first batch (``write_graph``) and, when it profiles, the trace's graph; the comparison needs
-none of them.) The
+shows the loop's curves on top of fit()'s. (Keras' callback also writes the model's summary
+(``write_graph``), after each validation ``evaluation_<name>_vs_iterations`` and, when it
+profiles, the trace's graph; it looks for the train function's graph too but finds none, Keras
+3's ``train_function`` being a plain Python function. The comparison needs none of them.) The
 loop calls it like any callback, through its CallbackList, with the same logs fit() would pass.
 
 Its ``profile_batch=(first, last)`` traces a window of training batches (counted from the start
