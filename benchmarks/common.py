@@ -21,7 +21,8 @@ def run_worker(module: str, job: dict, hide_gpus: bool, env: Mapping[str, str] |
     """
     env = {**os.environ, **(env or {})}
     if hide_gpus:
-        # Hidden before TensorFlow starts: Keras' automatic XLA choice is then a CPU user's.
+        # Hidden before TensorFlow starts: a CPU row runs on the CPU only (every row states
+        # jit_compile itself, so Keras' "auto" never decides).
         env["CUDA_VISIBLE_DEVICES"] = "-1"
     result = subprocess.run(
         [sys.executable, "-m", module, "--worker", json.dumps(job)],
