@@ -1,22 +1,24 @@
-"""How far a way of training is from what the machine can do: the model's training FLOPs,
-counted from its shapes, and this machine's matmul peak, measured in a process of its own.
+"""How far a way of training is from what the machine can do: the training FLOPs the model's
+matmuls execute, counted from the model itself, and this machine's matmul peak, measured in a
+process of its own.
 
     python -m benchmarks.limits --worker '{"size": 2048, "repeats": 10}'   (bench speed runs it)
+    python -m benchmarks.limits --worker '{"count": [128], "model": "tutorial"}'
 
-The count, per training image (``training_flops_per_sample``):
+The count, per training image (``training_flops_per_sample``), walks the model's Dense layers:
 
-    forward  = sum over the Dense layers of 2 * inputs * outputs   (one multiply-add = 2 FLOPs)
-             = 2 * (784 * H + H * 10)
-    backward = 2 * forward   (the gradient of each matmul's input and of its weights, one matmul each)
-    training = forward + backward = 6 * (784 * H + H * 10)
+    forward           2 * inputs * outputs per Dense      (one multiply-add = 2 FLOPs)
+    weights' gradient 2 * inputs * outputs per Dense
+    input's gradient  2 * inputs * outputs per Dense, only where a layer before it has trained
+                      weights: the first layer's input is data, and nobody asks for its gradient
 
-for H hidden units: 609,792 for the tutorial's 128, close to 6 x its 101,770 parameters. What it
-leaves out, on purpose: the biases, relu, softmax and the loss (a few FLOPs per activation), and
-Adam's update (about ten FLOPs per parameter once per *batch*, ~5% of the total at batch 32).
-What it counts too much: the first layer's input gradient, which nobody needs (the input is
-data), so an implementation that skips it does 2 * 784 * H fewer per image. The count is the
-common "6 x parameters" rule that MFU figures (nanoGPT's) count too; their denominator is a
-spec-sheet peak, this one a measured peak, so a share here usually reads higher than an MFU would.
+so for Flatten -> Dense(H) -> Dense(10): 2*784H + 2*784H + 3 * 2*10H = 4*784H + 60H, 409,088 for
+the tutorial's 128. That is what runs: TensorFlow's traced train step holds exactly these 5
+MatMuls (its MatMul gradient skips the input it was not asked for; tests/test_peers.py reads them
+from the graph), JAX differentiates the parameters only, and PyTorch's input needs no gradient.
+Left out, on purpose: the biases, relu, batch norm, dropout, softmax and the loss (a few FLOPs per
+activation), and Adam's update (about ten FLOPs per parameter once per *batch*). The usual
+"6 x parameters" of MFU figures counts the first layer's input gradient too, 1.49x this here.
 """
 
 from __future__ import annotations
@@ -26,24 +28,44 @@ import sys
 import time
 from collections.abc import Sequence
 
-from shared.data import CLASS_NAMES, IMAGE_SIZE
-
 #: The square float32 matmul that measures the peak: 2 * 2048^3 = 17.2 GFLOP per product.
 PEAK_SIZE = 2048
 PEAK_REPEATS = 10
 
 
-def training_flops_per_sample(hidden_units: int) -> int:
-    """FLOPs of one training image through Flatten -> Dense(H, relu) -> Dense(10): forward
-    2 * in * out per Dense, backward twice the forward (see the module's docstring)."""
-    layers = [(IMAGE_SIZE * IMAGE_SIZE, hidden_units), (hidden_units, len(CLASS_NAMES))]
-    forward = sum(2 * n_in * n_out for n_in, n_out in layers)
-    return 3 * forward
+def training_flops_per_sample(model) -> int:
+    """The FLOPs one training image costs in ``model``'s matmuls (a built Keras model): per Dense
+    layer its forward product and its weights' gradient, and its input's gradient only where a
+    layer before it has trainable weights (see the module's docstring)."""
+    import keras
+
+    total, trained_before = 0, False
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dense):
+            n_in, n_out = layer.kernel.shape
+            total += 2 * int(n_in) * int(n_out) * (3 if trained_before else 2)
+        trained_before = trained_before or bool(layer.trainable_weights)
+    return total
 
 
-def epoch_flops(hidden_units: int, n_images: int) -> int:
-    """Training FLOPs of one epoch over ``n_images`` images."""
-    return training_flops_per_sample(hidden_units) * n_images
+def count_worker(job: dict) -> dict:
+    """``training_flops_per_sample`` of shared/model.py's model at each of ``job["count"]`` hidden
+    sizes (a process of its own: counting builds the model, which needs TensorFlow)."""
+    from fit_vs_tape.runtime import import_tensorflow
+
+    import_tensorflow(device="cpu")
+    from shared.model import build_model
+
+    return {str(h): training_flops_per_sample(build_model(h, model=job["model"])) for h in job["count"]}
+
+
+def count_flops(hidden_sizes: Sequence[int], model: str) -> dict[int, int]:
+    """FLOPs per training image for each hidden size, counted from the model in a fresh process."""
+    from benchmarks.common import run_worker
+
+    counted = run_worker("benchmarks.limits", {"count": list(hidden_sizes), "model": model},
+                         hide_gpus=True)
+    return {int(h): n for h, n in counted.items()}
 
 
 def peak_worker(job: dict) -> dict:
@@ -77,10 +99,11 @@ def measure_peak(size: int = PEAK_SIZE, repeats: int = PEAK_REPEATS) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``--worker JOB``: the peak measurement's own process."""
+    """``--worker JOB``: the peak measurement's own process, or the FLOP count's."""
     from benchmarks.common import worker_main
 
-    return worker_main("benchmarks.limits", peak_worker, argv)
+    return worker_main("benchmarks.limits",
+                       lambda job: count_worker(job) if "count" in job else peak_worker(job), argv)
 
 
 if __name__ == "__main__":

@@ -140,10 +140,11 @@ def measure(implementation: str, mode_name: str, mode: str, spe: int | None, bat
     return row, runs[0]["environment"]
 
 
-def add_limits(row: dict, n_full: int, peak: dict | None) -> None:
-    """The row's achieved FLOP/s (training FLOPs counted from the shapes, benchmarks/limits.py)
-    and its share of the measured matmul peak (CPU rows; no peak is measured for a GPU)."""
-    flops = limits.epoch_flops(row["hidden_units"], n_full)
+def add_limits(row: dict, n_full: int, peak: dict | None, flops_per_sample: int) -> None:
+    """The row's executed FLOP/s (the training FLOPs of the model's matmuls, counted from the
+    model: benchmarks/limits.py) and its share of the measured matmul peak (CPU rows; no peak is
+    measured for a GPU)."""
+    flops = flops_per_sample * n_full
     row["flops_per_epoch"] = flops
     seconds = row["median_epoch_s"]
     row["gflop_per_s"] = flops / seconds / 1e9 if seconds else None
@@ -184,7 +185,8 @@ def bar_chart(rows: list[dict], path: Path) -> None:
     save_figure(fig, path)
 
 
-def scaling_chart(rows: list[dict], peak: dict | None, n_full: int, path: Path) -> None:
+def scaling_chart(rows: list[dict], peak: dict | None, n_full: int, flops: dict[int, int],
+                  path: Path) -> None:
     """Seconds per epoch (log) against the model's parameter count (log), one line per way of
     training, one panel per device and batch size; dashed: the arithmetic at the measured peak."""
     import matplotlib
@@ -210,7 +212,7 @@ def scaling_chart(rows: list[dict], peak: dict | None, n_full: int, path: Path) 
         if peak and device == "cpu":
             sizes = sorted({(r["params"], r["hidden_units"]) for r in group})
             ax.plot([p for p, _ in sizes],
-                    [limits.epoch_flops(h, n_full) / peak["peak_flops"] for _, h in sizes],
+                    [flops[h] * n_full / peak["peak_flops"] for _, h in sizes],
                     color="black", linestyle=":", label="arithmetic alone at the measured matmul "
                     f"peak ({peak['peak_flops'] / 1e9:.0f} GFLOP/s)")
         ax.set_xscale("log")
@@ -291,6 +293,7 @@ def run(args: argparse.Namespace) -> dict:
     peer_rows = peers.rows([name for name in args.peers if name not in gone])
     out = new_run_dir(args.out)
     peak = limits.measure_peak() if "cpu" in devices else None
+    flops = limits.count_flops(args.hidden_sizes, configs[0].model)
     if peak:
         print(f"matmul peak: {peak['peak_flops'] / 1e9:.1f} GFLOP/s (best of {peak['repeats']} "
               f"XLA float32 products of {peak['size']}x{peak['size']}; median "
@@ -317,7 +320,7 @@ def run(args: argparse.Namespace) -> dict:
                     row, row_env = measure(implementation, name, mode, spe, batch_size, hidden, device,
                                            args, n_full, penv, weights.get(hidden))
                     (env if penv is None else peer_env).update(row_env)
-                    add_limits(row, n_full, peak)
+                    add_limits(row, n_full, peak, flops[hidden])
                     group.append(row)
                     seconds = row["median_epoch_s"]
                     share = row["share_of_peak"]
@@ -336,7 +339,7 @@ def run(args: argparse.Namespace) -> dict:
     record = {"benchmark": "speed", "command": " ".join(sys.argv), "settings": {
         k: v for k, v in vars(args).items() if k != "func"}, "environment": env,
         "peer_environment": peer_env, "matmul_peak": peak, "skipped_peers": gone,
-        "flops_per_sample": {h: limits.training_flops_per_sample(h) for h in args.hidden_sizes},
+        "flops_per_sample": flops,
         "rows": rows}
     table = markdown_table(rows, COLUMNS)
     print("\n" + table + "\n\n" + AGREEMENT)
@@ -348,12 +351,13 @@ def run(args: argparse.Namespace) -> dict:
                f"Keras {env.get('keras')}, NumPy {env.get('numpy')}"
                + (f"; peers: {versions}" if versions else "") + ".\n\n"
                + (f"Matmul peak (best of {peak['repeats']} XLA float32 {peak['size']}x{peak['size']} "
-                  f"products): {peak['peak_flops'] / 1e9:.1f} GFLOP/s. Training FLOPs per image: "
-                  "6 x (784 x H + H x 10) (benchmarks/limits.py).\n\n" if peak else "")
+                  f"products): {peak['peak_flops'] / 1e9:.1f} GFLOP/s. Training FLOPs per image, "
+                  f"counted from the model's matmuls (benchmarks/limits.py): "
+                  + ", ".join(f"{n:,} at H={h}" for h, n in flops.items()) + ".\n\n" if peak else "")
                + f"{table}\n\n{AGREEMENT}\n\n![seconds per epoch](speed.png)\n\n"
                "![seconds per epoch against model size](scaling.png)\n")
     bar_chart(rows, out / "speed.png")
-    scaling_chart(rows, peak, n_full, out / "scaling.png")
+    scaling_chart(rows, peak, n_full, flops, out / "scaling.png")
     print(f"\nwrote {out}/results.json, results.md, speed.png, scaling.png")
     if gone:
         raise UserError(peers.missing_message(gone))

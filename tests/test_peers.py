@@ -17,15 +17,48 @@ from shared.model import parameter_count
 from tests.conftest import REAL_DATA, needs_real_data
 
 
-def test_training_flops_are_the_hand_count_for_128_units():
-    # Forward, per image: 784 x 128 multiply-adds into the hidden layer, 128 x 10 out of it, two
-    # FLOPs each; backward twice the forward.
-    forward = 2 * 784 * 128 + 2 * 128 * 10
-    assert forward == 203_264
-    assert limits.training_flops_per_sample(128) == 3 * forward == 609_792
-    assert limits.epoch_flops(128, 60_000) == 609_792 * 60_000
-    # About 6 x the parameters (the biases are left out of the count).
-    assert limits.training_flops_per_sample(128) == pytest.approx(6 * parameter_count(128), rel=0.002)
+def _traced_matmul_flops(model, batch: int) -> int:
+    """FLOPs of every MatMul in TensorFlow's traced train step (low_level/train.py's, the
+    forward pass and the gradients the tape adds), from the ops' own shapes and transposes."""
+    import functools
+
+    import keras
+    import tensorflow as tf
+
+    from low_level.train import make_metrics, train_step
+    from shared.config import TrainConfig
+    from shared.model import make_optimizer
+
+    optimizer = make_optimizer(TrainConfig())
+    optimizer.build(model.trainable_variables)
+    step = tf.function(functools.partial(train_step, model, optimizer,
+                                         keras.losses.SparseCategoricalCrossentropy(), make_metrics()))
+    graph = step.get_concrete_function(tf.TensorSpec((batch, 28, 28), tf.float32),
+                                       tf.TensorSpec((batch,), tf.int64)).graph
+    total = 0
+    for op in graph.get_operations():
+        assert op.type not in ("BatchMatMulV2", "Einsum"), op.type  # would need counting too
+        if op.type == "MatMul":
+            a, b = (t.shape.as_list() for t in op.inputs)
+            m, k = reversed(a) if op.get_attr("transpose_a") else a
+            n = b[0] if op.get_attr("transpose_b") else b[1]
+            total += 2 * m * k * n
+    return total
+
+
+@pytest.mark.parametrize("model", ["tutorial", "regularized"])
+@pytest.mark.parametrize("hidden_units", [16, 128])
+def test_the_flop_count_is_what_the_traced_train_step_multiplies(model, hidden_units):
+    """benchmarks/limits.py counts from the model; the traced step says what actually runs:
+    forward, weights' gradients, and no gradient for the input images (5 MatMuls, not 6)."""
+    pytest.importorskip("tensorflow")
+    from shared.model import build_model
+
+    built = build_model(hidden_units, model=model)
+    count = limits.training_flops_per_sample(built)
+    assert _traced_matmul_flops(built, 32) == 32 * count
+    # 1.49x less than the "6 x parameters" of MFU figures, which counts the input's gradient too.
+    assert 6 * (784 + 10) * hidden_units / count == pytest.approx(4764 / 3196)
 
 
 def test_bad_peers_and_hidden_units_are_one_line(tiny_data_dir, tmp_path, capsys):
@@ -64,8 +97,9 @@ def test_sweep_figure_limits_and_a_missing_extra(tiny_data_dir, tmp_path, capsys
     assert peak > 1e8  # any CPU of this century multiplies faster than 0.1 GFLOP/s
     rows = record["rows"]
     assert [(r["implementation"], r["hidden_units"]) for r in rows] == [("low_level", 8), ("low_level", 16)]
+    assert set(record["flops_per_sample"]) == {"8", "16"}
     for row in rows:
-        flops = limits.epoch_flops(row["hidden_units"], 128)
+        flops = record["flops_per_sample"][str(row["hidden_units"])] * 128
         assert row["params"] == parameter_count(row["hidden_units"])
         assert row["flops_per_epoch"] == flops
         assert row["gflop_per_s"] == pytest.approx(flops / row["median_epoch_s"] / 1e9)
