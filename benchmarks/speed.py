@@ -15,10 +15,12 @@ FLOP/s and its share of this machine's matmul peak, measured in the same run
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import limits, peers
@@ -47,7 +49,8 @@ ROWS = (
 #: What ``--rows`` accepts: ``train --impl``'s name and the row's, e.g. high:default, low:epoch.
 ROW_NAMES = tuple(f"{SIDES[implementation].impl}:{name}" for implementation, name, _, _ in ROWS)
 COLUMNS = ["implementation", "mode", "hidden_units", "batch_size", "device", "median_epoch_s",
-           "compile_s", "samples_per_s", "speedup_vs_fit_default", "gflop_per_s", "share_of_peak",
+           "min_epoch_s", "max_epoch_s", "unstable", "repeats", "load_1min", "compile_s",
+           "samples_per_s", "speedup_vs_fit_default", "gflop_per_s", "share_of_peak",
            "peak_rss_mb", "test_accuracy", "note"]
 AGREEMENT = ("Rows of one framework with the same compilation choice end with the same test "
              "accuracy (the same training, run differently); rows of different frameworks agree "
@@ -97,12 +100,30 @@ def worker(job: dict) -> dict:
     }
 
 
-def measure(implementation: str, mode_name: str, mode: str, spe: int | None, batch_size: int,
-            hidden_units: int, device: str, args: argparse.Namespace, n_full: int,
-            peer_env: tuple | None = None, weights: Path | None = None) -> tuple[dict, dict]:
-    """Run one row ``args.repeats`` times; return the row and the worker's environment.
-    ``peer_env`` (with ``weights``, the saved initial weights): a peer row, run by
-    benchmarks/peers.py in a process started with that environment."""
+#: A row is unstable when its slowest process took more than this times its fastest.
+UNSTABLE = 1.3
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One row of the matrix, before it runs: what to start, and how often."""
+
+    implementation: str
+    name: str
+    device: str
+    batch_size: int
+    hidden_units: int
+    job: dict
+    module: str
+    env: tuple = ()
+    n_full: int = 0
+
+
+def plan(implementation: str, mode_name: str, mode: str, spe: int | None, batch_size: int,
+         hidden_units: int, device: str, args: argparse.Namespace, n_full: int,
+         peer_env: tuple | None = None, weights: Path | None = None) -> Planned:
+    """The worker job of one row. ``peer_env`` (with ``weights``, the saved initial weights): a
+    peer row, run by benchmarks/peers.py in a process started with that environment."""
     # Eager is ~10x slower: it times fewer images and scales to the full epoch (and says so).
     limit = min(args.eager_limit, n_full) if mode == "eager" and peer_env is None else n_full
     config = options.make_config(
@@ -111,33 +132,78 @@ def measure(implementation: str, mode_name: str, mode: str, spe: int | None, bat
         mixed_precision=args.mixed_precision and device == "gpu")
     job = {"implementation": implementation, "config": config.to_dict(), "data_dir": args.data_dir}
     if peer_env is None:
-        runs = [run_worker("benchmarks.speed", job, hide_gpus=device == "cpu")
-                for _ in range(args.repeats)]
-    else:
-        job.update(mode=mode_name, weights=str(weights))
-        runs = [run_worker("benchmarks.peers", job, hide_gpus=True, env=dict(peer_env))
-                for _ in range(args.repeats)]
-    n = runs[0]["n_train"]
+        return Planned(implementation, mode_name, device, batch_size, hidden_units, job,
+                       "benchmarks.speed", (), n_full)
+    job.update(mode=mode_name, weights=str(weights))
+    return Planned(implementation, mode_name, device, batch_size, hidden_units, job,
+                   "benchmarks.peers", peer_env, n_full)
+
+
+def run_planned(planned: Planned) -> dict:
+    """One fresh process of a planned row, and the load average (1 minute) when it ended."""
+    answer = run_worker(planned.module, planned.job, hide_gpus=planned.device == "cpu" or
+                        planned.module == "benchmarks.peers", env=dict(planned.env) or None)
+    return {**answer, "load_1min": os.getloadavg()[0]}
+
+
+def summarize(planned: Planned, runs: list[dict], args: argparse.Namespace) -> dict:
+    """A row from its processes: each process's median seconds per epoch after the first,
+    their median (the row's), their spread (min, max) and the load while they ran; unstable when
+    max > UNSTABLE x min."""
+    config = planned.job["config"]
+    n, n_full = runs[0]["n_train"], planned.n_full
     row = {
-        "implementation": implementation, "mode": mode_name, "hidden_units": hidden_units,
-        "params": parameter_count(hidden_units, config.model), "batch_size": batch_size, "device": device,
+        "implementation": planned.implementation, "mode": planned.name,
+        "hidden_units": planned.hidden_units,
+        "params": parameter_count(planned.hidden_units, config["model"]),
+        "batch_size": planned.batch_size, "device": planned.device,
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
         "test_accuracy": statistics.median(r["test_accuracy"] for r in runs),
-        "epochs": args.epochs, "repeats": args.repeats, "mixed_precision": config.mixed_precision,
+        "epochs": args.epochs, "repeats": len(runs), "mixed_precision": config["mixed_precision"],
         "strategy": args.strategy, "note": runs[0].get("note", ""),
-        "median_epoch_s": None, "compile_s": None, "samples_per_s": None,
+        "load_1min": statistics.mean(r["load_1min"] for r in runs),
+        "process_epoch_seconds": [r["epoch_seconds"] for r in runs],
+        "median_epoch_s": None, "min_epoch_s": None, "max_epoch_s": None, "unstable": None,
+        "compile_s": None, "samples_per_s": None,
     }
     if not all(r["epoch_seconds"] for r in runs):  # a row that could not train here says why
-        return row, runs[0]["environment"]
-    first = statistics.median(r["epoch_seconds"][0] for r in runs)
-    later = [s for r in runs for s in r["epoch_seconds"][1:]] or [first]
-    median = statistics.median(later)
+        return row
+    scale = n_full / n
     if n < n_full:
         row["note"] = f"timed on {n} images, scaled to {n_full}"
-        median, first = median * n_full / n, first * n_full / n
-    row.update(median_epoch_s=median, compile_s=max(0.0, first - median),
-               samples_per_s=n_full / median)
-    return row, runs[0]["environment"]
+    per_process = [statistics.median(r["epoch_seconds"][1:] or r["epoch_seconds"]) * scale for r in runs]
+    first = statistics.median(r["epoch_seconds"][0] for r in runs) * scale
+    median = statistics.median(per_process)
+    row.update(median_epoch_s=median, min_epoch_s=min(per_process), max_epoch_s=max(per_process),
+               unstable=max(per_process) > UNSTABLE * min(per_process),
+               compile_s=max(0.0, first - median), samples_per_s=n_full / median)
+    return row
+
+
+#: Rows compared with one another: the same device, batch size and model size.
+SAME_GROUP = ("device", "batch_size", "hidden_units")
+
+
+def interleaved(planned: Sequence[Planned], repeats: int, quiet: bool = False) -> list[list[dict]]:
+    """Every planned row ``repeats`` times, each time in a fresh process, round-robin (A B C,
+    A B C, ...) so that a burst of load on the machine hits every row alike; a progress bar
+    over the processes, with an ETA, on stderr unless ``quiet``.
+
+    Not pyperf: its Runner runs one benchmark's worker processes before the next benchmark's,
+    so it cannot interleave rows of different frameworks, each needing its own environment
+    (KERAS_BACKEND=jax) and its own fresh interpreter; the statistics needed here are a median,
+    a minimum and a maximum (``summarize``)."""
+    from tqdm import tqdm
+
+    runs: list[list[dict]] = [[] for _ in planned]
+    with tqdm(total=repeats * len(planned), unit="process", disable=quiet, file=sys.stderr,
+              desc="bench speed") as bar:
+        for _ in range(repeats):
+            for i, row in enumerate(planned):
+                bar.set_postfix_str(f"{row.implementation} {row.name} H={row.hidden_units}")
+                runs[i].append(run_planned(row))
+                bar.update()
+    return runs
 
 
 def add_limits(row: dict, n_full: int, peak: dict | None, flops_per_sample: int) -> None:
@@ -172,13 +238,21 @@ def bar_chart(rows: list[dict], path: Path) -> None:
                  (device, batch_size, hidden)]
         labels = [f"{label_color(r['implementation'])[0]} {r['mode']}" for r in group]
         colors = [label_color(r["implementation"])[1] for r in group]
-        bars = ax.barh(labels, [r["median_epoch_s"] for r in group], color=colors)
+        # The bar is the median over processes; the whisker spans the fastest to the slowest.
+        medians = [r["median_epoch_s"] for r in group]
+        spread = [[m - r["min_epoch_s"] for m, r in zip(medians, group)],
+                  [r["max_epoch_s"] - m for m, r in zip(medians, group)]]
+        bars = ax.barh(labels, medians, color=colors, xerr=spread, capsize=2)
+        for bar, r in zip(bars, group):
+            bar.set_hatch("//" if r["unstable"] else "")
         ax.bar_label(bars, labels=[f"{r['median_epoch_s']:.3g} s" + (
             f"  (x{r['speedup_vs_fit_default']:.1f})" if r["speedup_vs_fit_default"] else "")
-            for r in group], fontsize=8, padding=3)
+            + ("  unstable" if r["unstable"] else "") for r in group], fontsize=8, padding=3)
         ax.set_xscale("log")
         ax.invert_yaxis()
-        ax.set_xlabel("median seconds per epoch (log scale; x = speed-up over fit() default)")
+        ax.set_xlabel("median seconds per epoch over processes, whisker: fastest to slowest "
+                      f"(log scale; x = speed-up over fit() default; hatched: unstable, "
+                      f"slowest > {UNSTABLE}x fastest)", fontsize=8)
         ax.set_title(f"{device.upper()}, batch size {batch_size}, {hidden} hidden units")
         ax.set_xlim(right=ax.get_xlim()[1] * 3)
     fig.tight_layout()
@@ -243,8 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=options.names_from(ROW_NAMES), default=list(ROW_NAMES),
                    metavar="IMPL:ROW,...", help="time only these TensorFlow rows, e.g. "
                    f"high:default,low:epoch (default all: {', '.join(ROW_NAMES)})")
-    p.add_argument("--repeats", type=options.positive_int, default=1,
-                   help="runs per row (default 1)")
+    p.add_argument("--repeats", type=options.positive_int, default=3,
+                   help="fresh processes per row, run round-robin across the rows (default 3)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--eager-limit", type=options.positive_int, default=3200, metavar="N",
                    help="eager rows time N images and scale to a full epoch (default 3200)")
     return p
@@ -304,11 +379,10 @@ def run(args: argparse.Namespace) -> dict:
         for h in args.hidden_sizes:
             weights[h] = out / "initial_weights" / f"hidden{h}_seed{args.seed}.npz"
             peers.save_initial_weights(h, args.seed, weights[h])
-    rows, env, peer_env = [], {}, {}
+    planned = []
     for device in devices:
         for batch_size in args.batch_sizes:
             for hidden in args.hidden_sizes:
-                group = []
                 jobs = [(impl, name, mode, spe, None)
                         for impl, name, mode, spe in rows_for(args.strategy, args.rows)]
                 if device == "cpu":
@@ -316,26 +390,21 @@ def run(args: argparse.Namespace) -> dict:
                     cache = (("TORCHINDUCTOR_CACHE_DIR", str(out / "torchinductor")),)
                     jobs += [(impl, name, "graph", None if name == "spe" else 1, penv + cache)
                              for impl, name, penv in peer_rows]
-                for implementation, name, mode, spe, penv in jobs:
-                    row, row_env = measure(implementation, name, mode, spe, batch_size, hidden, device,
-                                           args, n_full, penv, weights.get(hidden))
-                    (env if penv is None else peer_env).update(row_env)
-                    add_limits(row, n_full, peak, flops[hidden])
-                    group.append(row)
-                    seconds = row["median_epoch_s"]
-                    share = row["share_of_peak"]
-                    print(f"{device} batch {batch_size:>4} hidden {hidden:>5} {implementation:>11} "
-                          f"{name:<8} " + (f"{seconds:8.3f} s/epoch" if seconds else "  not timed ") +
-                          f"  acc {row['test_accuracy']:.4f}"
-                          + (f"  {100 * share:5.1f}% of peak" if share else "") +
-                          f"  {row['peak_rss_mb']:.0f} MB {row['note']}", flush=True)
-                # fit() default of the same run, device and sizes (none if --rows left it out)
-                base = next((r["median_epoch_s"] for r in group if (r["implementation"], r["mode"])
-                             == ("high_level", "default")), None)
-                for row in group:
-                    row["speedup_vs_fit_default"] = (base / row["median_epoch_s"]
-                                                     if base and row["median_epoch_s"] else None)
-                rows += group
+                planned += [plan(implementation, name, mode, spe, batch_size, hidden, device, args,
+                                 n_full, penv, weights.get(hidden))
+                            for implementation, name, mode, spe, penv in jobs]
+    runs = interleaved(planned, args.repeats, quiet=args.quiet)
+    rows, env, peer_env = [], {}, {}
+    for row_plan, row_runs in zip(planned, runs):
+        row = summarize(row_plan, row_runs, args)
+        (env if row_plan.module == "benchmarks.speed" else peer_env).update(row_runs[0]["environment"])
+        add_limits(row, n_full, peak, flops[row["hidden_units"]])
+        rows.append(row)
+    for row in rows:  # against fit() default of the same device and sizes (if --rows kept it)
+        base = next((r["median_epoch_s"] for r in rows if (r["implementation"], r["mode"]) ==
+                     ("high_level", "default") and all(r[k] == row[k] for k in SAME_GROUP)), None)
+        row["speedup_vs_fit_default"] = (base / row["median_epoch_s"]
+                                         if base and row["median_epoch_s"] else None)
     record = {"benchmark": "speed", "command": " ".join(sys.argv), "settings": {
         k: v for k, v in vars(args).items() if k != "func"}, "environment": env,
         "peer_environment": peer_env, "matmul_peak": peak, "skipped_peers": gone,

@@ -21,11 +21,12 @@ def test_speed_harness_writes_every_output_and_nothing_else(tiny_data_dir, tmp_p
     # the harness. Run from an empty working directory, which stays empty (as every command's does).
     out, cwd = tmp_path / "speed", tmp_path / "cwd"
     done = run_in_empty_directory(["bench", "speed", "--device", "cpu", "--limit", "128",
-                                   "--epochs", "2", "--eager-limit", "64", "--rows",
+                                   "--epochs", "2", "--eager-limit", "64", "--repeats", "2", "--rows",
                                    "low:epoch,high:default,low:eager,step:spe+xla", "--data-dir",
                                    str(tiny_data_dir), "--out", str(out)], cwd)
     assert done.returncode == 0, done.stderr[-2000:]
     assert list(cwd.iterdir()) == []
+    assert "bench speed: 100%" in done.stderr and "8/8" in done.stderr  # the progress bar
     record = json.loads((out / "results.json").read_text())
     rows = record["rows"]
     # In the table's order, not the order typed.
@@ -36,6 +37,12 @@ def test_speed_harness_writes_every_output_and_nothing_else(tiny_data_dir, tmp_p
     for row in rows:
         assert row["device"] == "cpu" and row["batch_size"] == 32
         assert row["median_epoch_s"] > 0 and row["samples_per_s"] > 0 and row["peak_rss_mb"] > 100
+        # Two processes per row, each with its own epochs; the row is their median, with spread.
+        assert row["repeats"] == len(row["process_epoch_seconds"]) == 2
+        assert all(len(epochs) == 2 for epochs in row["process_epoch_seconds"])
+        assert row["min_epoch_s"] <= row["median_epoch_s"] <= row["max_epoch_s"]
+        assert row["unstable"] == (row["max_epoch_s"] > speed.UNSTABLE * row["min_epoch_s"])
+        assert row["load_1min"] >= 0
         assert row["samples_per_s"] == pytest.approx(128 / row["median_epoch_s"])
         assert row["speedup_vs_fit_default"] == pytest.approx(
             rows[0]["median_epoch_s"] / row["median_epoch_s"])
@@ -49,6 +56,34 @@ def test_speed_harness_writes_every_output_and_nothing_else(tiny_data_dir, tmp_p
     md = (out / "results.md").read_text()
     assert md.count("\n| ") == len(rows) + 1 and "speed.png" in md
     assert (out / "speed.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_rows_run_round_robin_each_in_fresh_processes(monkeypatch):
+    """A B C, A B C: a burst of load on the machine falls on every row alike."""
+    order = []
+    monkeypatch.setattr(speed, "run_planned", lambda row: order.append(row.name) or {"n": len(order)})
+    planned = [speed.Planned("low_level", name, "cpu", 32, 8, {}, "benchmarks.speed")
+               for name in ("a", "b", "c")]
+    runs = speed.interleaved(planned, repeats=3, quiet=True)
+    assert order == ["a", "b", "c"] * 3
+    assert [[r["n"] for r in row] for row in runs] == [[1, 4, 7], [2, 5, 8], [3, 6, 9]]
+
+
+def test_a_row_is_the_median_of_its_processes_and_unstable_when_they_spread():
+    args = speed.build_parser().parse_args(["--epochs", "3"])
+    planned = speed.plan("low_level", "graph", "graph", 1, 32, 8, "cpu", args, 96)
+
+    def process(*seconds):
+        return {"epoch_seconds": [9.0, *seconds], "n_train": 96, "peak_rss_mb": 1.0,
+                "test_accuracy": 0.5, "load_1min": 2.0}
+
+    # Each process: the median of its epochs after the first (which traces).
+    row = speed.summarize(planned, [process(1.0, 1.1), process(1.2, 1.2), process(1.5, 1.6)], args)
+    assert (row["min_epoch_s"], row["median_epoch_s"], row["max_epoch_s"]) == \
+        pytest.approx((1.05, 1.2, 1.55))
+    assert row["unstable"] is True  # 1.55 > 1.3 x 1.05
+    steady = speed.summarize(planned, [process(1.0, 1.0), process(1.1, 1.1)], args)
+    assert steady["unstable"] is False and steady["median_epoch_s"] == pytest.approx(1.05)
 
 
 def test_speed_times_every_row_unless_told_otherwise(capsys):

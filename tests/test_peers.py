@@ -85,8 +85,8 @@ def test_sweep_figure_limits_and_a_missing_extra(tiny_data_dir, tmp_path, capsys
     monkeypatch.setitem(peers.PEERS, "torch", peers.Peer(("fit_vs_tape_no_such_package",),
                                                          (("torch", "eager"),), ()))
     out = tmp_path / "speed"
-    code = main(["bench", "speed", "--device", "cpu", "--limit", "128", "--epochs", "2",
-                 "--rows", "low:graph", "--hidden-units", "8,16", "--peers", "torch",
+    code = main(["bench", "speed", "--device", "cpu", "--limit", "128", "--epochs", "2", "--repeats",
+                 "1", "--quiet", "--rows", "low:graph", "--hidden-units", "8,16", "--peers", "torch",
                  "--data-dir", str(tiny_data_dir), "--out", str(out)])
     assert code == 2
     err = capsys.readouterr().err
@@ -123,7 +123,7 @@ def test_peer_rows_agree_with_tensorflow_in_accuracy(tmp_path, monkeypatch):
     out = tmp_path / "speed"
     # Real data, 512 images, 2 epochs, 16 hidden units: barely trained, so the test accuracy
     # depends on the initial weights and the batch order, which the peers must copy.
-    assert main(["bench", "speed", "--device", "cpu", "--limit", "512", "--epochs", "2",
+    assert main(["bench", "speed", "--device", "cpu", "--limit", "512", "--epochs", "2", "--repeats", "1",
                  "--rows", "low:graph", "--hidden-units", "16", "--peers", ",".join(INSTALLED), "--data-dir",
                  str(REAL_DATA), "--out", str(out)]) == 0
     record = json.loads((out / "results.json").read_text())
