@@ -35,14 +35,42 @@ def run_worker(module: str, job: dict, hide_gpus: bool, env: Mapping[str, str] |
     return json.loads(lines[-1])
 
 
+#: ``--threads``: every core this process may run on (the default), or one.
+THREAD_POLICIES = ("all", "1")
+
+
+def thread_policy(policy: str) -> dict:
+    """Apply ``policy`` to this worker process before any framework starts, the same for every
+    framework, and return what it set. "1" pins the process to one core (``sched_setaffinity``:
+    TensorFlow, XLA and JAX size their pools by the cores they may run on), then every pool is
+    sized to the cores left: OpenMP's (PyTorch's, oneDNN's) by ``OMP_NUM_THREADS``, TensorFlow's
+    intra- and inter-op pools by ``runtime.import_tensorflow(threads=...)``, PyTorch's by
+    ``torch.set_num_threads`` (benchmarks/peer_torch.py); ``OMP_WAIT_POLICY=PASSIVE`` stops
+    OpenMP's threads spinning while they wait, which on shared cores takes the cores from the
+    threads that have work."""
+    if policy not in THREAD_POLICIES:
+        raise ValueError(f"thread policy {policy!r}: not one of {', '.join(THREAD_POLICIES)}")
+    cores = sorted(os.sched_getaffinity(0))
+    if policy == "1":
+        os.sched_setaffinity(0, cores[:1])
+        cores = cores[:1]
+    os.environ.update(OMP_NUM_THREADS=str(len(cores)), MKL_NUM_THREADS=str(len(cores)),
+                      OMP_WAIT_POLICY="PASSIVE")
+    return {"policy": policy, "cores": len(cores)}
+
+
 def worker_main(module: str, worker, argv: Sequence[str] | None) -> int:
-    """``python -m module --worker JOB``: run ``worker(job)`` in this process, print its JSON
-    answer (what run_worker reads)."""
+    """``python -m module --worker JOB``: apply the job's thread policy (``threads``, default
+    "all"), run ``worker(job)`` in this process, print its JSON answer (what run_worker reads),
+    with the policy it ran under as ``threads``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] != ["--worker"] or len(argv) != 2:
         print(f"usage: python -m {module} --worker JOB", file=sys.stderr)
         return 2
-    print(json.dumps(worker(json.loads(argv[1]))))
+    job = json.loads(argv[1])
+    threads = thread_policy(job.get("threads", "all"))
+    answer = worker({**job, "thread_count": threads["cores"]})
+    print(json.dumps({**answer, "threads": {**threads, **answer.get("threads", {})}}))
     return 0
 
 

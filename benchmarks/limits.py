@@ -53,7 +53,7 @@ def count_worker(job: dict) -> dict:
     sizes (a process of its own: counting builds the model, which needs TensorFlow)."""
     from fit_vs_tape.runtime import import_tensorflow
 
-    import_tensorflow(device="cpu")
+    import_tensorflow(device="cpu", threads=job.get("thread_count"))
     from shared.model import build_model
 
     return {str(h): training_flops_per_sample(build_model(h, model=job["model"])) for h in job["count"]}
@@ -65,7 +65,7 @@ def count_flops(hidden_sizes: Sequence[int], model: str) -> dict[int, int]:
 
     counted = run_worker("benchmarks.limits", {"count": list(hidden_sizes), "model": model},
                          hide_gpus=True)
-    return {int(h): n for h, n in counted.items()}
+    return {int(h): n for h, n in counted.items() if h != "threads"}
 
 
 def peak_worker(job: dict) -> dict:
@@ -73,7 +73,7 @@ def peak_worker(job: dict) -> dict:
     (TensorFlow, ``jit_compile=True``: the compiler the fastest rows use); the best is the peak."""
     from fit_vs_tape.runtime import import_tensorflow
 
-    tf = import_tensorflow(device="cpu")
+    tf = import_tensorflow(device="cpu", threads=job.get("thread_count"))
     size = job["size"]
     a = tf.random.stateless_uniform((size, size), seed=(1, 2))
     b = tf.random.stateless_uniform((size, size), seed=(3, 4))
@@ -91,11 +91,13 @@ def peak_worker(job: dict) -> dict:
             "median_flops": flops / statistics.median(seconds)}
 
 
-def measure_peak(size: int = PEAK_SIZE, repeats: int = PEAK_REPEATS) -> dict:
-    """This machine's float32 matmul peak, measured now in a fresh process (GPUs hidden)."""
+def measure_peak(size: int = PEAK_SIZE, repeats: int = PEAK_REPEATS, threads: str = "all") -> dict:
+    """This machine's float32 matmul peak, measured now in a fresh process (GPUs hidden), under
+    the run's thread policy."""
     from benchmarks.common import run_worker
 
-    return run_worker("benchmarks.limits", {"size": size, "repeats": repeats}, hide_gpus=True)
+    return run_worker("benchmarks.limits", {"size": size, "repeats": repeats, "threads": threads},
+                      hide_gpus=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,14 +9,16 @@
   epoch pays for it). If compiling fails on this machine, the row says so in its note and times
   nothing.
 
-PyTorch uses as many threads as cores (``torch.get_num_threads()``, recorded in the note). On a
-machine whose cores other work shares, its threads wait for each other: measured on the 2-core
-machine B while other sessions ran, one eager step took 0.8 ms with one thread and 25-37 ms with
-two.
+PyTorch's threads follow bench speed's thread policy (benchmarks/common.py thread_policy: as
+many as the cores the process may use, ``OMP_WAIT_POLICY=PASSIVE``), set here explicitly with
+``torch.set_num_threads`` and recorded in the row. Left at its defaults on shared cores, its
+threads spin and wait for each other: measured on a loaded 2-core machine, one eager step took
+0.8 ms with one thread and 25-37 ms with two.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -29,6 +31,8 @@ def train(implementation: str, mode: str, config: dict, weights: list[np.ndarray
     import torch
     import torch.nn.functional as F
 
+    # The thread policy's size (OMP_NUM_THREADS, set before torch was imported), made explicit.
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
     x, y, x_test, y_test = data
     batch_size, seed = config["batch_size"], config["seed"]
     w1, b1, w2, b2 = weights
@@ -50,7 +54,6 @@ def train(implementation: str, mode: str, config: dict, weights: list[np.ndarray
         optimizer.step()
         return loss
 
-    note = f"{torch.get_num_threads()} threads"
     train_step = step
     if mode == "compile":
         train_step = torch.compile(step)
@@ -75,4 +78,5 @@ def train(implementation: str, mode: str, config: dict, weights: list[np.ndarray
         images = torch.from_numpy(x_test).to(torch.float32) * (1.0 / 255.0)
         predicted = model(images).argmax(dim=1).numpy()
     return {"epoch_seconds": seconds, "test_accuracy": float(np.mean(predicted == y_test)),
-            "note": note, "environment": {"torch": torch.__version__}}
+            "note": "", "environment": {"torch": torch.__version__},
+            "threads": {"torch": torch.get_num_threads()}}

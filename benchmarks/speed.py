@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import limits, peers
-from benchmarks.common import bench_main, gpu_names, markdown_table, run_worker, worker_main
+from benchmarks.common import THREAD_POLICIES, bench_main, gpu_names, markdown_table, run_worker, worker_main
 from fit_vs_tape import options
 from fit_vs_tape.errors import PROG, UserError
 from shared.config import SIDES
@@ -49,7 +49,7 @@ ROWS = (
 #: What ``--rows`` accepts: ``train --impl``'s name and the row's, e.g. high:default, low:epoch.
 ROW_NAMES = tuple(f"{SIDES[implementation].impl}:{name}" for implementation, name, _, _ in ROWS)
 COLUMNS = ["implementation", "mode", "hidden_units", "batch_size", "device", "median_epoch_s",
-           "min_epoch_s", "max_epoch_s", "unstable", "repeats", "load_1min", "compile_s",
+           "min_epoch_s", "max_epoch_s", "unstable", "repeats", "load_1min", "thread_policy", "compile_s",
            "samples_per_s", "speedup_vs_fit_default", "gflop_per_s", "share_of_peak",
            "peak_rss_mb", "test_accuracy", "note"]
 AGREEMENT = ("Rows of one framework with the same compilation choice end with the same test "
@@ -83,7 +83,7 @@ def worker(job: dict) -> dict:
     from shared.config import TrainConfig
 
     config = TrainConfig(**job["config"])
-    import_tensorflow(cpu_replicas=config.cpu_replicas)
+    tf = import_tensorflow(cpu_replicas=config.cpu_replicas, threads=job.get("thread_count"))
     from fit_vs_tape.runs import make_splits, run_side
     from shared.model import initial_weights
 
@@ -97,6 +97,8 @@ def worker(job: dict) -> dict:
         "n_train": config.limit,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "environment": environment(),
+        "threads": {"tensorflow_intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+                    "tensorflow_inter_op": tf.config.threading.get_inter_op_parallelism_threads()},
     }
 
 
@@ -130,7 +132,8 @@ def plan(implementation: str, mode_name: str, mode: str, spe: int | None, batch_
         args, batch_size=batch_size, hidden_units=hidden_units, mode=mode, limit=limit,
         steps_per_execution=spe or steps_per_epoch(limit, batch_size),
         mixed_precision=args.mixed_precision and device == "gpu")
-    job = {"implementation": implementation, "config": config.to_dict(), "data_dir": args.data_dir}
+    job = {"implementation": implementation, "config": config.to_dict(), "data_dir": args.data_dir,
+           "threads": args.threads}
     if peer_env is None:
         return Planned(implementation, mode_name, device, batch_size, hidden_units, job,
                        "benchmarks.speed", (), n_full)
@@ -162,6 +165,8 @@ def summarize(planned: Planned, runs: list[dict], args: argparse.Namespace) -> d
         "epochs": args.epochs, "repeats": len(runs), "mixed_precision": config["mixed_precision"],
         "strategy": args.strategy, "note": runs[0].get("note", ""),
         "load_1min": statistics.mean(r["load_1min"] for r in runs),
+        "threads": runs[0]["threads"],
+        "thread_policy": f"{runs[0]['threads']['policy']}: {runs[0]['threads']['cores']} core(s)",
         "process_epoch_seconds": [r["epoch_seconds"] for r in runs],
         "median_epoch_s": None, "min_epoch_s": None, "max_epoch_s": None, "unstable": None,
         "compile_s": None, "samples_per_s": None,
@@ -320,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=options.positive_int, default=3,
                    help="fresh processes per row, run round-robin across the rows (default 3)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--threads", choices=THREAD_POLICIES, default="all",
+                   help="every framework's thread pools: all the cores (default), or one core "
+                        "(each process pinned to it)")
     p.add_argument("--eager-limit", type=options.positive_int, default=3200, metavar="N",
                    help="eager rows time N images and scale to a full epoch (default 3200)")
     return p
@@ -367,7 +375,7 @@ def run(args: argparse.Namespace) -> dict:
         print("--peers: the peer rows run on the CPU only; there are none in this run.")
     peer_rows = peers.rows([name for name in args.peers if name not in gone])
     out = new_run_dir(args.out)
-    peak = limits.measure_peak() if "cpu" in devices else None
+    peak = limits.measure_peak(threads=args.threads) if "cpu" in devices else None
     flops = limits.count_flops(args.hidden_sizes, configs[0].model)
     if peak:
         print(f"matmul peak: {peak['peak_flops'] / 1e9:.1f} GFLOP/s (best of {peak['repeats']} "

@@ -88,19 +88,24 @@ def choose_device(device: str) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
 
 
-def import_tensorflow(device: str = "auto", cpu_replicas: int = 1, start: bool = True):
+def import_tensorflow(device: str = "auto", cpu_replicas: int = 1, start: bool = True,
+                      threads: int | None = None):
     """Import TensorFlow quietly and initialise its devices.
 
     ``device``: "cpu" hides every GPU before TensorFlow starts (so Keras' automatic XLA choice is
     a CPU user's); "gpu" requires one; "auto" leaves TensorFlow's choice. ``cpu_replicas`` > 1
     splits the CPU into that many logical devices (for --strategy mirrored). ``start=False``
     leaves TensorFlow's runtime unstarted: MultiWorkerMirroredStrategy must be created before
-    the first operation runs.
+    the first operation runs. ``threads``: the size of TensorFlow's intra- and inter-op thread
+    pools (bench speed's thread policy); None leaves TensorFlow's default.
     """
     choose_device(device)
     with quiet_tensorflow():
         import tensorflow as tf
 
+        if threads:  # like logical devices, only before the runtime starts
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
         if cpu_replicas > 1:  # logical devices can only be set up before the runtime starts
             cpu = tf.config.list_physical_devices("CPU")[0]
             tf.config.set_logical_device_configuration(

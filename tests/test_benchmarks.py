@@ -43,6 +43,8 @@ def test_speed_harness_writes_every_output_and_nothing_else(tiny_data_dir, tmp_p
         assert row["min_epoch_s"] <= row["median_epoch_s"] <= row["max_epoch_s"]
         assert row["unstable"] == (row["max_epoch_s"] > speed.UNSTABLE * row["min_epoch_s"])
         assert row["load_1min"] >= 0
+        assert row["threads"]["policy"] == "all" and row["threads"]["cores"] >= 1
+        assert row["threads"]["tensorflow_intra_op"] == row["threads"]["cores"]
         assert row["samples_per_s"] == pytest.approx(128 / row["median_epoch_s"])
         assert row["speedup_vs_fit_default"] == pytest.approx(
             rows[0]["median_epoch_s"] / row["median_epoch_s"])
@@ -75,13 +77,14 @@ def test_a_row_is_the_median_of_its_processes_and_unstable_when_they_spread():
 
     def process(*seconds):
         return {"epoch_seconds": [9.0, *seconds], "n_train": 96, "peak_rss_mb": 1.0,
-                "test_accuracy": 0.5, "load_1min": 2.0}
+                "test_accuracy": 0.5, "load_1min": 2.0, "threads": {"policy": "all", "cores": 2}}
 
     # Each process: the median of its epochs after the first (which traces).
     row = speed.summarize(planned, [process(1.0, 1.1), process(1.2, 1.2), process(1.5, 1.6)], args)
     assert (row["min_epoch_s"], row["median_epoch_s"], row["max_epoch_s"]) == \
         pytest.approx((1.05, 1.2, 1.55))
     assert row["unstable"] is True  # 1.55 > 1.3 x 1.05
+    assert row["thread_policy"] == "all: 2 core(s)"
     steady = speed.summarize(planned, [process(1.0, 1.0), process(1.1, 1.1)], args)
     assert steady["unstable"] is False and steady["median_epoch_s"] == pytest.approx(1.05)
 

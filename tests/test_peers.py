@@ -86,14 +86,16 @@ def test_sweep_figure_limits_and_a_missing_extra(tiny_data_dir, tmp_path, capsys
                                                          (("torch", "eager"),), ()))
     out = tmp_path / "speed"
     code = main(["bench", "speed", "--device", "cpu", "--limit", "128", "--epochs", "2", "--repeats",
-                 "1", "--quiet", "--rows", "low:graph", "--hidden-units", "8,16", "--peers", "torch",
-                 "--data-dir", str(tiny_data_dir), "--out", str(out)])
+                 "1", "--quiet", "--threads", "1", "--rows", "low:graph", "--hidden-units", "8,16",
+                 "--peers", "torch", "--data-dir", str(tiny_data_dir), "--out", str(out)])
     assert code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "fit_vs_tape_no_such_package" in err and "install .[peers]" in err
     record = json.loads((out / "results.json").read_text())
     assert record["skipped_peers"] == {"torch": ["fit_vs_tape_no_such_package"]}
     peak = record["matmul_peak"]["peak_flops"]
+    # --threads 1: the peak and every row ran pinned to one core, TensorFlow's pools sized to it.
+    assert record["matmul_peak"]["threads"] == {"policy": "1", "cores": 1}
     assert peak > 1e8  # any CPU of this century multiplies faster than 0.1 GFLOP/s
     rows = record["rows"]
     assert [(r["implementation"], r["hidden_units"]) for r in rows] == [("low_level", 8), ("low_level", 16)]
@@ -101,6 +103,8 @@ def test_sweep_figure_limits_and_a_missing_extra(tiny_data_dir, tmp_path, capsys
     for row in rows:
         flops = record["flops_per_sample"][str(row["hidden_units"])] * 128
         assert row["params"] == parameter_count(row["hidden_units"])
+        assert row["threads"] == {"policy": "1", "cores": 1, "tensorflow_intra_op": 1,
+                                  "tensorflow_inter_op": 1}
         assert row["flops_per_epoch"] == flops
         assert row["gflop_per_s"] == pytest.approx(flops / row["median_epoch_s"] / 1e9)
         assert row["share_of_peak"] == pytest.approx(row["gflop_per_s"] * 1e9 / peak)
