@@ -91,6 +91,53 @@ def peak_worker(job: dict) -> dict:
             "median_flops": flops / statistics.median(seconds)}
 
 
+def floor_worker(job: dict) -> dict:
+    """The step's own matmuls alone, an epoch of them: for ``job["batches"]`` batches of
+    ``job["batch_size"]`` images, the forward products of the model's Dense layers and their
+    gradients (the weights', and the inputs' where a layer before has weights), with relu between,
+    in one XLA-compiled ``while`` loop; no optimizer, metrics, loss or data pipeline. The best of
+    ``job["repeats"]`` epochs is a floor for any framework at this model and batch size."""
+    from fit_vs_tape.runtime import import_tensorflow
+
+    tf = import_tensorflow(device="cpu", threads=job.get("thread_count"))
+    import keras
+
+    from shared.model import build_model
+
+    shapes = [tuple(int(d) for d in layer.kernel.shape)
+              for layer in build_model(job["hidden_units"], model=job["model"]).layers
+              if isinstance(layer, keras.layers.Dense)]
+    batches, batch = job["batches"], job["batch_size"]
+    kernels = [tf.random.stateless_normal(shape, seed=(i, 1)) * 0.01 for i, shape in enumerate(shapes)]
+    x = tf.random.stateless_uniform((batches, batch, shapes[0][0]), seed=(7, 8))
+    dy = tf.random.stateless_normal((batches, batch, shapes[-1][1]), seed=(9, 10))
+
+    @tf.function(jit_compile=True)
+    def epoch(x, dy):
+        def body(i, total):
+            activations = [x[i]]
+            for w in kernels[:-1]:
+                activations.append(tf.nn.relu(activations[-1] @ w))
+            out = activations[-1] @ kernels[-1]
+            grad, total = dy[i], total + tf.reduce_sum(out)
+            for layer in reversed(range(len(kernels))):
+                total += tf.reduce_sum(tf.matmul(activations[layer], grad, transpose_a=True))
+                if layer:  # the input of the first layer is data: no gradient for it
+                    grad = tf.matmul(grad, kernels[layer], transpose_b=True) * tf.cast(
+                        activations[layer] > 0, grad.dtype)
+            return i + 1, total
+        return tf.while_loop(lambda i, _: i < batches, body, (0, 0.0))[1]
+
+    float(epoch(x, dy))  # compile outside the timing
+    seconds = []
+    for _ in range(job["repeats"]):
+        start = time.perf_counter()
+        float(epoch(x, dy))
+        seconds.append(time.perf_counter() - start)
+    return {"hidden_units": job["hidden_units"], "batch_size": batch, "batches": batches,
+            "best_s": min(seconds), "median_s": statistics.median(seconds)}
+
+
 def measure_peak(size: int = PEAK_SIZE, repeats: int = PEAK_REPEATS, threads: str = "all") -> dict:
     """This machine's float32 matmul peak, measured now in a fresh process (GPUs hidden), under
     the run's thread policy."""
@@ -105,7 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from benchmarks.common import worker_main
 
     return worker_main("benchmarks.limits",
-                       lambda job: count_worker(job) if "count" in job else peak_worker(job), argv)
+                       lambda job: count_worker(job) if "count" in job else
+                       floor_worker(job) if "batches" in job else peak_worker(job), argv)
 
 
 if __name__ == "__main__":

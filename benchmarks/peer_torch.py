@@ -1,13 +1,22 @@
-"""The PyTorch peer: the loop a PyTorch user writes, eager and with ``torch.compile``.
+"""The PyTorch peer: the loop a PyTorch expert writes, eager and with ``torch.compile``, and the
+minimal one from PyTorch's own tutorials as a reference.
 
 - ``torch eager``: ``nn.Sequential(Flatten, Linear, ReLU, Linear)``, ``F.cross_entropy`` of the
-  logits (peers.LOSS), ``torch.optim.Adam`` at Keras' settings (peers.ADAM), one Python call per
-  batch; nothing is read back until the epoch ends (PyTorch on the CPU runs each op as it is
-  called, so the epoch's end is also where the work ends).
+  logits (peers.LOSS), ``torch.optim.Adam(fused=True)`` at Keras' settings (peers.ADAM: one
+  fused kernel updates every parameter, where the default ``foreach`` path runs several ops a
+  step), batches sliced from the epoch's uint8 tensor, one Python call per batch; nothing is read
+  back until the epoch ends (PyTorch on the CPU runs each op as it is called, so the epoch's end
+  is also where the work ends).
 - ``torch compile``: the same step function (forward, backward and the optimizer's update)
   through ``torch.compile`` (TorchInductor, which writes and compiles C++ for the CPU; the first
-  epoch pays for it). If compiling fails on this machine, the row says so in its note and times
-  nothing.
+  epoch pays for it). Dynamo cannot put ``loss.backward()`` in its graph (torch 2.13: "Unsupported
+  Tensor.backward() call" unless ``torch._dynamo.config.trace_autograd_ops``), so the step is
+  two graphs with a break between them; the row's note names the graphs and breaks Dynamo counted
+  in this very run. If compiling fails on this machine, the note says so and the row times nothing.
+- ``torch dataloader``: the reference, the loop of PyTorch's "Optimizing Model Parameters"
+  tutorial as a user first writes it: a ``DataLoader`` over a ``TensorDataset`` of float32
+  images (its sampler given the shared order), ``zero_grad`` / ``backward`` / ``step`` with
+  ``torch.optim.Adam``'s defaults but for Keras' settings. The expert rows should be no slower.
 
 PyTorch's threads follow bench speed's thread policy (benchmarks/common.py thread_policy: as
 many as the cores the process may use, ``OMP_WAIT_POLICY=PASSIVE``), set here explicitly with
@@ -23,7 +32,8 @@ import time
 
 import numpy as np
 
-from benchmarks.peers import ADAM, batches, epoch_order
+from benchmarks.peers import ADAM, batches, epoch_order, normalize
+from shared.order import epoch_permutation
 
 
 def train(implementation: str, mode: str, config: dict, weights: list[np.ndarray], data) -> dict:
@@ -44,7 +54,11 @@ def train(implementation: str, mode: str, config: dict, weights: list[np.ndarray
             layer.weight.copy_(torch.from_numpy(kernel.T.copy()))
             layer.bias.copy_(torch.from_numpy(bias))
     optimizer = torch.optim.Adam(model.parameters(), lr=ADAM["learning_rate"],
-                                 betas=(ADAM["beta_1"], ADAM["beta_2"]), eps=ADAM["epsilon"])
+                                 betas=(ADAM["beta_1"], ADAM["beta_2"]), eps=ADAM["epsilon"],
+                                 fused=mode != "dataloader")
+    # Every epoch's order before any timing, as the TensorFlow rows build theirs before fit().
+    if mode == "dataloader":
+        return _dataloader(model, optimizer, config, data)
 
     def step(x_u8, labels):
         images = x_u8.to(torch.float32) * (1.0 / 255.0)
@@ -57,7 +71,6 @@ def train(implementation: str, mode: str, config: dict, weights: list[np.ndarray
     train_step = step
     if mode == "compile":
         train_step = torch.compile(step)
-    # Every epoch's order before any timing, as the TensorFlow rows build theirs before fit().
     orders = [epoch_order(x, y, seed, epoch) for epoch in range(config["epochs"])]
     orders = [(torch.from_numpy(xs), torch.from_numpy(ys.astype(np.int64))) for xs, ys in orders]
     seconds = []
@@ -74,9 +87,46 @@ def train(implementation: str, mode: str, config: dict, weights: list[np.ndarray
         return {"epoch_seconds": [], "test_accuracy": float("nan"),
                 "note": f"torch.compile failed here: {type(e).__name__}: {first}",
                 "environment": {"torch": torch.__version__}}
+    return _answer(model, x_test, y_test, seconds, _graph_breaks() if mode == "compile" else "")
+
+
+def _graph_breaks() -> str:
+    """What Dynamo counted while this process compiled the step: its graphs and graph breaks."""
+    from torch._dynamo.utils import counters
+
+    breaks = counters["graph_break"]
+    reasons = "; ".join(f"{reason.splitlines()[0][:60]} x{n}" for reason, n in breaks.items())
+    return (f"{counters['stats']['unique_graphs']} graphs, {sum(breaks.values())} graph "
+            f"break(s)" + (f": {reasons}" if reasons else ""))
+
+
+def _dataloader(model, optimizer, config: dict, data) -> dict:
+    """The reference row: the tutorial's loop over a DataLoader, in the shared order."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x, y, x_test, y_test = data
+    dataset = TensorDataset(torch.from_numpy(normalize(x)), torch.from_numpy(y.astype(np.int64)))
+    seconds = []
+    for epoch in range(config["epochs"]):
+        order = epoch_permutation(config["seed"], epoch, len(x)).tolist()  # outside the timer
+        start = time.perf_counter()
+        for images, labels in DataLoader(dataset, batch_size=config["batch_size"], sampler=order):
+            loss = F.cross_entropy(model(images), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        seconds.append(time.perf_counter() - start)
+    return _answer(model, x_test, y_test, seconds, "")
+
+
+def _answer(model, x_test: np.ndarray, y_test: np.ndarray, seconds: list[float], note: str) -> dict:
+    """A row's answer: epoch seconds, test accuracy, versions and threads."""
+    import torch
+
     with torch.no_grad():
-        images = torch.from_numpy(x_test).to(torch.float32) * (1.0 / 255.0)
-        predicted = model(images).argmax(dim=1).numpy()
+        predicted = model(torch.from_numpy(normalize(x_test))).argmax(dim=1).numpy()
     return {"epoch_seconds": seconds, "test_accuracy": float(np.mean(predicted == y_test)),
-            "note": "", "environment": {"torch": torch.__version__},
+            "note": note, "environment": {"torch": torch.__version__},
             "threads": {"torch": torch.get_num_threads()}}

@@ -46,7 +46,7 @@ PEERS = {
     "jax": Peer(("jax", "optax"),
                 (("keras_jax", "default"), ("keras_jax", "spe"), ("jax", "jit"), ("jax", "scan")),
                 (("KERAS_BACKEND", "jax"), ("JAX_PLATFORMS", "cpu"))),
-    "torch": Peer(("torch",), (("torch", "eager"), ("torch", "compile")), ()),
+    "torch": Peer(("torch",), (("torch", "dataloader"), ("torch", "eager"), ("torch", "compile")), ()),
 }
 #: Labels and colours of the peer implementations in tables and figures.
 LABELS = {"keras_jax": ("Keras 3 fit(), JAX backend", "tab:purple"),

@@ -50,7 +50,7 @@ ROWS = (
 ROW_NAMES = tuple(f"{SIDES[implementation].impl}:{name}" for implementation, name, _, _ in ROWS)
 COLUMNS = ["implementation", "mode", "hidden_units", "batch_size", "device", "median_epoch_s",
            "min_epoch_s", "max_epoch_s", "unstable", "repeats", "load_1min", "thread_policy", "compile_s",
-           "samples_per_s", "speedup_vs_fit_default", "gflop_per_s", "share_of_peak",
+           "samples_per_s", "speedup_vs_fit_default", "gflop_per_s", "share_of_peak", "share_of_floor",
            "peak_rss_mb", "test_accuracy", "note"]
 AGREEMENT = ("Rows of one framework with the same compilation choice end with the same test "
              "accuracy (the same training, run differently); rows of different frameworks agree "
@@ -209,6 +209,38 @@ def interleaved(planned: Sequence[Planned], repeats: int, quiet: bool = False) -
                 runs[i].append(run_planned(row))
                 bar.update()
     return runs
+
+
+def limit_jobs(args: argparse.Namespace, model: str, n_full: int) -> list[Planned]:
+    """The peak's job and one floor job per batch size and model size (CPU only)."""
+    jobs = [Planned("limits", "peak", "cpu", 0, 0, {"size": limits.PEAK_SIZE,
+                    "repeats": limits.PEAK_REPEATS, "threads": args.threads}, "benchmarks.limits")]
+    for batch_size in args.batch_sizes:
+        for hidden in args.hidden_sizes:
+            job = {"hidden_units": hidden, "model": model, "batch_size": batch_size,
+                   "batches": max(1, n_full // batch_size), "repeats": 3, "threads": args.threads}
+            jobs.append(Planned("limits", "floor", "cpu", batch_size, hidden, job,
+                                "benchmarks.limits", (), n_full))
+    return jobs
+
+
+def summarize_limits(planned: Sequence[Planned], runs: list[list[dict]],
+                     n_full: int) -> tuple[dict | None, dict[tuple[int, int], float]]:
+    """The peak (the best of every process's best) and each floor (the fastest epoch of every
+    process, its full batches scaled to ``n_full`` images), by (batch size, hidden units)."""
+    peak, floors = None, {}
+    for job, job_runs in zip(planned, runs):
+        if job.module != "benchmarks.limits":
+            continue
+        if job.name == "peak":
+            peak = {"size": job.job["size"], "repeats": job.job["repeats"], "processes": len(job_runs),
+                    "peak_flops": max(r["peak_flops"] for r in job_runs),
+                    "median_flops": statistics.median(r["median_flops"] for r in job_runs),
+                    "threads": job_runs[0]["threads"], "runs": job_runs}
+        else:
+            images = job.job["batches"] * job.batch_size
+            floors[(job.batch_size, job.hidden_units)] = min(r["best_s"] for r in job_runs) * n_full / images
+    return peak, floors
 
 
 def add_limits(row: dict, n_full: int, peak: dict | None, flops_per_sample: int) -> None:
@@ -375,19 +407,16 @@ def run(args: argparse.Namespace) -> dict:
         print("--peers: the peer rows run on the CPU only; there are none in this run.")
     peer_rows = peers.rows([name for name in args.peers if name not in gone])
     out = new_run_dir(args.out)
-    peak = limits.measure_peak(threads=args.threads) if "cpu" in devices else None
     flops = limits.count_flops(args.hidden_sizes, configs[0].model)
-    if peak:
-        print(f"matmul peak: {peak['peak_flops'] / 1e9:.1f} GFLOP/s (best of {peak['repeats']} "
-              f"XLA float32 products of {peak['size']}x{peak['size']}; median "
-              f"{peak['median_flops'] / 1e9:.1f})", flush=True)
     weights = {}
     if peer_rows and "cpu" in devices:
         (out / "initial_weights").mkdir(exist_ok=True)
         for h in args.hidden_sizes:
             weights[h] = out / "initial_weights" / f"hidden{h}_seed{args.seed}.npz"
             peers.save_initial_weights(h, args.seed, weights[h])
-    planned = []
+    # The two limits run among the rows, round-robin like them: the matmul peak, and per batch and
+    # model size the floor (the step's own matmuls alone, benchmarks/limits.py floor_worker).
+    planned = limit_jobs(args, configs[0].model, n_full) if "cpu" in devices else []
     for device in devices:
         for batch_size in args.batch_sizes:
             for hidden in args.hidden_sizes:
@@ -402,11 +431,22 @@ def run(args: argparse.Namespace) -> dict:
                                  n_full, penv, weights.get(hidden))
                             for implementation, name, mode, spe, penv in jobs]
     runs = interleaved(planned, args.repeats, quiet=args.quiet)
+    peak, floors = summarize_limits(planned, runs, n_full)
+    if peak:
+        print(f"matmul peak: {peak['peak_flops'] / 1e9:.1f} GFLOP/s (best of {peak['processes']} "
+              f"processes of {peak['repeats']} XLA float32 products of {peak['size']}x{peak['size']}; "
+              f"median {peak['median_flops'] / 1e9:.1f})", flush=True)
     rows, env, peer_env = [], {}, {}
     for row_plan, row_runs in zip(planned, runs):
+        if row_plan.module == "benchmarks.limits":
+            continue
         row = summarize(row_plan, row_runs, args)
         (env if row_plan.module == "benchmarks.speed" else peer_env).update(row_runs[0]["environment"])
         add_limits(row, n_full, peak, flops[row["hidden_units"]])
+        floor = floors.get((row["batch_size"], row["hidden_units"]))
+        row["floor_epoch_s"] = floor if row["device"] == "cpu" else None
+        row["share_of_floor"] = (floor / row["median_epoch_s"]
+                                 if floor and row["median_epoch_s"] and row["device"] == "cpu" else None)
         rows.append(row)
     for row in rows:  # against fit() default of the same device and sizes (if --rows kept it)
         base = next((r["median_epoch_s"] for r in rows if (r["implementation"], r["mode"]) ==
@@ -417,6 +457,7 @@ def run(args: argparse.Namespace) -> dict:
         k: v for k, v in vars(args).items() if k != "func"}, "environment": env,
         "peer_environment": peer_env, "matmul_peak": peak, "skipped_peers": gone,
         "flops_per_sample": flops,
+        "floor_epoch_s": {f"batch {b}, hidden {h}": seconds for (b, h), seconds in floors.items()},
         "rows": rows}
     table = markdown_table(rows, COLUMNS)
     print("\n" + table + "\n\n" + AGREEMENT)

@@ -26,7 +26,8 @@ def test_speed_harness_writes_every_output_and_nothing_else(tiny_data_dir, tmp_p
                                    str(tiny_data_dir), "--out", str(out)], cwd)
     assert done.returncode == 0, done.stderr[-2000:]
     assert list(cwd.iterdir()) == []
-    assert "bench speed: 100%" in done.stderr and "8/8" in done.stderr  # the progress bar
+    # The progress bar: 4 rows, the matmul peak and the floor, twice each.
+    assert "bench speed: 100%" in done.stderr and "12/12" in done.stderr
     record = json.loads((out / "results.json").read_text())
     rows = record["rows"]
     # In the table's order, not the order typed.
@@ -49,6 +50,12 @@ def test_speed_harness_writes_every_output_and_nothing_else(tiny_data_dir, tmp_p
         assert row["speedup_vs_fit_default"] == pytest.approx(
             rows[0]["median_epoch_s"] / row["median_epoch_s"])
         assert 0 <= row["test_accuracy"] <= 1
+        # Both limits were measured among the rows: the peak, and this model's matmuls alone.
+        assert row["share_of_peak"] == pytest.approx(
+            row["gflop_per_s"] * 1e9 / record["matmul_peak"]["peak_flops"])
+        assert row["share_of_floor"] == pytest.approx(
+            record["floor_epoch_s"]["batch 32, hidden 128"] / row["median_epoch_s"])
+    assert record["matmul_peak"]["processes"] == 2
     assert rows[0]["speedup_vs_fit_default"] == 1.0
     assert "timed on 64 images, scaled to 128" in rows[eager]["note"]
     # Same start, same batches: every row but eager (trained on fewer images) ends the same.

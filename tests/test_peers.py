@@ -109,6 +109,10 @@ def test_sweep_figure_limits_and_a_missing_extra(tiny_data_dir, tmp_path, capsys
         assert row["gflop_per_s"] == pytest.approx(flops / row["median_epoch_s"] / 1e9)
         assert row["share_of_peak"] == pytest.approx(row["gflop_per_s"] * 1e9 / peak)
         assert row["speedup_vs_fit_default"] is None  # fit() default was not timed
+        # The floor: this model's matmuls alone at this batch size, measured among the rows.
+        floor = record["floor_epoch_s"][f"batch 32, hidden {row['hidden_units']}"]
+        assert row["floor_epoch_s"] == floor > 0
+        assert row["share_of_floor"] == pytest.approx(floor / row["median_epoch_s"])
     md = (out / "results.md").read_text()
     assert "scaling.png" in md and "agree in accuracy, not in bits" in md
     for figure in ("speed.png", "scaling.png"):
@@ -123,7 +127,8 @@ INSTALLED = [name for name, peer in peers.PEERS.items()
 @pytest.mark.skipif(not INSTALLED, reason="no peer installed (pip install -e '.[peers]')")
 def test_peer_rows_agree_with_tensorflow_in_accuracy(tmp_path, monkeypatch):
     # torch.compile takes 15-45 s to compile this step on 2 cores: the full bench run exercises it.
-    monkeypatch.setitem(peers.PEERS, "torch", peers.Peer(("torch",), (("torch", "eager"),), ()))
+    monkeypatch.setitem(peers.PEERS, "torch", peers.Peer(
+        ("torch",), (("torch", "dataloader"), ("torch", "eager")), ()))
     out = tmp_path / "speed"
     # Real data, 512 images, 2 epochs, 16 hidden units: barely trained, so the test accuracy
     # depends on the initial weights and the batch order, which the peers must copy.
