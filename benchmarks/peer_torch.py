@@ -96,8 +96,8 @@ def _graph_breaks() -> str:
 
     breaks = counters["graph_break"]
     reasons = "; ".join(f"{reason.splitlines()[0][:60]} x{n}" for reason, n in breaks.items())
-    return (f"{counters['stats']['unique_graphs']} graphs, {sum(breaks.values())} graph "
-            f"break(s)" + (f": {reasons}" if reasons else ""))
+    return (f"torch.compile: {counters['stats']['unique_graphs']} graph(s), {sum(breaks.values())} "
+            f"graph break(s)" + (f": {reasons}" if reasons else ""))
 
 
 def _dataloader(model, optimizer, config: dict, data) -> dict:
