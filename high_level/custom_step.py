@@ -93,6 +93,7 @@ def train(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
           initial_epoch: int = 0, checkpoint_dir: Path | None = None) -> dict[str, list[float]]:
     """Train ``model`` on uint8 images ``x`` and labels ``y`` with fit() driving our train_step;
     return Keras' History.history. Arguments as in high_level/train.py."""
+    config.check_steps(len(x))  # as high_level/train.py: steps_per_execution divides an epoch
     stepper = own_step(model, config, len(x))
     return run_fit(stepper, x, y, config, validation, callbacks, verbose, initial_epoch, checkpoint_dir)
 

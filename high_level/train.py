@@ -22,6 +22,7 @@ def train(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
     """Train ``model`` on uint8 images ``x`` and labels ``y``; return Keras' History.history.
     ``initial_epoch``: epochs already done (a resumed run); ``checkpoint_dir``: where model,
     optimizer and epoch are saved after every epoch and restored from at the start."""
+    config.check_steps(len(x))  # steps_per_execution must divide an epoch (config.py says why)
     model.compile(
         optimizer=make_optimizer(config),
         loss=keras.losses.SparseCategoricalCrossentropy(),
@@ -35,8 +36,9 @@ def train(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
 def how_to_run(config: TrainConfig, n: int) -> dict:
     """compile()'s options for running the step: eagerly or traced, with XLA or not, and how
     many steps per call of the compiled function (mode "epoch": a whole epoch of ``n`` images),
-    which must divide an epoch's steps (shared/config.py TrainConfig.check_steps says why)."""
-    config.check_steps(n)
+    which in training must divide an epoch's steps (the caller checks: shared/config.py
+    TrainConfig.check_steps says why; evaluate() and predict() run one pass, whose last
+    execution may be short)."""
     return dict(
         run_eagerly=config.mode == "eager",
         # Keras 3's default "auto" picks XLA once a GPU (any non-CPU device) is visible, unless

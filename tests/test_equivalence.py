@@ -154,6 +154,14 @@ def test_fit_with_steps_per_execution_is_still_bit_identical(small):
     models, histories = _train_both(small, config)
     _assert_all_identical(models)
     assert histories["high"] == histories["step"] == histories["low"]
+    # evaluate() and predict() run one pass with the same compiled steps_per_execution: 300
+    # images are 10 steps, so their last execution is 2 steps short, which only training
+    # refuses (bench speed's custom_step spe row once failed here after training).
+    x_test, y_test = small[0][:300], small[1][:300]
+    results = {name: impl.evaluate(models[name], x_test, y_test, config) for name, impl in RUNGS}
+    assert results["high"] == results["step"] == results["low"]
+    probabilities = [impl.predict(models[name], x_test, config) for name, impl in RUNGS]
+    assert all(np.array_equal(probabilities[0], p) for p in probabilities[1:])
 
 
 def test_steps_per_execution_that_does_not_divide_an_epoch_is_refused(small):
