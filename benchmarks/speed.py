@@ -297,9 +297,10 @@ def bar_chart(rows: list[dict], path: Path) -> None:
 
 
 def scaling_chart(rows: list[dict], peak: dict | None, n_full: int, flops: dict[int, int],
-                  path: Path) -> None:
+                  path: Path, floors: dict[tuple[int, int], float] | None = None) -> None:
     """Seconds per epoch (log) against the model's parameter count (log), one line per way of
-    training, one panel per device and batch size; dashed: the arithmetic at the measured peak."""
+    training, one panel per device and batch size; dotted: the arithmetic at the measured peak;
+    dash-dotted: the floor (the step's matmuls alone, measured)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -326,6 +327,11 @@ def scaling_chart(rows: list[dict], peak: dict | None, n_full: int, flops: dict[
                     [flops[h] * n_full / peak["peak_flops"] for _, h in sizes],
                     color="black", linestyle=":", label="arithmetic alone at the measured matmul "
                     f"peak ({peak['peak_flops'] / 1e9:.0f} GFLOP/s)")
+        floor = sorted((params, (floors or {}).get((batch_size, h))) for params, h in
+                       {(r["params"], r["hidden_units"]) for r in group})
+        if device == "cpu" and all(seconds for _, seconds in floor):
+            ax.plot(*zip(*floor), color="black", linestyle="-.", marker="x",
+                    label="floor: the step's matmuls alone, an epoch in one XLA loop (measured)")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("model size: parameters (log scale)")
@@ -475,7 +481,7 @@ def run(args: argparse.Namespace) -> dict:
                + f"{table}\n\n{AGREEMENT}\n\n![seconds per epoch](speed.png)\n\n"
                "![seconds per epoch against model size](scaling.png)\n")
     bar_chart(rows, out / "speed.png")
-    scaling_chart(rows, peak, n_full, flops, out / "scaling.png")
+    scaling_chart(rows, peak, n_full, flops, out / "scaling.png", floors)
     print(f"\nwrote {out}/results.json, results.md, speed.png, scaling.png")
     if gone:
         raise UserError(peers.missing_message(gone))
