@@ -12,12 +12,15 @@ from collections.abc import Mapping, Sequence
 from fit_vs_tape.errors import UserError, report_errors
 
 
-def run_worker(module: str, job: dict, hide_gpus: bool, env: Mapping[str, str] | None = None) -> dict:
+def run_worker(module: str, job: dict, hide_gpus: bool, env: Mapping[str, str] | None = None,
+               failed: str | None = None) -> dict:
     """Run ``python -m module --worker JOB`` in a fresh process and return its JSON answer.
 
     A fresh process per configuration: TensorFlow's memory and caches from one configuration
     never leak into the next one's time or peak memory. ``env``: variables the process must see
     before its first import (``KERAS_BACKEND=jax``: Keras reads it once, when it is imported).
+    A worker that fails is one UserError line: ``failed`` (default "benchmark worker JOB
+    failed"), then the last line the worker wrote on stderr.
     """
     env = {**os.environ, **(env or {})}
     if hide_gpus:
@@ -31,7 +34,7 @@ def run_worker(module: str, job: dict, hide_gpus: bool, env: Mapping[str, str] |
     lines = result.stdout.strip().splitlines()
     if result.returncode != 0 or not lines:
         tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UserError(f"benchmark worker {job} failed: {tail}")
+        raise UserError(f"{failed or f'benchmark worker {job} failed'}: {tail}")
     return json.loads(lines[-1])
 
 
@@ -75,13 +78,11 @@ def worker_main(module: str, worker, argv: Sequence[str] | None) -> int:
 
 
 def gpu_names() -> list[str]:
-    """Names of the GPUs TensorFlow sees, asked in a separate process."""
-    code = ("from fit_vs_tape.runtime import import_tensorflow, environment; import_tensorflow(); "
-            "import json; print(json.dumps(environment()['gpus']))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise UserError(f"could not start TensorFlow: {result.stderr.strip().splitlines()[-1:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    """Names of the GPUs TensorFlow sees, asked in a process of its own (benchmarks/limits.py
+    ``gpus_worker``, GPUs left visible), so the process that plans the rows does not start
+    TensorFlow to ask."""
+    return run_worker("benchmarks.limits", {"gpus": True}, hide_gpus=False,
+                      failed="could not start TensorFlow")["gpus"]
 
 
 def bench_main(parser: argparse.ArgumentParser, run, argv) -> int:

@@ -4,6 +4,7 @@ process of its own.
 
     python -m benchmarks.limits --worker '{"size": 2048, "repeats": 10}'   (bench speed runs it)
     python -m benchmarks.limits --worker '{"count": [128], "model": "tutorial"}'
+    python -m benchmarks.limits --worker '{"gpus": true}'   (the GPUs TensorFlow sees, for bench speed)
 
 The count, per training image (``training_flops_per_sample``), walks the model's Dense layers:
 
@@ -138,6 +139,15 @@ def floor_worker(job: dict) -> dict:
             "best_s": min(seconds), "median_s": statistics.median(seconds)}
 
 
+def gpus_worker(job: dict) -> dict:
+    """The names of the GPUs TensorFlow sees (run with the GPUs visible: common.gpu_names asks
+    here, in a process of its own, before bench speed plans its GPU rows)."""
+    from fit_vs_tape.runtime import environment, import_tensorflow
+
+    import_tensorflow()
+    return {"gpus": environment()["gpus"]}
+
+
 def measure_peak(size: int = PEAK_SIZE, repeats: int = PEAK_REPEATS, threads: str = "all") -> dict:
     """This machine's float32 matmul peak, measured now in a fresh process (GPUs hidden), under
     the run's thread policy."""
@@ -147,13 +157,21 @@ def measure_peak(size: int = PEAK_SIZE, repeats: int = PEAK_REPEATS, threads: st
                       hide_gpus=True)
 
 
+def worker(job: dict) -> dict:
+    """One job of this module's own process, told apart by its keys: the GPUs' names, the FLOP
+    count, the floor or the peak."""
+    if "gpus" in job:
+        return gpus_worker(job)
+    if "count" in job:
+        return count_worker(job)
+    return floor_worker(job) if "batches" in job else peak_worker(job)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``--worker JOB``: the peak measurement's own process, or the FLOP count's."""
+    """``--worker JOB``: the process of one job (``worker``)."""
     from benchmarks.common import worker_main
 
-    return worker_main("benchmarks.limits",
-                       lambda job: count_worker(job) if "count" in job else
-                       floor_worker(job) if "batches" in job else peak_worker(job), argv)
+    return worker_main("benchmarks.limits", worker, argv)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from functools import partial
 
 import numpy as np
 
-from benchmarks.peers import ADAM, batches, epoch_order, normalize
+from benchmarks.peer_common import ADAM, batches, epoch_order, normalize
 
 
 def train(implementation: str, mode: str, config: dict, weights: list[np.ndarray], data) -> dict:
@@ -96,7 +96,7 @@ def _forward(params, x_u8):
     w1, b1, w2, b2 = params
     x = x_u8.reshape(x_u8.shape[0], -1).astype(jnp.float32) * jnp.float32(1.0 / 255.0)
     hidden = jnp.maximum(x @ w1 + b1, 0.0)
-    return hidden @ w2 + b2  # logits; the softmax is folded into the loss (peers.LOSS)
+    return hidden @ w2 + b2  # logits; the softmax is folded into the loss (peer_common.LOSS)
 
 
 def _loss(params, x_u8, labels):

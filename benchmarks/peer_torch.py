@@ -2,11 +2,11 @@
 minimal one from PyTorch's own tutorials as a reference.
 
 - ``torch eager``: ``nn.Sequential(Flatten, Linear, ReLU, Linear)``, ``F.cross_entropy`` of the
-  logits (peers.LOSS), ``torch.optim.Adam(fused=True)`` at Keras' settings (peers.ADAM: one
-  fused kernel updates every parameter, where the default ``foreach`` path runs several ops a
-  step), batches sliced from the epoch's uint8 tensor, one Python call per batch; nothing is read
-  back until the epoch ends (PyTorch on the CPU runs each op as it is called, so the epoch's end
-  is also where the work ends).
+  logits (peer_common.LOSS), ``torch.optim.Adam(fused=True)`` at Keras' settings
+  (peer_common.ADAM: one fused kernel updates every parameter, where the default ``foreach``
+  path runs several ops a step), batches sliced from the epoch's uint8 tensor, one Python call
+  per batch; nothing is read back until the epoch ends (PyTorch on the CPU runs each op as it is
+  called, so the epoch's end is also where the work ends).
 - ``torch compile``: the same step function (forward, backward and the optimizer's update)
   through ``torch.compile`` (TorchInductor, which writes and compiles C++ for the CPU; the first
   epoch pays for it). Dynamo cannot put ``loss.backward()`` in its graph (torch 2.13: "Unsupported
@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from benchmarks.peers import ADAM, batches, epoch_order, normalize
+from benchmarks.peer_common import ADAM, batches, epoch_order, normalize
 from shared.order import epoch_permutation
 
 

@@ -8,7 +8,8 @@ from the *same initial weights* as the TensorFlow rows (drawn once by shared/mod
 ``initial_weights`` in a TensorFlow process and copied in), on the *same batches in the same
 order* (shared/order.py's ``epoch_permutation``), with Adam at Keras' defaults, and reports the
 test accuracy. Cross-framework rows agree in accuracy, not in bits: their kernels sum in other
-orders, and two things differ by design of the frameworks (see ``ADAM`` and ``LOSS`` below).
+orders, and two things differ by design of the frameworks (see ``ADAM`` and ``LOSS`` in
+benchmarks/peer_common.py, what the peer rows share).
 
 Each row runs in its own fresh process, as the TensorFlow rows do (benchmarks/common.py
 run_worker); the Keras-on-JAX rows' process is started with ``KERAS_BACKEND=jax``, which Keras
@@ -20,13 +21,13 @@ from __future__ import annotations
 import importlib.util
 import resource
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from shared.order import epoch_permutation, steps_per_epoch
+from benchmarks.peer_common import load_weights
 
 
 @dataclass(frozen=True)
@@ -53,27 +54,6 @@ LABELS = {"keras_jax": ("Keras 3 fit(), JAX backend", "tab:purple"),
           "jax": ("JAX + Optax loop", "tab:red"),
           "torch": ("PyTorch loop", "tab:brown")}
 INSTALL = "pip install -e '.[peers]'"
-
-# What the peers' Adam does differently from Keras' (which all TensorFlow rows and both
-# Keras-on-JAX rows use): Keras adds epsilon to sqrt(v) *before* bias-correcting v
-# (keras/src/optimizers/adam.py Adam.update_step: `alpha = lr * ops.sqrt(1 - beta_2_power) /
-# (1 - beta_1_power)`; its update: `ops.multiply(m, alpha), ops.add(ops.sqrt(v), self.epsilon)`);
-# optax.adam and torch.optim.Adam add it to sqrt(v_hat). So Keras' epsilon acts as theirs would
-# at epsilon / sqrt(1 - beta_2^t): with the same 1e-7, theirs is the smaller, by 32x at step 1
-# and 1.26x at step 1,000 (1.0x from about step 5,000). That matters for gradients below about
-# 1e-5 in the first few dozen steps (at step 1, 23% on a gradient of 1e-5) and below about 1e-6
-# after a few hundred.
-ADAM = dict(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
-# The peers' loss: the mean over the batch of -log_softmax(logits)[label]. That is what Keras
-# computes on the TensorFlow backend from the softmax output: the softmax caches its logits
-# (keras/src/backend/tensorflow/nn.py softmax: `output._keras_logits = logits`) and the loss
-# uses them (keras/src/backend/tensorflow/nn.py _get_logits: `output_ = output._keras_logits`),
-# so no probability is clipped. The JAX backend's loss has no such path: given probabilities it
-# always takes the log of clipped ones (keras/src/backend/jax/nn.py
-# sparse_categorical_crossentropy: `output = jnp.clip(output, backend.epsilon(), 1.0 -
-# backend.epsilon())`), so the Keras-on-JAX rows' loss is at most -log(1e-7) = 16.1 per image,
-# and an image whose true class gets a probability below 1e-7 or above 1 - 1e-7 gives no gradient.
-LOSS = "mean over the batch of -log_softmax(logits)[label]"
 
 
 def missing(names: Sequence[str]) -> dict[str, list[str]]:
@@ -116,30 +96,6 @@ def _initial_weights_worker(job: dict) -> dict:
     with atomic_path(Path(job["path"])) as tmp, open(tmp, "wb") as f:
         np.savez(f, *weights)
     return {"path": job["path"]}
-
-
-def load_weights(path: str) -> list[np.ndarray]:
-    """The saved initial weights: kernel (784, H), bias (H,), kernel (H, 10), bias (10,)."""
-    with np.load(path) as f:
-        return [f[f"arr_{i}"] for i in range(len(f.files))]
-
-
-def normalize(images: np.ndarray) -> np.ndarray:
-    """uint8 -> float32 in [0, 1], as shared/order.py's ``normalize`` (times 1/255, in float32)."""
-    return images.astype(np.float32) * np.float32(1.0 / 255.0)
-
-
-def epoch_order(x: np.ndarray, y: np.ndarray, seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-    """Epoch ``epoch``'s images and labels in the shared order (still uint8)."""
-    perm = epoch_permutation(seed, epoch, len(x))
-    return x[perm], y[perm]
-
-
-def batches(n: int, batch_size: int) -> Iterator[slice]:
-    """The slices of one epoch's batches, the last one smaller if ``batch_size`` does not
-    divide ``n`` (as shared/order.py's train_batches cuts them)."""
-    for step in range(steps_per_epoch(n, batch_size)):
-        yield slice(step * batch_size, min(n, (step + 1) * batch_size))
 
 
 def worker(job: dict) -> dict:

@@ -56,7 +56,7 @@ AGREEMENT = ("Rows of one framework with the same compilation choice end with th
              "accuracy (the same training, run differently); rows of different frameworks agree "
              "in accuracy, not in bits (their kernels sum in other orders, Optax's and PyTorch's "
              "Adam place epsilon differently, Keras on JAX clips the probabilities in its loss: "
-             "benchmarks/peers.py).")
+             "benchmarks/peer_common.py).")
 
 
 def label_color(implementation: str) -> tuple[str, str]:
