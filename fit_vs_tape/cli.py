@@ -61,6 +61,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "restores it and trains the rest")
     p.add_argument("--width", type=options.positive_int, default=None, metavar="COLUMNS",
                    help="width of the printed tree (default: the terminal's)")
+    p = sub.add_parser("mistakes", help="the classic mistakes of a first loop, run against fit()",
+                       description="Run every classic mistake of a hand-written loop "
+                                   "(low_level/mistakes.py) against fit() from the same start on the "
+                                   "same batches: where its weights first differ, by how much, its "
+                                   "traces, test accuracy and seconds per epoch; writes "
+                                   "gallery.json, mistakes.png and diffs.md.")
+    options.add_training_options(p, options.GALLERY_OPTIONS, **options.GALLERY_DEFAULTS)
+    p = sub.add_parser("check", help="check your own train_step against fit()",
+                       description="Train your step (a function called as low_level/train.py's "
+                                   "train_step) or your model's own train_step against fit() from "
+                                   "the same start on the same batches; say 'bit-identical' or "
+                                   "where it first differs, and name the known mistake if it is "
+                                   "one. Exit code 0: bit-identical; 1: it differs.")
+    p.add_argument("--step", default=None, metavar="FILE.py:NAME",
+                   help="your step function (a file or module, then its name), e.g. my_loop.py:train_step")
+    p.add_argument("--builder", default=None, metavar="FILE.py:NAME",
+                   help="a function that returns a new, built keras.Model (default: the project's "
+                        "model, as --model says); with no --step, its class's own train_step is checked")
+    options.add_training_options(p, options.CHECK_OPTIONS, **options.CHECK_DEFAULTS)
     p = sub.add_parser("predict", help="classify one image with a saved model",
                        description="Classify one test image or one PNG/JPEG file with a saved "
                                    "model; print the top classes and save the probability figure.")
@@ -169,11 +188,54 @@ def _trace(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mistakes(args: argparse.Namespace) -> int:
+    """`mistakes`: the gallery, run against fit()."""
+    config = options.make_config(args)
+    runtime.choose_device(args.device)
+    dataset = runtime.load_dataset(args.data_dir)
+    n = options.checked(lambda: config.check_data(len(dataset.x_train)))
+    runtime.import_tensorflow(args.device)
+    from fit_vs_tape import gallery, rundir
+
+    out = rundir.new_run_dir(args.out, room=rundir.OVERHEAD * 16)
+    print(f"data: {dataset.source}   run directory: {out}")
+    result = gallery.run_gallery(dataset.x_train[:n], dataset.y_train[:n], dataset.x_test,
+                                 dataset.y_test, config)
+    try:
+        written = gallery.write_gallery(result, out)
+    except OSError as e:
+        raise WriteFailed(describe_os_error(e)) from None
+    print(gallery.table(result))
+    print(f"\nwrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    """`check`: a step of yours (or your model's own train_step) against fit()."""
+    from fit_vs_tape import user_code
+
+    config = options.make_config(args)
+    runtime.choose_device(args.device)
+    dataset = runtime.load_dataset(args.data_dir)
+    n = options.checked(lambda: config.check_data(len(dataset.x_train)))
+    runtime.import_tensorflow(args.device)
+    step = None if args.step is None else user_code.load("--step", args.step)
+    builder = (user_code.project_builder(config) if args.builder is None
+               else user_code.load("--builder", args.builder))
+    verdict = user_code.run_check(builder, step, dataset.x_train[:n], dataset.y_train[:n], config)
+    print(verdict.summary())
+    return 0 if verdict.bit_identical else 1
+
+
 def _run(args: argparse.Namespace) -> int:
-    if args.command in ("train", "compare", "trace"):
+    if args.command in ("train", "compare", "trace", "mistakes", "check"):
         runtime.refuse_keras_caps()
     if args.command == "trace":
         return _trace(args)
+    if args.command == "mistakes":
+        return _mistakes(args)
+    if args.command == "check":
+        return _check(args)
     if args.command == "explore":
         from fit_vs_tape.inspect_cmds import explore
 

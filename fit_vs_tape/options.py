@@ -219,6 +219,17 @@ TRACE_OPTIONS = ("--model", "--class-weight", "--mode", "--steps-per-execution",
 TRACE_DEFAULTS = dict(limit=96, epochs=2, batch_size=32)
 
 
+#: The training options `mistakes` and `check` take: one short run on one device.
+GALLERY_OPTIONS = ("--model", "--mode", "--epochs", "--batch-size", "--hidden-units", "--seed",
+                   "--limit", "--data-dir", "--out", "--device")
+CHECK_OPTIONS = ("--model", "--mode", "--epochs", "--batch-size", "--hidden-units", "--seed",
+                 "--limit", "--data-dir", "--device")
+#: The gallery's defaults: the regularized model (dropout, batch norm and L2 are where mistakes
+#: show), 2 epochs of 3,200 images; the checker's: 2 epochs of 8 steps.
+GALLERY_DEFAULTS = dict(model="regularized", epochs=2, limit=3200)
+CHECK_DEFAULTS = dict(model="regularized", epochs=2, limit=256)
+
+
 def check_resumed_after(resumed_after: int, config: TrainConfig) -> None:
     """The rule of `trace --resumed-after N`, which is not a training setting: at least one
     epoch before the interruption and one after it."""

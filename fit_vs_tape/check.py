@@ -1,0 +1,316 @@
+"""Where does a loop leave fit()? The engine of ``fit-vs-tape check`` and ``fit-vs-tape mistakes``.
+
+fit() and a step or loop of yours train from one snapshot of initial weights on the same batches
+in the same order (shared/order.py). After every step both models' variables are copied out, and
+the logs the batch callbacks got are kept; the first step at which a variable differs (by any
+bit), and the first log that differs, are the verdict. ``check_step`` does it for a step of
+yours and names a known mistake (low_level/mistakes.py) when your weights follow that mistake's,
+bit for bit, at every step.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import keras
+import numpy as np
+
+from low_level import mistakes as gallery
+from low_level.train import make_metrics, train_step
+from shared.config import TrainConfig
+from shared.order import steps_per_epoch, train_batches
+
+#: How a step is called: the signature of low_level/train.py's train_step.
+STEP_ARGUMENTS = ("model", "optimizer", "loss_fn", "metrics", "images", "labels")
+
+
+class Recorder(keras.callbacks.Callback):
+    """Every step's variables and logs, and each epoch's logs and seconds, on either side.
+    ``copy_weights=False``: logs and seconds only (a timed run: copying every variable out after
+    every step costs time, and a sync)."""
+
+    def __init__(self, *, copy_weights: bool = True) -> None:
+        super().__init__()
+        self.copy_weights = copy_weights
+        self.weights: list[list[np.ndarray]] = []
+        self.logs: list[dict[str, float]] = []
+        self.epochs: list[dict[str, float]] = []
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.copy_weights:
+            self.weights.append([np.array(v) for v in self.model.variables])
+        self.logs.append({k: float(v) for k, v in (logs or {}).items()})
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+        self.epochs.append({k: float(v) for k, v in (logs or {}).items()})
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """The first step at which the weights differ from fit()'s."""
+
+    step: int
+    """1-based, counted over all epochs."""
+    epoch: int
+    """1-based."""
+    variable: str
+    """The variable's path in fit()'s model (e.g. ``sequential/dense/kernel``)."""
+    max_abs: float
+    """Its largest absolute difference at that step (inf where one side is NaN)."""
+
+
+@dataclass
+class Verdict:
+    """What a comparison with fit() found."""
+
+    steps: int
+    """Steps compared."""
+    first: Divergence | None
+    """The first weight difference, or None: bit-identical at every step."""
+    logs: str | None
+    """The first difference in what the callbacks got, or None."""
+    max_abs_by_step: list[float]
+    """The largest weight difference at each step (for the figure)."""
+    traces: int | None = None
+    """How many times the step was traced (None: run eagerly, or not counted)."""
+    explained_by: str | None = None
+    """The gallery mistake whose weights this follows bit for bit, if any."""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def bit_identical(self) -> bool:
+        """Weights equal at every step and the callbacks got the same logs."""
+        return self.first is None and self.logs is None
+
+    def summary(self) -> str:
+        """The verdict in a few lines."""
+        if self.bit_identical:
+            return f"bit-identical to fit(): every variable at each of {self.steps} steps, and every log"
+        lines = []
+        if self.first is None:
+            lines.append(f"the weights are bit-identical to fit()'s at each of {self.steps} steps")
+        else:
+            d = self.first
+            lines.append(f"first divergence from fit(): step {d.step} (epoch {d.epoch}), variable "
+                         f"{d.variable}, by {d.max_abs:.3g}")
+        if self.logs:
+            lines.append(f"what the callbacks got differs: {self.logs}")
+        if self.explained_by:
+            mistake = next(m for m in gallery.MISTAKES if m.name == self.explained_by)
+            lines.append(f"this is the known mistake {mistake.name!r}: {mistake.title} "
+                         f"(low_level/mistakes.py)")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """For results.json."""
+        return {**asdict(self), "bit_identical": self.bit_identical}
+
+
+def max_abs(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest absolute difference; NaN in the same place on both sides counts as equal."""
+    if a.shape != b.shape:
+        return float("inf")
+    diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+    diff[np.isnan(a) & np.isnan(b)] = 0.0
+    diff[np.isnan(diff)] = np.inf
+    return float(diff.max()) if diff.size else 0.0
+
+
+def compare(reference: Recorder, other: Recorder, names: list[str], steps_per: int) -> Verdict:
+    """``other`` against fit()'s ``reference``, step by step."""
+    first, by_step = None, []
+    for i, (ref, got) in enumerate(zip(reference.weights, other.weights)):
+        sizes = [max_abs(a, b) for a, b in zip(ref, got)]
+        by_step.append(max(sizes, default=0.0))
+        if first is None and any(s > 0 for s in sizes):
+            worst = int(np.argmax(sizes))
+            first = Divergence(i + 1, i // steps_per + 1, names[worst], sizes[worst])
+    logs = None
+    if len(reference.weights) != len(other.weights):
+        logs = f"fit() ran {len(reference.weights)} steps, the other {len(other.weights)}"
+    for i, (ref, got) in enumerate(zip(reference.logs, other.logs)):
+        if logs is None and ref != got:
+            logs = _first_log_difference(f"step {i + 1}", ref, got)
+    for epoch, (ref, got) in enumerate(zip(reference.epochs, other.epochs)):
+        if logs is None and ref != got:
+            logs = _first_log_difference(f"epoch {epoch + 1}'s end", ref, got)
+    return Verdict(len(other.weights), first, logs, by_step)
+
+
+def _first_log_difference(where: str, ref: dict, got: dict) -> str:
+    if set(ref) != set(got):
+        return f"at {where} fit() logged {sorted(ref)}, the other {sorted(got)}"
+    key = next(k for k in ref if ref[k] != got[k])
+    return f"at {where} {key} is {got[key]:.6g}, fit()'s {ref[key]:.6g}"
+
+
+# -- the two sides ---------------------------------------------------------------------------------
+
+
+def fresh(thing):
+    """A new object like ``thing`` (an optimizer, loss or metric given to compile()), so that
+    each side gets its own state; strings and functions are returned as they are."""
+    if hasattr(thing, "get_config") and hasattr(type(thing), "from_config"):
+        return type(thing).from_config(thing.get_config())
+    return thing
+
+
+def snapshot(build_model: Callable[[], keras.Model], seed: int) -> list[np.ndarray]:
+    """The initial state every side starts from: a model built once from ``seed``."""
+    keras.utils.set_random_seed(seed)
+    return [np.array(v) for v in checked_model(build_model).variables]
+
+
+def checked_model(build_model: Callable[[], keras.Model]) -> keras.Model:
+    """``build_model()``, refused with a ValueError unless it is a built keras.Model."""
+    model = build_model()
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"the model builder returned {type(model).__name__}, not a keras.Model")
+    if not model.built:
+        raise ValueError("the model builder returned a model with no weights yet: give it an "
+                         "Input (keras.Input(shape=(28, 28))) so it is built")
+    return model
+
+
+def from_snapshot(build_model: Callable[[], keras.Model], weights: list[np.ndarray]) -> keras.Model:
+    """A new model holding ``weights``."""
+    model = checked_model(build_model)
+    for variable, value in zip(model.variables, weights, strict=True):
+        variable.assign(value)
+    return model
+
+
+def check_inputs(model: keras.Model, x: np.ndarray) -> None:
+    """A ValueError unless the model takes images shaped like ``x``'s."""
+    expected = tuple(model.input_shape[1:])
+    if expected != tuple(x.shape[1:]):
+        raise ValueError(f"the model takes inputs of shape {expected}; the data is images of "
+                         f"shape {tuple(x.shape[1:])}")
+
+
+def check_signature(step: Callable) -> None:
+    """A ValueError unless ``step`` can be called as low_level/train.py's train_step."""
+    try:
+        inspect.signature(step).bind(*STEP_ARGUMENTS)
+    except TypeError:
+        raise ValueError(f"train_step{inspect.signature(step)}: a step is called as "
+                         f"train_step({', '.join(STEP_ARGUMENTS)}), as low_level/train.py's") from None
+    except ValueError:  # a builtin or other object without a signature
+        raise ValueError(f"{step!r} is not a function that can be called as a train step") from None
+
+
+def loss_object(identifier) -> keras.losses.Loss:
+    """The loss function compile() makes of ``identifier``: a name or function is wrapped so that
+    it averages over the batch (keras/src/trainers/compile_utils.py get_loss:
+    `loss_obj = losses_module.LossFunctionWrapper(loss_obj, name=loss_name)`); called bare, the
+    function would return one loss per image."""
+    loss = keras.losses.get(fresh(identifier))
+    if not isinstance(loss, keras.losses.Loss):
+        name = identifier if isinstance(identifier, str) else getattr(loss, "__name__", "loss")
+        loss = keras.losses.LossFunctionWrapper(loss, name=name)
+    return loss
+
+
+def run_fit(build_model, compile_args: dict, weights, x, y, config: TrainConfig, *,
+            plain: bool = False, recorder: Recorder | None = None) -> tuple[keras.Model, Recorder]:
+    """fit() from ``weights`` on the shared batches, recording every step. ``plain``: with
+    Keras' own train_step even if the builder's class has its own (the reference for one)."""
+    model = from_snapshot(build_model, weights)
+    if plain:  # the same layers and variables, in a Functional model with Keras' train_step
+        model = keras.Model(model.inputs, model.outputs)
+    model.compile(**{k: fresh(v) for k, v in compile_args.items()}, jit_compile=config.jit_compile,
+                  run_eagerly=config.mode == "eager")
+    recorder = recorder or Recorder()
+    model.fit(train_batches(x, y, config.seed, config.batch_size, range(config.epochs)),
+              epochs=config.epochs, steps_per_epoch=steps_per_epoch(len(x), config.batch_size),
+              shuffle=False, verbose=0, callbacks=[recorder])
+    return model, recorder
+
+
+def run_loop(build_model, compile_args: dict, weights, x, y, config: TrainConfig, *,
+             step: Callable = train_step, loop: Callable = gallery.loop,
+             recorder: Recorder | None = None) -> tuple[keras.Model, Recorder, int]:
+    """``loop`` training ``step`` from ``weights`` on ``x``, ``y``, recording every step; also
+    how many times the step's Python body ran (its traces, in a compiled mode)."""
+    model = from_snapshot(build_model, weights)
+    optimizer = keras.optimizers.get(fresh(compile_args.get("optimizer", "rmsprop")))
+    loss_fn = loss_object(compile_args["loss"])
+    calls = [0]
+
+    def counted(*args, **kwargs):
+        calls[0] += 1
+        return step(*args, **kwargs)
+
+    recorder = recorder or Recorder()
+    callbacks = keras.callbacks.CallbackList([recorder], model=model)
+    loop(counted, gallery.Parts(model, optimizer, loss_fn, make_metrics()), x, y, config, callbacks)
+    return model, recorder, calls[0]
+
+
+def variable_names(model: keras.Model) -> list[str]:
+    """Each variable's path, in ``model.variables``' order."""
+    return [getattr(v, "path", v.name) for v in model.variables]
+
+
+def check_step(build_model: Callable[[], keras.Model], compile_args: dict,
+               step: Callable | None = None, *, x: np.ndarray, y: np.ndarray,
+               config: TrainConfig | None = None, gallery_match: bool = True) -> Verdict:
+    """Train your step against fit() from the same start on the same batches; say where it
+    leaves fit(), if anywhere.
+
+    ``build_model``: makes a new, built keras.Model (called once per side). ``compile_args``:
+    what you give compile() (optimizer, loss, metrics). ``step``: a function called as
+    low_level/train.py's ``train_step(model, optimizer, loss_fn, metrics, images, labels)``,
+    run in that file's loop (metrics reset each epoch, compiled as ``config.mode`` says); or
+    None, when the builder's model class has its own ``train_step``, which fit() then drives.
+    ``x``, ``y``: uint8 images and labels. ``config``: epochs, batch size, seed and mode
+    (default: 2 epochs, the rest TrainConfig's defaults). With ``gallery_match``, a divergence
+    is also checked against each mistake of low_level/mistakes.py that runs in the same loop.
+    """
+    config = config or TrainConfig(epochs=2)
+    if step is not None:
+        check_signature(step)
+    probe = checked_model(build_model)
+    check_inputs(probe, x)
+    own_step = type(probe).train_step is not keras.Model.train_step
+    if step is None and not own_step:
+        raise ValueError("no step given, and the model builder's class has no train_step of its "
+                         "own: pass step=..., or subclass keras.Model with a train_step")
+    weights = snapshot(build_model, config.seed)
+    reference_model, reference = run_fit(build_model, compile_args, weights, x, y, config,
+                                         plain=own_step)
+    names, steps_per = variable_names(reference_model), steps_per_epoch(len(x), config.batch_size)
+    if step is None:  # fit() driving the model's own train_step
+        _, mine = run_fit(build_model, compile_args, weights, x, y, config)
+        return compare(reference, mine, names, steps_per)
+    _, mine, calls = run_loop(build_model, compile_args, weights, x, y, config, step=step)
+    verdict = compare(reference, mine, names, steps_per)
+    verdict.traces = None if config.mode == "eager" else calls
+    if gallery_match and not verdict.bit_identical:
+        verdict.explained_by = _match(build_model, compile_args, weights, x, y, config, mine)
+    return verdict
+
+
+def _match(build_model, compile_args, weights, x, y, config, mine: Recorder) -> str | None:
+    """The step mistake whose weights follow ``mine``'s bit for bit at every step, if one does."""
+    for mistake in gallery.MISTAKES:
+        if mistake.loop is not gallery.loop:
+            continue  # loop mistakes cannot be a step's
+        if mistake.eager and config.mode != "eager":
+            continue  # traced, it is not the mistake it is eagerly
+        _, theirs, _ = run_loop(build_model, compile_args, weights, x, y, config, step=mistake.step)
+        same = len(theirs.weights) == len(mine.weights) and all(
+            all(np.array_equal(a, b, equal_nan=True) for a, b in zip(t, m))
+            for t, m in zip(theirs.weights, mine.weights))
+        if same and theirs.logs == mine.logs:
+            return mistake.name
+    return None

@@ -1,0 +1,157 @@
+"""The `mistakes` command: every classic mistake of low_level/mistakes.py run against fit() from
+the same start on the same batches; a table, gallery.json, the diffs and a figure."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import statistics
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from fit_vs_tape import check
+from fit_vs_tape.rundir import write_json, write_text
+from low_level import mistakes as gallery
+from low_level import train as loop_lib
+from shared.config import TrainConfig
+from shared.model import build_model, make_optimizer
+
+
+def diff(mistake: gallery.Mistake) -> str:
+    """The mistake as a unified diff against what it changes: train.py's train_step, or the
+    gallery's correct loop."""
+    if mistake.step is not loop_lib.train_step:
+        before, after = loop_lib.train_step, mistake.step
+    else:
+        before, after = gallery.loop, mistake.loop
+    lines = [inspect.getsource(f).splitlines(keepends=True) for f in (before, after)]
+    # The docstring and name differ by design; the diff shows the code.
+    body = [_without_docstring(part) for part in lines]
+    return "".join(difflib.unified_diff(body[0], body[1], fromfile=_where(before),
+                                        tofile=_where(after), n=1))
+
+
+def _where(function) -> str:
+    path = Path(inspect.getsourcefile(function))
+    return f"{path.parent.name}/{path.name} {function.__name__}"
+
+
+def _without_docstring(lines: list[str]) -> list[str]:
+    text = "".join(lines)
+    start = text.find('"""')
+    end = text.find('"""', start + 3)
+    kept = text[:start] + text[end + 3:].lstrip("\n") if start >= 0 else text
+    out = kept.splitlines(keepends=True)
+    return out[1:] if out and out[0].lstrip().startswith("def ") else out  # the name differs
+
+
+def _median_after_first(seconds: list[float]) -> float | None:
+    return statistics.median(seconds[1:] or seconds) if seconds else None
+
+
+def run_gallery(x, y, x_test, y_test, config: TrainConfig) -> dict:
+    """fit(), then every mistake: each recorded step by step against fit() run the same way
+    (eagerly for a mistake that shows only eagerly), then timed without recording; their
+    verdicts, test accuracy and seconds per epoch (against fit()'s, run as ``config`` says)."""
+    def build():
+        return build_model(config.hidden_units, model=config.model)
+
+    compile_args = dict(optimizer=make_optimizer(config), loss="sparse_categorical_crossentropy",
+                        metrics=["accuracy"])
+    weights = check.snapshot(build, config.seed)
+    references = {}  # fit() run as each mistake runs (eagerly for the eager ones), recorded once
+
+    def reference(run_config: TrainConfig) -> tuple:
+        if run_config.mode not in references:
+            references[run_config.mode] = check.run_fit(build, compile_args, weights, x, y, run_config)
+        return references[run_config.mode]
+
+    reference_model, recorded = reference(config)
+    names = check.variable_names(reference_model)
+    steps_per = len(recorded.weights) // config.epochs
+    _, timed = check.run_fit(build, compile_args, weights, x, y, config,
+                             recorder=check.Recorder(copy_weights=False))
+    fit_row = {"name": "fit()", "title": "model.fit(), the reference",
+               "test_accuracy": loop_lib.evaluate(reference_model, x_test, y_test, config)["accuracy"],
+               "epoch_s": _median_after_first(timed.seconds)}
+    rows = []
+    for mistake in gallery.MISTAKES:
+        run_config = replace(config, mode="eager") if mistake.eager else config
+        model, mine, calls = check.run_loop(build, compile_args, weights, x, y, run_config,
+                                            step=mistake.step, loop=mistake.loop)
+        verdict = check.compare(reference(run_config)[1], mine, names, steps_per)
+        _, timed, _ = check.run_loop(build, compile_args, weights, x, y, run_config, step=mistake.step,
+                                     loop=mistake.loop, recorder=check.Recorder(copy_weights=False))
+        seconds = _median_after_first(timed.seconds)
+        rows.append({
+            "name": mistake.name, "title": mistake.title, "eager": mistake.eager,
+            "first_divergence": None if verdict.first is None else vars(verdict.first),
+            "callbacks_differ": verdict.logs,
+            "traces": None if mistake.eager else calls,
+            "test_accuracy": loop_lib.evaluate(model, x_test, y_test, config)["accuracy"],
+            "epoch_s": seconds,
+            "slowdown_vs_fit": seconds / fit_row["epoch_s"] if seconds and fit_row["epoch_s"] else None,
+            "max_abs_by_step": verdict.max_abs_by_step, "diff": diff(mistake),
+        })
+    return {"config": config.to_dict(), "steps": len(recorded.weights), "fit": fit_row, "mistakes": rows}
+
+
+def table(result: dict) -> str:
+    """The gallery as a plain-text table."""
+    fit = result["fit"]
+    head = (f"{'mistake':<24} {'first differs at':<34} {'by':>9} {'traces':>6} "
+            f"{'test acc':>8} {'s/epoch':>8} {'x fit()':>7}")
+    lines = [head, "-" * len(head),
+             f"{'fit() (reference)':<24} {'':<34} {'':>9} {'':>6} {fit['test_accuracy']:>8.4f} "
+             f"{fit['epoch_s']:>8.3f} {1.0:>7.2f}"]
+    for row in result["mistakes"]:
+        first = row["first_divergence"]
+        where = ("weights never (" + ("logs differ" if row["callbacks_differ"] else "bit-identical") + ")"
+                 if first is None else f"step {first['step']}, {first['variable']}")
+        size = "" if first is None else f"{first['max_abs']:.2e}"
+        traces = "eager" if row["traces"] is None else str(row["traces"])
+        slow = f"{row['slowdown_vs_fit']:.2f}" if row["slowdown_vs_fit"] else ""
+        lines.append(f"{row['name']:<24} {where[:34]:<34} {size:>9} {traces:>6} "
+                     f"{row['test_accuracy']:>8.4f} {row['epoch_s'] or 0:>8.3f} {slow:>7}")
+    return "\n".join(lines)
+
+
+def figure(result: dict, path: Path) -> None:
+    """The largest weight difference from fit() at each step, one line per mistake (log scale;
+    a mistake that stays bit-identical is drawn at the bottom edge and named in the legend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from shared.plotting import save_figure
+
+    fig, ax = plt.subplots(figsize=(10, 5.5))
+    floor = 1e-10
+    for row in result["mistakes"]:
+        sizes = np.maximum(np.array(row["max_abs_by_step"], dtype=float), floor)
+        label = row["name"] + ("" if row["first_divergence"] else " (bit-identical)")
+        ax.plot(np.arange(1, len(sizes) + 1), sizes, label=label,
+                linestyle="-" if row["first_divergence"] else ":")
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=floor / 2)
+    ax.set_xlabel("training step (same start, same batches as fit())")
+    ax.set_ylabel("largest |weight - fit()'s weight| (log; 0 drawn at 1e-10)")
+    config = result["config"]
+    ax.set_title(f"Where each mistake leaves fit(): {config['model']} model, "
+                 f"{result['steps']} steps, batch {config['batch_size']}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def write_gallery(result: dict, out: Path) -> list[Path]:
+    """gallery.json, mistakes.png and diffs.md in ``out``."""
+    write_json(out / "gallery.json", result)
+    figure(result, out / "mistakes.png")
+    write_text(out / "diffs.md", "# The mistakes, as diffs\n\n" + "\n".join(
+        f"## {row['name']}: {row['title']}\n\n```diff\n{row['diff']}```\n" for row in result["mistakes"]))
+    return [out / "gallery.json", out / "mistakes.png", out / "diffs.md"]

@@ -1,0 +1,245 @@
+"""The classic mistakes of a first GradientTape loop, each a few lines changed in train.py.
+
+People who write their first loop and compare it with fit() see other numbers and ask why
+(tensorflow/tensorflow#35585, #46782, #36192, #31184; keras-team/keras#19341, #16906). The answers
+repeat the short list below. Each entry is written as its author would write it, a copy of
+train.py's ``train_step`` or of ``loop`` below with the mistake in it; ``fit-vs-tape mistakes``
+runs every one against fit() from the same start on the same batches and shows its diff
+(fit_vs_tape/check.py), and ``fit-vs-tape check`` names one when it finds it in a step of yours.
+
+``loop`` is train.py's epoch loop cut down to what these mistakes touch: reset the metrics, run
+the compiled step on each batch, hand the logs to the callbacks. The loop mistakes are copies of
+it; the step mistakes run inside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import NamedTuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from low_level.train import make_train_function, train_step
+from shared.config import TrainConfig
+from shared.model import compute_loss, unscale_loss_for_distribution
+from shared.order import normalize, steps_per_epoch, train_batches
+
+# -- the loop the gallery varies: train.py's epoch loop, cut down ---------------------------------
+
+
+class Parts(NamedTuple):
+    """What compile() would hold: the model, its optimizer, the loss function and the metrics."""
+
+    model: keras.Model
+    optimizer: keras.Optimizer
+    loss_fn: keras.Loss
+    metrics: dict[str, keras.Metric]
+
+
+def loop(step: Callable, parts: Parts, x: np.ndarray, y: np.ndarray, config: TrainConfig,
+         callbacks: keras.callbacks.CallbackList) -> None:
+    """Train ``config.epochs`` epochs on uint8 images ``x``, labels ``y`` in the shared order, as
+    train.py's ``train`` does: the metrics reset each epoch, the step compiled once."""
+    batches = iter(train_batches(x, y, config.seed, config.batch_size, range(config.epochs)))
+    train_function = make_train_function(partial(step, *parts), config, replicated=False)
+    for epoch in range(config.epochs):
+        for metric in parts.metrics.values():
+            metric.reset_state()
+        callbacks.on_epoch_begin(epoch)
+        for step_index in range(steps_per_epoch(len(x), config.batch_size)):
+            callbacks.on_train_batch_begin(step_index)
+            callbacks.on_train_batch_end(step_index, train_function(*next(batches)))
+        callbacks.on_epoch_end(epoch, {name: float(m.result()) for name, m in parts.metrics.items()})
+
+
+# -- mistakes in the step ----------------------------------------------------------------------
+
+
+def step_without_training_flag(model, optimizer, loss_fn, metrics, images, labels):
+    """The model called without training=True: Dropout keeps every unit, batch norm normalises
+    with its moving statistics and never updates them. fit()'s train_step passes training=True."""
+    with tf.GradientTape() as tape:
+        probs = model(images)
+        loss = compute_loss(model, loss_fn, labels, probs)
+    gradients = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+    metrics["loss"].update_state(unscale_loss_for_distribution(loss), sample_weight=tf.shape(labels)[0])
+    metrics["accuracy"].update_state(labels, probs)
+    return {name: metric.result() for name, metric in metrics.items()}
+
+
+def step_without_model_losses(model, optimizer, loss_fn, metrics, images, labels):
+    """The loss function's value alone: the L2 penalties in model.losses are left out, so the
+    kernels are never pulled towards 0. fit()'s compute_loss adds every one of them."""
+    with tf.GradientTape() as tape:
+        probs = model(images, training=True)
+        loss = loss_fn(labels, probs)
+    gradients = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+    metrics["loss"].update_state(unscale_loss_for_distribution(loss), sample_weight=tf.shape(labels)[0])
+    metrics["accuracy"].update_state(labels, probs)
+    return {name: metric.result() for name, metric in metrics.items()}
+
+
+def step_with_summed_loss(model, optimizer, loss_fn, metrics, images, labels):
+    """Each image's loss summed over the batch instead of averaged: gradients 32 times larger.
+    Adam divides the step by the gradient's own scale, so the weights move almost as fit()'s:
+    only its epsilon (1e-7) sees the factor. The printed loss is 32 times fit()'s."""
+    with tf.GradientTape() as tape:
+        probs = model(images, training=True)
+        per_image = keras.losses.sparse_categorical_crossentropy(labels, probs)
+        loss = tf.reduce_sum(per_image) + sum(tf.reduce_sum(extra) for extra in model.losses)
+    gradients = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+    metrics["loss"].update_state(loss, sample_weight=tf.shape(labels)[0])
+    metrics["accuracy"].update_state(labels, probs)
+    return {name: metric.result() for name, metric in metrics.items()}
+
+
+def step_with_logits_loss(model, optimizer, loss_fn, metrics, images, labels):
+    """from_logits=True on a model that ends in softmax: the loss takes probabilities for logits
+    and softmaxes them again. Training still runs, on much smaller gradients. fit() is compiled
+    with the loss that matches the model (from_logits=False)."""
+    with tf.GradientTape() as tape:
+        probs = model(images, training=True)
+        loss = compute_loss(model, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                            labels, probs)
+    gradients = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+    metrics["loss"].update_state(unscale_loss_for_distribution(loss), sample_weight=tf.shape(labels)[0])
+    metrics["accuracy"].update_state(labels, probs)
+    return {name: metric.result() for name, metric in metrics.items()}
+
+
+def step_with_new_optimizer(model, optimizer, loss_fn, metrics, images, labels):
+    """An optimizer created inside the step. Run eagerly, each step starts a new Adam: its moments
+    and step count start from 0 every time, so step 1 agrees with fit() and step 2 does not.
+    Traced by tf.function, the first trace creates it once and every call reuses it."""
+    optimizer = keras.optimizers.Adam()
+    with tf.GradientTape() as tape:
+        probs = model(images, training=True)
+        loss = compute_loss(model, loss_fn, labels, probs)
+    gradients = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+    metrics["loss"].update_state(unscale_loss_for_distribution(loss), sample_weight=tf.shape(labels)[0])
+    metrics["accuracy"].update_state(labels, probs)
+    return {name: metric.result() for name, metric in metrics.items()}
+
+
+# -- mistakes in the loop ----------------------------------------------------------------------
+
+
+def loop_without_reset(step: Callable, parts: Parts, x: np.ndarray, y: np.ndarray,
+                       config: TrainConfig, callbacks: keras.callbacks.CallbackList) -> None:
+    """The metrics never reset: from epoch 2 on, the loss and accuracy shown are averages over
+    every epoch so far. The weights are fit()'s; only the numbers shown differ."""
+    batches = iter(train_batches(x, y, config.seed, config.batch_size, range(config.epochs)))
+    train_function = make_train_function(partial(step, *parts), config, replicated=False)
+    for epoch in range(config.epochs):
+        callbacks.on_epoch_begin(epoch)
+        for step_index in range(steps_per_epoch(len(x), config.batch_size)):
+            callbacks.on_train_batch_begin(step_index)
+            callbacks.on_train_batch_end(step_index, train_function(*next(batches)))
+        callbacks.on_epoch_end(epoch, {name: float(m.result()) for name, m in parts.metrics.items()})
+
+
+def loop_with_own_shuffle(step: Callable, parts: Parts, x: np.ndarray, y: np.ndarray,
+                          config: TrainConfig, callbacks: keras.callbacks.CallbackList) -> None:
+    """The loop shuffles its own tf.data pipeline, with the same seed, instead of reading the
+    shared order: other batches from step 1 (shared/order.py says why seeds alone do not help)."""
+    batches = iter(tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=config.seed)
+                   .batch(config.batch_size).map(lambda im, lb: (normalize(im), lb)).repeat())
+    train_function = make_train_function(partial(step, *parts), config, replicated=False)
+    for epoch in range(config.epochs):
+        for metric in parts.metrics.values():
+            metric.reset_state()
+        callbacks.on_epoch_begin(epoch)
+        for step_index in range(steps_per_epoch(len(x), config.batch_size)):
+            callbacks.on_train_batch_begin(step_index)
+            callbacks.on_train_batch_end(step_index, train_function(*next(batches)))
+        callbacks.on_epoch_end(epoch, {name: float(m.result()) for name, m in parts.metrics.items()})
+
+
+def loop_with_new_function(step: Callable, parts: Parts, x: np.ndarray, y: np.ndarray,
+                           config: TrainConfig, callbacks: keras.callbacks.CallbackList) -> None:
+    """A new tf.function built for every batch: each one traces the step again. The numbers
+    are fit()'s, at the price of a trace per step. (Its optimizer is built before the loop: a
+    later trace may not create variables, and each of these traces is a first one.)"""
+    batches = iter(train_batches(x, y, config.seed, config.batch_size, range(config.epochs)))
+    parts.optimizer.build(parts.model.trainable_variables)
+    for epoch in range(config.epochs):
+        for metric in parts.metrics.values():
+            metric.reset_state()
+        callbacks.on_epoch_begin(epoch)
+        for step_index in range(steps_per_epoch(len(x), config.batch_size)):
+            callbacks.on_train_batch_begin(step_index)
+            train_function = tf.function(partial(step, *parts))
+            callbacks.on_train_batch_end(step_index, train_function(*next(batches)))
+        callbacks.on_epoch_end(epoch, {name: float(m.result()) for name, m in parts.metrics.items()})
+
+
+def loop_with_python_step_number(step: Callable, parts: Parts, x: np.ndarray, y: np.ndarray,
+                                 config: TrainConfig, callbacks: keras.callbacks.CallbackList) -> None:
+    """The step number handed to the compiled step as a Python int (to log it, say): tf.function
+    traces again for every new value; tf.constant(step_index) would trace once."""
+    batches = iter(train_batches(x, y, config.seed, config.batch_size, range(config.epochs)))
+    parts.optimizer.build(parts.model.trainable_variables)  # later traces may not create variables
+
+    @tf.function
+    def train_function(images, labels, step_index):
+        return step(*parts, images, labels)
+
+    for epoch in range(config.epochs):
+        for metric in parts.metrics.values():
+            metric.reset_state()
+        callbacks.on_epoch_begin(epoch)
+        for step_index in range(steps_per_epoch(len(x), config.batch_size)):
+            callbacks.on_train_batch_begin(step_index)
+            callbacks.on_train_batch_end(step_index, train_function(*next(batches), step_index))
+        callbacks.on_epoch_end(epoch, {name: float(m.result()) for name, m in parts.metrics.items()})
+
+
+def loop_with_xla(step: Callable, parts: Parts, x: np.ndarray, y: np.ndarray, config: TrainConfig,
+                  callbacks: keras.callbacks.CallbackList) -> None:
+    """The step compiled by XLA while fit() runs without, as when one side is left to Keras'
+    jit_compile="auto", which turns XLA on once a GPU is visible: the same arithmetic, fused and
+    rounded in another order."""
+    loop(step, parts, x, y, replace(config, mode="xla"), callbacks)
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """One entry of the gallery."""
+
+    name: str
+    """Its name in tables, JSON and ``fit-vs-tape check``'s verdicts."""
+    title: str
+    """What was done, in a few words."""
+    step: Callable = train_step
+    """The step it trains with (train.py's own, or one with the mistake)."""
+    loop: Callable = loop
+    """The loop it trains with (``loop`` above, or one with the mistake)."""
+    eager: bool = False
+    """Run eagerly (the mistake shows only there)."""
+
+
+#: The gallery, in the order it is shown.
+MISTAKES = (
+    Mistake("no_training_flag", "model(x) without training=True", step=step_without_training_flag),
+    Mistake("model_losses_dropped", "model.losses left out of the loss", step=step_without_model_losses),
+    Mistake("summed_loss", "loss summed over the batch, not averaged", step=step_with_summed_loss),
+    Mistake("logits_loss", "from_logits=True on a softmax output", step=step_with_logits_loss),
+    Mistake("optimizer_in_step", "optimizer created inside the step (eager)",
+            step=step_with_new_optimizer, eager=True),
+    Mistake("metrics_not_reset", "metrics not reset each epoch", loop=loop_without_reset),
+    Mistake("own_shuffle", "the loop shuffles its own pipeline", loop=loop_with_own_shuffle),
+    Mistake("new_function_per_step", "a new tf.function for every batch (retraces)",
+            loop=loop_with_new_function),
+    Mistake("python_step_number", "a Python int passed to the step (retraces)",
+            loop=loop_with_python_step_number),
+    Mistake("xla_on_one_side", "jit_compile=True in the loop, not in fit()", loop=loop_with_xla),
+)
