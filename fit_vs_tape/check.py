@@ -46,7 +46,7 @@ class Recorder(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         if self.copy_weights:
-            self.weights.append([np.array(v) for v in self.model.variables])
+            self.weights.append([v.numpy() for v in self.model.variables])
         self.logs.append({k: float(v) for k, v in (logs or {}).items()})
 
     def on_epoch_end(self, epoch, logs=None):
@@ -167,7 +167,7 @@ def fresh(thing):
 def snapshot(build_model: Callable[[], keras.Model], seed: int) -> list[np.ndarray]:
     """The initial state every side starts from: a model built once from ``seed``."""
     keras.utils.set_random_seed(seed)
-    return [np.array(v) for v in checked_model(build_model).variables]
+    return [v.numpy() for v in checked_model(build_model).variables]
 
 
 def checked_model(build_model: Callable[[], keras.Model]) -> keras.Model:
@@ -213,10 +213,13 @@ def loss_object(identifier) -> keras.losses.Loss:
     it averages over the batch (keras/src/trainers/compile_utils.py get_loss:
     `loss_obj = losses_module.LossFunctionWrapper(loss_obj, name=loss_name)`); called bare, the
     function would return one loss per image."""
+    # Keras' own wrapper, as compile() uses it: it is not in keras.losses' public names.
+    from keras.src.losses.losses import LossFunctionWrapper
+
     loss = keras.losses.get(fresh(identifier))
     if not isinstance(loss, keras.losses.Loss):
         name = identifier if isinstance(identifier, str) else getattr(loss, "__name__", "loss")
-        loss = keras.losses.LossFunctionWrapper(loss, name=name)
+        loss = LossFunctionWrapper(loss, name=name)
     return loss
 
 

@@ -101,9 +101,12 @@ def step_with_summed_loss(model, optimizer, loss_fn, metrics, images, labels):
 
 
 def step_with_logits_loss(model, optimizer, loss_fn, metrics, images, labels):
-    """from_logits=True on a model that ends in softmax: the loss takes probabilities for logits
-    and softmaxes them again. Training still runs, on much smaller gradients. fit() is compiled
-    with the loss that matches the model (from_logits=False)."""
+    """from_logits=True on a model that ends in softmax, the mistake the issue trackers report
+    most. Keras 3 on TensorFlow forgives it: its softmax keeps the logits on its output, and the
+    cross-entropy takes them whatever from_logits says, with only a warning
+    (keras/src/backend/tensorflow/nn.py _get_logits: `from_logits_ = True`). So it trains as fit()
+    does, bit for bit; a loss that cannot find them (another backend, logits lost on the way)
+    would softmax the probabilities again."""
     with tf.GradientTape() as tape:
         probs = model(images, training=True)
         loss = compute_loss(model, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -232,7 +235,8 @@ MISTAKES = (
     Mistake("no_training_flag", "model(x) without training=True", step=step_without_training_flag),
     Mistake("model_losses_dropped", "model.losses left out of the loss", step=step_without_model_losses),
     Mistake("summed_loss", "loss summed over the batch, not averaged", step=step_with_summed_loss),
-    Mistake("logits_loss", "from_logits=True on a softmax output", step=step_with_logits_loss),
+    Mistake("logits_loss", "from_logits=True on a softmax output (Keras forgives it)",
+            step=step_with_logits_loss),
     Mistake("optimizer_in_step", "optimizer created inside the step (eager)",
             step=step_with_new_optimizer, eager=True),
     Mistake("metrics_not_reset", "metrics not reset each epoch", loop=loop_without_reset),

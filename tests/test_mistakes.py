@@ -53,7 +53,8 @@ def _compile_args():
 def test_every_mistake_leaves_fit_where_recorded(result):
     rows = {row["name"]: row for row in result["mistakes"]}
     assert list(rows) == [m.name for m in mistakes.MISTAKES] and result["steps"] == STEPS
-    for name in ("no_training_flag", "model_losses_dropped", "summed_loss", "logits_loss", "own_shuffle"):
+    for name in ("no_training_flag", "model_losses_dropped", "summed_loss", "own_shuffle",
+                 "xla_on_one_side"):
         assert rows[name]["first_divergence"]["step"] == 1, name  # the very first update differs
         assert rows[name]["max_abs_by_step"][0] > 0
     # Adam's step is scale-free but for epsilon: a 32x larger loss moves the weights by far
@@ -64,6 +65,11 @@ def test_every_mistake_leaves_fit_where_recorded(result):
     # A new Adam every step: its first update is fit()'s first, its second is not.
     first = rows["optimizer_in_step"]["first_divergence"]
     assert first["step"] == 2 and rows["optimizer_in_step"]["max_abs_by_step"][0] == 0
+    # from_logits=True on a softmax output: Keras' TensorFlow backend takes the softmax's own
+    # logits anyway, and warns; the same bits as fit().
+    assert rows["logits_loss"]["first_divergence"] is None and rows["logits_loss"]["callbacks_differ"] is None
+    # Without training=True Dropout draws no mask, so its seed generator's state is what differs most.
+    assert rows["no_training_flag"]["first_divergence"]["variable"].endswith("seed_generator_state")
     # Metrics never reset: the weights are fit()'s, the logs from epoch 2's first step are not.
     assert rows["metrics_not_reset"]["first_divergence"] is None
     assert rows["metrics_not_reset"]["callbacks_differ"].startswith("at step 5 ")
@@ -71,7 +77,7 @@ def test_every_mistake_leaves_fit_where_recorded(result):
     for name, traces in (("new_function_per_step", STEPS), ("python_step_number", STEPS // 2)):
         assert rows[name]["first_divergence"] is None and rows[name]["callbacks_differ"] is None
         assert rows[name]["traces"] == traces, name
-    assert rows["xla_on_one_side"]["traces"] == 1
+    assert rows["xla_on_one_side"]["traces"] == 2  # the first trace makes Adam's variables
     for row in rows.values():
         assert row["diff"].startswith("--- ") and "\n+" in row["diff"]
         assert len(row["max_abs_by_step"]) == STEPS and 0 <= row["test_accuracy"] <= 1
@@ -80,7 +86,8 @@ def test_every_mistake_leaves_fit_where_recorded(result):
 def test_the_correct_loop_and_step_are_bit_identical(data):
     x, y, _, _ = data
     verdict = check.check_step(_build, _compile_args(), train_step, x=x, y=y, config=CONFIG)
-    assert verdict.bit_identical and verdict.traces == 1 and verdict.explained_by is None
+    # Two traces, as fit()'s: the first creates Adam's variables, so tf.function traces again.
+    assert verdict.bit_identical and verdict.traces == 2 and verdict.explained_by is None
     assert verdict.max_abs_by_step == [0.0] * STEPS
     assert verdict.summary().startswith("bit-identical to fit()")
 
@@ -96,8 +103,8 @@ def test_a_models_own_train_step_under_fit_is_bit_identical(data):
     assert verdict.bit_identical, verdict.summary()
 
 
-@pytest.mark.parametrize("mistake", [m for m in mistakes.MISTAKES if m.loop is mistakes.loop],
-                         ids=lambda m: m.name)
+@pytest.mark.parametrize("mistake", [m for m in mistakes.MISTAKES if m.loop is mistakes.loop
+                                     and m.name != "logits_loss"], ids=lambda m: m.name)
 def test_the_checker_names_each_step_mistake(data, mistake):
     x, y, _, _ = data
     config = TrainConfig(**{**CONFIG.to_dict(), "mode": "eager"}) if mistake.eager else CONFIG
