@@ -80,16 +80,23 @@ def peak_worker(job: dict) -> dict:
     b = tf.random.stateless_uniform((size, size), seed=(3, 4))
     # Reduced to one number inside the computation, so reading it back (the sync) copies nothing.
     product = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)), jit_compile=True)
-    float(product(a, b))  # compile outside the timing
-    seconds = []
-    for _ in range(job["repeats"]):
-        start = time.perf_counter()
-        float(product(a, b))
-        seconds.append(time.perf_counter() - start)
+    seconds = timed(lambda: float(product(a, b)), job["repeats"])
     flops = 2 * size**3
     return {"size": size, "repeats": job["repeats"], "best_s": min(seconds),
             "median_s": statistics.median(seconds), "peak_flops": flops / min(seconds),
             "median_flops": flops / statistics.median(seconds)}
+
+
+def timed(run, repeats: int) -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``run``, after one untimed call (which compiles).
+    ``run`` reads its result back as a Python number, so each call ends when its work is done."""
+    run()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        seconds.append(time.perf_counter() - start)
+    return seconds
 
 
 def floor_worker(job: dict) -> dict:
@@ -129,12 +136,7 @@ def floor_worker(job: dict) -> dict:
             return i + 1, total
         return tf.while_loop(lambda i, _: i < batches, body, (0, 0.0))[1]
 
-    float(epoch(x, dy))  # compile outside the timing
-    seconds = []
-    for _ in range(job["repeats"]):
-        start = time.perf_counter()
-        float(epoch(x, dy))
-        seconds.append(time.perf_counter() - start)
+    seconds = timed(lambda: float(epoch(x, dy)), job["repeats"])
     return {"hidden_units": job["hidden_units"], "batch_size": batch, "batches": batches,
             "best_s": min(seconds), "median_s": statistics.median(seconds)}
 

@@ -188,19 +188,25 @@ def _trace(args: argparse.Namespace) -> int:
     return 0
 
 
-def _mistakes(args: argparse.Namespace) -> int:
-    """`mistakes`: the gallery, run against fit()."""
+def _short_run(args: argparse.Namespace):
+    """`mistakes` and `check`: their configuration and data, checked, then TensorFlow started;
+    returns the configuration, the dataset and its first training images and labels."""
     config = options.make_config(args)
     runtime.choose_device(args.device)
     dataset = runtime.load_dataset(args.data_dir)
     n = options.checked(lambda: config.check_data(len(dataset.x_train)))
     runtime.import_tensorflow(args.device)
+    return config, dataset, dataset.x_train[:n], dataset.y_train[:n]
+
+
+def _mistakes(args: argparse.Namespace) -> int:
+    """`mistakes`: the gallery, run against fit()."""
+    config, dataset, x, y = _short_run(args)
     from fit_vs_tape import gallery, rundir
 
     out = rundir.new_run_dir(args.out, room=rundir.OVERHEAD * 16)
     print(f"data: {dataset.source}   run directory: {out}")
-    result = gallery.run_gallery(dataset.x_train[:n], dataset.y_train[:n], dataset.x_test,
-                                 dataset.y_test, config)
+    result = gallery.run_gallery(x, y, dataset.x_test, dataset.y_test, config)
     try:
         written = gallery.write_gallery(result, out)
     except OSError as e:
@@ -214,15 +220,11 @@ def _check(args: argparse.Namespace) -> int:
     """`check`: a step of yours (or your model's own train_step) against fit()."""
     from fit_vs_tape import user_code
 
-    config = options.make_config(args)
-    runtime.choose_device(args.device)
-    dataset = runtime.load_dataset(args.data_dir)
-    n = options.checked(lambda: config.check_data(len(dataset.x_train)))
-    runtime.import_tensorflow(args.device)
+    config, _, x, y = _short_run(args)
     step = None if args.step is None else user_code.load("--step", args.step)
     builder = (user_code.project_builder(config) if args.builder is None
                else user_code.load("--builder", args.builder))
-    verdict = user_code.run_check(builder, step, dataset.x_train[:n], dataset.y_train[:n], config)
+    verdict = user_code.run_check(builder, step, x, y, config)
     print(verdict.summary())
     return 0 if verdict.bit_identical else 1
 
