@@ -126,14 +126,18 @@ def max_abs(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def compare(reference: Recorder, other: Recorder, names: list[str], steps_per: int) -> Verdict:
-    """``other`` against fit()'s ``reference``, step by step."""
+    """``other`` against fit()'s ``reference``, step by step. A seed generator's state is a
+    counter, not a weight: it counts as a difference, but its size is not a weight's, so it is
+    named only when no weight differs, and the sizes by step are the weights' alone."""
+    is_weight = np.array(["seed_generator" not in name for name in names])
     first, by_step = None, []
     for i, (ref, got) in enumerate(zip(reference.weights, other.weights)):
-        sizes = [max_abs(a, b) for a, b in zip(ref, got)]
-        by_step.append(max(sizes, default=0.0))
-        if first is None and any(s > 0 for s in sizes):
-            worst = int(np.argmax(sizes))
-            first = Divergence(i + 1, i // steps_per + 1, names[worst], sizes[worst])
+        sizes = np.array([max_abs(a, b) for a, b in zip(ref, got)])
+        weights = np.where(is_weight[:len(sizes)], sizes, 0.0)
+        by_step.append(float(weights.max(initial=0.0)))
+        if first is None and (sizes > 0).any():
+            worst = int(np.argmax(weights)) if (weights > 0).any() else int(np.argmax(sizes))
+            first = Divergence(i + 1, i // steps_per + 1, names[worst], float(sizes[worst]))
     logs = None
     if len(reference.weights) != len(other.weights):
         logs = f"fit() ran {len(reference.weights)} steps, the other {len(other.weights)}"
@@ -260,8 +264,10 @@ def run_loop(build_model, compile_args: dict, weights, x, y, config: TrainConfig
 
 
 def variable_names(model: keras.Model) -> list[str]:
-    """Each variable's path, in ``model.variables``' order."""
-    return [getattr(v, "path", v.name) for v in model.variables]
+    """Each variable's path without the model's name, in ``model.variables``' order
+    (``dense_1/kernel``, ``seed_generator/seed_generator_state``)."""
+    prefix = f"{model.name}/"
+    return [getattr(v, "path", v.name).removeprefix(prefix) for v in model.variables]
 
 
 def check_step(build_model: Callable[[], keras.Model], compile_args: dict,
