@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 
 import pytest
 
@@ -147,3 +148,19 @@ def test_peer_rows_agree_with_tensorflow_in_accuracy(tmp_path, monkeypatch):
         assert row["median_epoch_s"] > 0 and 0 < row["share_of_peak"] < 1
     if "jax" in INSTALLED:  # KERAS_BACKEND=jax reached the Keras rows' process
         assert record["peer_environment"]["keras_backend"] == "jax"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed (.[peers])")
+def test_torch_parts_times_each_part_in_its_own_process():
+    """benchmarks/torch_parts.py, which docs/benchmarks.md quotes for why the tutorial's PyTorch
+    loop is slower: every part timed, every repeat kept, the thread policy applied."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "benchmarks.torch_parts", "--images", "320", "--steps",
+                           "3", "--repeats", "2"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["images"] == 320 and result["threads"] == len(os.sched_getaffinity(0))
+    for part in ("dataloader_epoch_s", "sliced_epoch_s", "adam_foreach_step_s", "adam_fused_step_s"):
+        assert len(result[part]["repeats"]) == 2 and result[part]["median"] > 0, part
