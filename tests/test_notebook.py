@@ -44,6 +44,9 @@ def test_notebook_runs_top_to_bottom(tmp_path):
     assert "regularized: max |w_fit - w_other|: [0.0, 0.0]" in text
     assert "regularized: histories equal: True" in text
     assert "training images (1000, 28, 28)" in text
+    # The mistakes gallery: the loop done right, and a mistake found at its step.
+    assert "the loop, done right" in text and "weights never (bit-identical)" in text
+    assert "optimizer_in_step      step 2, " in text
     for mode in ("eager", "graph", "xla", "epoch"):
         assert f"| {mode} |" in text
 
