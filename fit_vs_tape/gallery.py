@@ -3,9 +3,15 @@ the same start on the same batches; a table, gallery.json, the diffs and a figur
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import difflib
 import inspect
+import io
 import statistics
+import textwrap
+import tokenize
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,10 +32,8 @@ def diff(mistake: gallery.Mistake) -> str:
         before, after = loop_lib.train_step, mistake.step
     else:
         before, after = gallery.loop, mistake.loop
-    lines = [inspect.getsource(f).splitlines(keepends=True) for f in (before, after)]
-    # The docstring and name differ by design; the diff shows the code.
-    body = [_without_docstring(part) for part in lines]
-    return "".join(difflib.unified_diff(body[0], body[1], fromfile=_where(before),
+    # The name, docstring and comments differ by design; the diff shows the code.
+    return "".join(difflib.unified_diff(_code(before), _code(after), fromfile=_where(before),
                                         tofile=_where(after), n=1))
 
 
@@ -38,13 +42,22 @@ def _where(function) -> str:
     return f"{path.parent.name}/{path.name} {function.__name__}"
 
 
-def _without_docstring(lines: list[str]) -> list[str]:
-    text = "".join(lines)
-    start = text.find('"""')
-    end = text.find('"""', start + 3)
-    kept = text[:start] + text[end + 3:].lstrip("\n") if start >= 0 else text
-    out = kept.splitlines(keepends=True)
-    return out[1:] if out and out[0].lstrip().startswith("def ") else out  # the name differs
+def _code(function) -> list[str]:
+    """The lines of ``function``'s body after its docstring, without comments or blank lines."""
+    source = textwrap.dedent(inspect.getsource(function))
+    node = ast.parse(source).body[0]
+    body = node.body[1:] if ast.get_docstring(node) else node.body
+    lines = source.splitlines(keepends=True)[body[0].lineno - 1:node.end_lineno]
+    comments = {(token.start[0], token.start[1]) for token in
+                tokenize.generate_tokens(io.StringIO("".join(lines)).readline)
+                if token.type == tokenize.COMMENT}
+    kept = []
+    for number, line in enumerate(lines, start=1):
+        cut = next((col for row, col in comments if row == number), None)
+        line = (line[:cut] if cut is not None else line).rstrip()
+        if line.strip():
+            kept.append(line + "\n")
+    return kept
 
 
 def _median_after_first(seconds: list[float]) -> float | None:
@@ -55,6 +68,27 @@ def run_gallery(x, y, x_test, y_test, config: TrainConfig) -> dict:
     """fit(), then every mistake: each recorded step by step against fit() run the same way
     (eagerly for a mistake that shows only eagerly), then timed without recording; their
     verdicts, test accuracy and seconds per epoch (against fit()'s, run as ``config`` says)."""
+    with warnings.catch_warnings(), _quiet_tensorflow_log():
+        # The gallery shows what Keras' warning (from_logits) and TensorFlow's (retracing) would
+        # say: their lines would only hide its table.
+        warnings.simplefilter("ignore", UserWarning)
+        return _run_gallery(x, y, x_test, y_test, config)
+
+
+@contextlib.contextmanager
+def _quiet_tensorflow_log():
+    import tensorflow as tf
+
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _run_gallery(x, y, x_test, y_test, config: TrainConfig) -> dict:
     def build():
         return build_model(config.hidden_units, model=config.model)
 

@@ -59,48 +59,51 @@ def loop(step: Callable, parts: Parts, x: np.ndarray, y: np.ndarray, config: Tra
 # -- mistakes in the step ----------------------------------------------------------------------
 
 
-def step_without_training_flag(model, optimizer, loss_fn, metrics, images, labels):
+def step_without_training_flag(model, optimizer, loss_fn, metrics, images, labels, sample_weight=None):
     """The model called without training=True: Dropout keeps every unit, batch norm normalises
     with its moving statistics and never updates them. fit()'s train_step passes training=True."""
     with tf.GradientTape() as tape:
         probs = model(images)
-        loss = compute_loss(model, loss_fn, labels, probs)
-    gradients = tape.gradient(loss, model.trainable_variables)
+        loss = compute_loss(model, loss_fn, labels, probs, sample_weight)
+        scaled_loss = optimizer.scale_loss(loss)
+    gradients = tape.gradient(scaled_loss, model.trainable_variables)
     optimizer.apply_gradients(zip(gradients, model.trainable_variables))
     metrics["loss"].update_state(unscale_loss_for_distribution(loss), sample_weight=tf.shape(labels)[0])
     metrics["accuracy"].update_state(labels, probs)
     return {name: metric.result() for name, metric in metrics.items()}
 
 
-def step_without_model_losses(model, optimizer, loss_fn, metrics, images, labels):
+def step_without_model_losses(model, optimizer, loss_fn, metrics, images, labels, sample_weight=None):
     """The loss function's value alone: the L2 penalties in model.losses are left out, so the
     kernels are never pulled towards 0. fit()'s compute_loss adds every one of them."""
     with tf.GradientTape() as tape:
         probs = model(images, training=True)
-        loss = loss_fn(labels, probs)
-    gradients = tape.gradient(loss, model.trainable_variables)
+        loss = loss_fn(labels, probs, sample_weight=sample_weight)
+        scaled_loss = optimizer.scale_loss(loss)
+    gradients = tape.gradient(scaled_loss, model.trainable_variables)
     optimizer.apply_gradients(zip(gradients, model.trainable_variables))
     metrics["loss"].update_state(unscale_loss_for_distribution(loss), sample_weight=tf.shape(labels)[0])
     metrics["accuracy"].update_state(labels, probs)
     return {name: metric.result() for name, metric in metrics.items()}
 
 
-def step_with_summed_loss(model, optimizer, loss_fn, metrics, images, labels):
+def step_with_summed_loss(model, optimizer, loss_fn, metrics, images, labels, sample_weight=None):
     """Each image's loss summed over the batch instead of averaged: gradients 32 times larger.
     Adam divides the step by the gradient's own scale, so the weights move almost as fit()'s:
     only its epsilon (1e-7) sees the factor. The printed loss is 32 times fit()'s."""
     with tf.GradientTape() as tape:
         probs = model(images, training=True)
-        per_image = keras.losses.sparse_categorical_crossentropy(labels, probs)
-        loss = tf.reduce_sum(per_image) + sum(tf.reduce_sum(extra) for extra in model.losses)
-    gradients = tape.gradient(loss, model.trainable_variables)
+        loss = compute_loss(model, keras.losses.SparseCategoricalCrossentropy(reduction="sum"), labels,
+                            probs, sample_weight)
+        scaled_loss = optimizer.scale_loss(loss)
+    gradients = tape.gradient(scaled_loss, model.trainable_variables)
     optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-    metrics["loss"].update_state(loss, sample_weight=tf.shape(labels)[0])
+    metrics["loss"].update_state(unscale_loss_for_distribution(loss), sample_weight=tf.shape(labels)[0])
     metrics["accuracy"].update_state(labels, probs)
     return {name: metric.result() for name, metric in metrics.items()}
 
 
-def step_with_logits_loss(model, optimizer, loss_fn, metrics, images, labels):
+def step_with_logits_loss(model, optimizer, loss_fn, metrics, images, labels, sample_weight=None):
     """from_logits=True on a model that ends in softmax, the mistake the issue trackers report
     most. Keras 3 on TensorFlow forgives it: its softmax keeps the logits on its output, and the
     cross-entropy takes them whatever from_logits says, with only a warning
@@ -109,24 +112,26 @@ def step_with_logits_loss(model, optimizer, loss_fn, metrics, images, labels):
     would softmax the probabilities again."""
     with tf.GradientTape() as tape:
         probs = model(images, training=True)
-        loss = compute_loss(model, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                            labels, probs)
-    gradients = tape.gradient(loss, model.trainable_variables)
+        loss = compute_loss(model, keras.losses.SparseCategoricalCrossentropy(from_logits=True), labels,
+                            probs, sample_weight)
+        scaled_loss = optimizer.scale_loss(loss)
+    gradients = tape.gradient(scaled_loss, model.trainable_variables)
     optimizer.apply_gradients(zip(gradients, model.trainable_variables))
     metrics["loss"].update_state(unscale_loss_for_distribution(loss), sample_weight=tf.shape(labels)[0])
     metrics["accuracy"].update_state(labels, probs)
     return {name: metric.result() for name, metric in metrics.items()}
 
 
-def step_with_new_optimizer(model, optimizer, loss_fn, metrics, images, labels):
+def step_with_new_optimizer(model, optimizer, loss_fn, metrics, images, labels, sample_weight=None):
     """An optimizer created inside the step. Run eagerly, each step starts a new Adam: its moments
     and step count start from 0 every time, so step 1 agrees with fit() and step 2 does not.
     Traced by tf.function, the first trace creates it once and every call reuses it."""
     optimizer = keras.optimizers.Adam()
     with tf.GradientTape() as tape:
         probs = model(images, training=True)
-        loss = compute_loss(model, loss_fn, labels, probs)
-    gradients = tape.gradient(loss, model.trainable_variables)
+        loss = compute_loss(model, loss_fn, labels, probs, sample_weight)
+        scaled_loss = optimizer.scale_loss(loss)
+    gradients = tape.gradient(scaled_loss, model.trainable_variables)
     optimizer.apply_gradients(zip(gradients, model.trainable_variables))
     metrics["loss"].update_state(unscale_loss_for_distribution(loss), sample_weight=tf.shape(labels)[0])
     metrics["accuracy"].update_state(labels, probs)
@@ -211,7 +216,17 @@ def loop_with_xla(step: Callable, parts: Parts, x: np.ndarray, y: np.ndarray, co
     """The step compiled by XLA while fit() runs without, as when one side is left to Keras'
     jit_compile="auto", which turns XLA on once a GPU is visible: the same arithmetic, fused and
     rounded in another order."""
-    loop(step, parts, x, y, replace(config, mode="xla"), callbacks)
+    batches = iter(train_batches(x, y, config.seed, config.batch_size, range(config.epochs)))
+    train_function = make_train_function(partial(step, *parts), replace(config, mode="xla"),
+                                         replicated=False)
+    for epoch in range(config.epochs):
+        for metric in parts.metrics.values():
+            metric.reset_state()
+        callbacks.on_epoch_begin(epoch)
+        for step_index in range(steps_per_epoch(len(x), config.batch_size)):
+            callbacks.on_train_batch_begin(step_index)
+            callbacks.on_train_batch_end(step_index, train_function(*next(batches)))
+        callbacks.on_epoch_end(epoch, {name: float(m.result()) for name, m in parts.metrics.items()})
 
 
 @dataclass(frozen=True)
