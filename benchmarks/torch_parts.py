@@ -19,24 +19,14 @@ import argparse
 import json
 import os
 import statistics
-import time
 from collections.abc import Callable, Sequence
-
-
-def _repeat(run: Callable[[], None], repeats: int) -> list[float]:
-    run()  # warm up outside the timing
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        seconds.append(time.perf_counter() - start)
-    return seconds
 
 
 def measure(images: int = 60_000, steps: int = 400, repeats: int = 5, hidden: int = 128) -> dict:
     """Seconds of each part: an epoch of ``images`` handed out by a DataLoader or by slicing, and
     ``steps`` training steps with each Adam; ``repeats`` times each, after a warm-up."""
     from benchmarks.common import thread_policy
+    from benchmarks.limits import timed
 
     thread_policy("all")  # before torch starts: OpenMP reads it once
     import torch
@@ -78,7 +68,7 @@ def measure(images: int = 60_000, steps: int = 400, repeats: int = 5, hidden: in
     result = {"images": images, "steps": steps, "hidden_units": hidden, "torch": torch.__version__,
               "threads": torch.get_num_threads()}
     for name, run in parts.items():
-        seconds = _repeat(run, repeats)
+        seconds = timed(run, repeats)  # after one untimed call, which warms up
         if name.endswith("_step_s"):
             seconds = [s / steps for s in seconds]
         result[name] = {"median": statistics.median(seconds), "repeats": seconds}
