@@ -11,26 +11,27 @@ bit for bit, at every step.
 from __future__ import annotations
 
 import inspect
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import keras
 import numpy as np
 
+from fit_vs_tape.callbacks import EpochTimer
 from low_level import mistakes as gallery
 from low_level.train import make_metrics, train_step
 from shared.config import TrainConfig
+from shared.model import max_abs_diff
 from shared.order import steps_per_epoch, train_batches
 
 #: How a step is called: the signature of low_level/train.py's train_step.
 STEP_ARGUMENTS = ("model", "optimizer", "loss_fn", "metrics", "images", "labels")
 
 
-class Recorder(keras.callbacks.Callback):
-    """Every step's variables and logs, and each epoch's logs and seconds, on either side.
-    ``copy_weights=False``: logs and seconds only (a timed run: copying every variable out after
-    every step costs time, and a sync)."""
+class Recorder(EpochTimer):
+    """Every step's variables and logs, and each epoch's logs and seconds (``epoch_seconds``, as
+    EpochTimer times them), on either side. ``copy_weights=False``: logs and seconds only (a timed
+    run: copying every variable out after every step costs time, and a sync)."""
 
     def __init__(self, *, copy_weights: bool = True) -> None:
         super().__init__()
@@ -38,11 +39,6 @@ class Recorder(keras.callbacks.Callback):
         self.weights: list[list[np.ndarray]] = []
         self.logs: list[dict[str, float]] = []
         self.epochs: list[dict[str, float]] = []
-        self.seconds: list[float] = []
-        self._start = 0.0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
         if self.copy_weights:
@@ -50,7 +46,7 @@ class Recorder(keras.callbacks.Callback):
         self.logs.append({k: float(v) for k, v in (logs or {}).items()})
 
     def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
+        super().on_epoch_end(epoch, logs)
         self.epochs.append({k: float(v) for k, v in (logs or {}).items()})
 
 
@@ -84,7 +80,6 @@ class Verdict:
     """How many times the step was traced (None: run eagerly, or not counted)."""
     explained_by: str | None = None
     """The gallery mistake whose weights this follows bit for bit, if any."""
-    extra: dict = field(default_factory=dict)
 
     @property
     def bit_identical(self) -> bool:
@@ -115,16 +110,6 @@ class Verdict:
         return {**asdict(self), "bit_identical": self.bit_identical}
 
 
-def max_abs(a: np.ndarray, b: np.ndarray) -> float:
-    """Largest absolute difference; NaN in the same place on both sides counts as equal."""
-    if a.shape != b.shape:
-        return float("inf")
-    diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
-    diff[np.isnan(a) & np.isnan(b)] = 0.0
-    diff[np.isnan(diff)] = np.inf
-    return float(diff.max()) if diff.size else 0.0
-
-
 def compare(reference: Recorder, other: Recorder, names: list[str], steps_per: int) -> Verdict:
     """``other`` against fit()'s ``reference``, step by step. A seed generator's state is a
     counter, not a weight: it counts as a difference, but its size is not a weight's, so it is
@@ -132,7 +117,7 @@ def compare(reference: Recorder, other: Recorder, names: list[str], steps_per: i
     is_weight = np.array(["seed_generator" not in name for name in names])
     first, by_step = None, []
     for i, (ref, got) in enumerate(zip(reference.weights, other.weights)):
-        sizes = np.array([max_abs(a, b) for a, b in zip(ref, got)])
+        sizes = np.array([max_abs_diff(a, b) for a, b in zip(ref, got)])
         weights = np.where(is_weight[:len(sizes)], sizes, 0.0)
         by_step.append(float(weights.max(initial=0.0)))
         if first is None and (sizes > 0).any():

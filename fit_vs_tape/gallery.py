@@ -61,6 +61,8 @@ def _code(function) -> list[str]:
 
 
 def _median_after_first(seconds: list[float]) -> float | None:
+    """Seconds of an epoch after the first (which traces), or of the only one (report.py's
+    leaves a one-epoch run without a number; the gallery's table needs one)."""
     return statistics.median(seconds[1:] or seconds) if seconds else None
 
 
@@ -109,11 +111,11 @@ def _run_gallery(x, y, x_test, y_test, config: TrainConfig) -> dict:
                              recorder=check.Recorder(copy_weights=False))
     fit_row = {"name": "fit()", "title": "model.fit(), the reference",
                "test_accuracy": loop_lib.evaluate(reference_model, x_test, y_test, config)["accuracy"],
-               "epoch_s": _median_after_first(timed.seconds)}
+               "epoch_s": _median_after_first(timed.epoch_seconds)}
     # The loop done right: bit-identical to fit(), and the speed each loop mistake is measured against.
     _, timed, _ = check.run_loop(build, compile_args, weights, x, y, config,
                                  recorder=check.Recorder(copy_weights=False))
-    loop_s = _median_after_first(timed.seconds)
+    loop_s = _median_after_first(timed.epoch_seconds)
     fit_row["loop_epoch_s"] = loop_s
     rows = []
     for mistake in gallery.MISTAKES:
@@ -123,7 +125,7 @@ def _run_gallery(x, y, x_test, y_test, config: TrainConfig) -> dict:
         verdict = check.compare(reference(run_config)[1], mine, names, steps_per)
         _, timed, _ = check.run_loop(build, compile_args, weights, x, y, run_config, step=mistake.step,
                                      loop=mistake.loop, recorder=check.Recorder(copy_weights=False))
-        seconds = _median_after_first(timed.seconds)
+        seconds = _median_after_first(timed.epoch_seconds)
         rows.append({
             "name": mistake.name, "title": mistake.title, "eager": mistake.eager,
             "first_divergence": None if verdict.first is None else vars(verdict.first),

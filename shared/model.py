@@ -160,17 +160,20 @@ def unscale_loss_for_distribution(loss):
     return loss * replicas if replicas > 1 else loss
 
 
-def max_abs_weight_diff(a, b) -> float:
-    """Largest absolute difference between corresponding weights of two models.
+def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest absolute difference between two arrays (inf if their shapes differ).
 
     A NaN in the same place in both counts as equal (two runs that diverged identically);
     a NaN in only one of them is an infinite difference.
     """
-    worst = 0.0
-    for wa, wb in zip(a.get_weights(), b.get_weights()):
-        diff = np.abs(wa.astype(np.float64) - wb)
-        both_nan = np.isnan(wa) & np.isnan(wb)
-        diff[both_nan] = 0.0
-        diff[np.isnan(diff)] = np.inf
-        worst = max(worst, float(diff.max()))
-    return worst
+    if a.shape != b.shape:
+        return float("inf")
+    diff = np.abs(a.astype(np.float64) - b)
+    diff[np.isnan(a) & np.isnan(b)] = 0.0
+    diff[np.isnan(diff)] = np.inf
+    return float(diff.max()) if diff.size else 0.0
+
+
+def max_abs_weight_diff(a, b) -> float:
+    """Largest absolute difference between corresponding weights of two models (``max_abs_diff``)."""
+    return max((max_abs_diff(wa, wb) for wa, wb in zip(a.get_weights(), b.get_weights())), default=0.0)
