@@ -1,11 +1,11 @@
 """Where does a loop leave fit()? The engine of ``fit-vs-tape check`` and ``fit-vs-tape mistakes``.
 
 fit() and a step or loop of yours train from one snapshot of initial weights on the same batches
-in the same order (shared/order.py). After every step both models' variables are copied out, and
-the logs the batch callbacks got are kept; the first step at which a variable differs (by any
-bit), and the first log that differs, are the verdict. ``check_step`` does it for a step of
-yours and names a known mistake (low_level/mistakes.py) when your weights follow that mistake's,
-bit for bit, at every step.
+in the same order (shared/order.py). After every step both models' variables are copied out; the
+logs the callbacks got and the order they were called in are kept. The first step at which a
+variable differs (by any bit), the first call and the first log that differ are the verdict.
+``check_step`` does it for a step of yours and names a known mistake (low_level/mistakes.py)
+when your weights follow that mistake's, bit for bit, at every step.
 """
 
 from __future__ import annotations
@@ -29,9 +29,11 @@ STEP_ARGUMENTS = ("model", "optimizer", "loss_fn", "metrics", "images", "labels"
 
 
 class Recorder(EpochTimer):
-    """Every step's variables and logs, and each epoch's logs and seconds (``epoch_seconds``, as
-    EpochTimer times them), on either side. ``copy_weights=False``: logs and seconds only (a timed
-    run: copying every variable out after every step costs time, and a sync)."""
+    """Every step's variables and logs, each epoch's logs and seconds (``epoch_seconds``, as
+    EpochTimer times them), and the callback structure: which of a callback's training methods
+    were called, in what order, with which epoch or batch number (``calls``). On either side.
+    ``copy_weights=False``: no variables (a timed run: copying every variable out after every
+    step costs time, and a sync)."""
 
     def __init__(self, *, copy_weights: bool = True) -> None:
         super().__init__()
@@ -39,15 +41,31 @@ class Recorder(EpochTimer):
         self.weights: list[list[np.ndarray]] = []
         self.logs: list[dict[str, float]] = []
         self.epochs: list[dict[str, float]] = []
+        self.calls: list[str] = []
+
+    def on_train_begin(self, logs=None):
+        self.calls.append("on_train_begin()")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
+        self.calls.append(f"on_epoch_begin({epoch})")
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.calls.append(f"on_train_batch_begin({batch})")
 
     def on_train_batch_end(self, batch, logs=None):
+        self.calls.append(f"on_train_batch_end({batch})")
         if self.copy_weights:
             self.weights.append([v.numpy() for v in self.model.variables])
         self.logs.append({k: float(v) for k, v in (logs or {}).items()})
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
+        self.calls.append(f"on_epoch_end({epoch})")
         self.epochs.append({k: float(v) for k, v in (logs or {}).items()})
+
+    def on_train_end(self, logs=None):
+        self.calls.append("on_train_end()")
 
 
 @dataclass(frozen=True)
@@ -74,6 +92,9 @@ class Verdict:
     """The first weight difference, or None: bit-identical at every step."""
     logs: str | None
     """The first difference in what the callbacks got, or None."""
+    calls: str | None
+    """The first difference in the callback structure (which methods were called, in what
+    order, with which numbers), or None."""
     max_abs_by_step: list[float]
     """The largest weight difference at each step (for the figure)."""
     traces: int | None = None
@@ -83,13 +104,14 @@ class Verdict:
 
     @property
     def bit_identical(self) -> bool:
-        """Weights equal at every step and the callbacks got the same logs."""
-        return self.first is None and self.logs is None
+        """Weights equal at every step, and the callbacks called alike and given the same logs."""
+        return self.first is None and self.logs is None and self.calls is None
 
     def summary(self) -> str:
         """The verdict in a few lines."""
         if self.bit_identical:
-            return f"bit-identical to fit(): every variable at each of {self.steps} steps, and every log"
+            return (f"bit-identical to fit(): every variable at each of {self.steps} steps, every "
+                    f"callback call and every log")
         lines = []
         if self.first is None:
             lines.append(f"the weights are bit-identical to fit()'s at each of {self.steps} steps")
@@ -97,6 +119,8 @@ class Verdict:
             d = self.first
             lines.append(f"first divergence from fit(): step {d.step} (epoch {d.epoch}), variable "
                          f"{d.variable}, by {d.max_abs:.3g}")
+        if self.calls:
+            lines.append(f"the callbacks were called otherwise: {self.calls}")
         if self.logs:
             lines.append(f"what the callbacks got differs: {self.logs}")
         if self.explained_by:
@@ -132,7 +156,20 @@ def compare(reference: Recorder, other: Recorder, names: list[str], steps_per: i
     for epoch, (ref, got) in enumerate(zip(reference.epochs, other.epochs)):
         if logs is None and ref != got:
             logs = _first_log_difference(f"epoch {epoch + 1}'s end", ref, got)
-    return Verdict(len(other.weights), first, logs, by_step)
+    return Verdict(len(other.weights), first, logs, _first_call_difference(reference.calls, other.calls),
+                   by_step)
+
+
+def _first_call_difference(ref: list[str], got: list[str]) -> str | None:
+    """Where two callback structures first part, or None if they never do."""
+    for i, (a, b) in enumerate(zip(ref, got)):
+        if a != b:
+            return f"call {i + 1}: fit() called {a}, the other {b}"
+    if len(ref) != len(got):
+        shorter = min(len(ref), len(got))
+        longer, who = (ref, "fit()") if len(ref) > len(got) else (got, "the other")
+        return f"after call {shorter} only {who} went on, with {longer[shorter]}"
+    return None
 
 
 def _first_log_difference(where: str, ref: dict, got: dict) -> str:
@@ -305,6 +342,6 @@ def _match(build_model, compile_args, weights, x, y, config, mine: Recorder) -> 
         same = len(theirs.weights) == len(mine.weights) and all(
             all(np.array_equal(a, b, equal_nan=True) for a, b in zip(t, m))
             for t, m in zip(theirs.weights, mine.weights))
-        if same and theirs.logs == mine.logs:
+        if same and theirs.logs == mine.logs and theirs.calls == mine.calls:
             return mistake.name
     return None

@@ -129,7 +129,7 @@ def _run_gallery(x, y, x_test, y_test, config: TrainConfig) -> dict:
         rows.append({
             "name": mistake.name, "title": mistake.title, "eager": mistake.eager,
             "first_divergence": None if verdict.first is None else vars(verdict.first),
-            "callbacks_differ": verdict.logs,
+            "callbacks_differ": verdict.logs, "callback_calls_differ": verdict.calls,
             "traces": None if mistake.eager else calls,
             "test_accuracy": loop_lib.evaluate(model, x_test, y_test, config)["accuracy"],
             "epoch_s": seconds,
@@ -152,8 +152,9 @@ def table(result: dict) -> str:
              f"{fit['test_accuracy']:>8.4f} {fit['loop_epoch_s']:>8.3f} {1.0:>7.2f}"]
     for row in result["mistakes"]:
         first = row["first_divergence"]
-        where = ("weights never (" + ("the logs differ" if row["callbacks_differ"] else "bit-identical")
-                 + ")" if first is None else f"step {first['step']}, {first['variable']}")
+        where = f"step {first['step']}, {first['variable']}" if first else "weights never (" + (
+            "callback calls differ" if row["callback_calls_differ"] else
+            "the logs differ" if row["callbacks_differ"] else "bit-identical") + ")"
         size = "" if first is None else f"{first['max_abs']:.1e}"
         traces = "eager" if row["traces"] is None else str(row["traces"])
         slow = f"{row['slowdown_vs_loop']:.2f}" if row["slowdown_vs_loop"] else ""

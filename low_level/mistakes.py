@@ -46,6 +46,7 @@ def loop(step: Callable, parts: Parts, x: np.ndarray, y: np.ndarray, config: Tra
     train.py's ``train`` does: the metrics reset each epoch, the step compiled once."""
     batches = iter(train_batches(x, y, config.seed, config.batch_size, range(config.epochs)))
     train_function = make_train_function(partial(step, *parts), config, replicated=False)
+    callbacks.on_train_begin()
     for epoch in range(config.epochs):
         for metric in parts.metrics.values():
             metric.reset_state()
@@ -54,6 +55,7 @@ def loop(step: Callable, parts: Parts, x: np.ndarray, y: np.ndarray, config: Tra
             callbacks.on_train_batch_begin(step_index)
             callbacks.on_train_batch_end(step_index, train_function(*next(batches)))
         callbacks.on_epoch_end(epoch, {name: float(m.result()) for name, m in parts.metrics.items()})
+    callbacks.on_train_end()
 
 
 # -- mistakes in the step ----------------------------------------------------------------------
@@ -147,7 +149,28 @@ def loop_without_reset(step: Callable, parts: Parts, x: np.ndarray, y: np.ndarra
     every epoch so far. The weights are fit()'s; only the numbers shown differ."""
     batches = iter(train_batches(x, y, config.seed, config.batch_size, range(config.epochs)))
     train_function = make_train_function(partial(step, *parts), config, replicated=False)
+    callbacks.on_train_begin()
     for epoch in range(config.epochs):
+        callbacks.on_epoch_begin(epoch)
+        for step_index in range(steps_per_epoch(len(x), config.batch_size)):
+            callbacks.on_train_batch_begin(step_index)
+            callbacks.on_train_batch_end(step_index, train_function(*next(batches)))
+        callbacks.on_epoch_end(epoch, {name: float(m.result()) for name, m in parts.metrics.items()})
+    callbacks.on_train_end()
+
+
+def loop_without_train_begin_end(step: Callable, parts: Parts, x: np.ndarray, y: np.ndarray,
+                                 config: TrainConfig, callbacks: keras.callbacks.CallbackList) -> None:
+    """The callbacks hear of the epochs and steps but never that training began or ended. The
+    weights are fit()'s; the callbacks that work at those two points do not: BackupAndRestore
+    restores a backup in on_train_begin and deletes it in on_train_end, TensorBoard closes its
+    event files in on_train_end, EarlyStopping(restore_best_weights=True) restores the best
+    weights there (keras/src/callbacks/)."""
+    batches = iter(train_batches(x, y, config.seed, config.batch_size, range(config.epochs)))
+    train_function = make_train_function(partial(step, *parts), config, replicated=False)
+    for epoch in range(config.epochs):
+        for metric in parts.metrics.values():
+            metric.reset_state()
         callbacks.on_epoch_begin(epoch)
         for step_index in range(steps_per_epoch(len(x), config.batch_size)):
             callbacks.on_train_batch_begin(step_index)
@@ -162,6 +185,7 @@ def loop_with_own_shuffle(step: Callable, parts: Parts, x: np.ndarray, y: np.nda
     batches = iter(tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=config.seed)
                    .batch(config.batch_size).map(lambda im, lb: (normalize(im), lb)).repeat())
     train_function = make_train_function(partial(step, *parts), config, replicated=False)
+    callbacks.on_train_begin()
     for epoch in range(config.epochs):
         for metric in parts.metrics.values():
             metric.reset_state()
@@ -170,6 +194,7 @@ def loop_with_own_shuffle(step: Callable, parts: Parts, x: np.ndarray, y: np.nda
             callbacks.on_train_batch_begin(step_index)
             callbacks.on_train_batch_end(step_index, train_function(*next(batches)))
         callbacks.on_epoch_end(epoch, {name: float(m.result()) for name, m in parts.metrics.items()})
+    callbacks.on_train_end()
 
 
 def loop_with_new_function(step: Callable, parts: Parts, x: np.ndarray, y: np.ndarray,
@@ -179,6 +204,7 @@ def loop_with_new_function(step: Callable, parts: Parts, x: np.ndarray, y: np.nd
     later trace may not create variables, and each of these traces is a first one.)"""
     batches = iter(train_batches(x, y, config.seed, config.batch_size, range(config.epochs)))
     parts.optimizer.build(parts.model.trainable_variables)
+    callbacks.on_train_begin()
     for epoch in range(config.epochs):
         for metric in parts.metrics.values():
             metric.reset_state()
@@ -188,6 +214,7 @@ def loop_with_new_function(step: Callable, parts: Parts, x: np.ndarray, y: np.nd
             train_function = tf.function(partial(step, *parts))
             callbacks.on_train_batch_end(step_index, train_function(*next(batches)))
         callbacks.on_epoch_end(epoch, {name: float(m.result()) for name, m in parts.metrics.items()})
+    callbacks.on_train_end()
 
 
 def loop_with_python_step_number(step: Callable, parts: Parts, x: np.ndarray, y: np.ndarray,
@@ -201,6 +228,7 @@ def loop_with_python_step_number(step: Callable, parts: Parts, x: np.ndarray, y:
     def train_function(images, labels, step_index):
         return step(*parts, images, labels)
 
+    callbacks.on_train_begin()
     for epoch in range(config.epochs):
         for metric in parts.metrics.values():
             metric.reset_state()
@@ -209,6 +237,7 @@ def loop_with_python_step_number(step: Callable, parts: Parts, x: np.ndarray, y:
             callbacks.on_train_batch_begin(step_index)
             callbacks.on_train_batch_end(step_index, train_function(*next(batches), step_index))
         callbacks.on_epoch_end(epoch, {name: float(m.result()) for name, m in parts.metrics.items()})
+    callbacks.on_train_end()
 
 
 def loop_with_xla(step: Callable, parts: Parts, x: np.ndarray, y: np.ndarray, config: TrainConfig,
@@ -219,6 +248,7 @@ def loop_with_xla(step: Callable, parts: Parts, x: np.ndarray, y: np.ndarray, co
     batches = iter(train_batches(x, y, config.seed, config.batch_size, range(config.epochs)))
     train_function = make_train_function(partial(step, *parts), replace(config, mode="xla"),
                                          replicated=False)
+    callbacks.on_train_begin()
     for epoch in range(config.epochs):
         for metric in parts.metrics.values():
             metric.reset_state()
@@ -227,6 +257,7 @@ def loop_with_xla(step: Callable, parts: Parts, x: np.ndarray, y: np.ndarray, co
             callbacks.on_train_batch_begin(step_index)
             callbacks.on_train_batch_end(step_index, train_function(*next(batches)))
         callbacks.on_epoch_end(epoch, {name: float(m.result()) for name, m in parts.metrics.items()})
+    callbacks.on_train_end()
 
 
 @dataclass(frozen=True)
@@ -255,6 +286,8 @@ MISTAKES = (
     Mistake("optimizer_in_step", "optimizer created inside the step (eager)",
             step=step_with_new_optimizer, eager=True),
     Mistake("metrics_not_reset", "metrics not reset each epoch", loop=loop_without_reset),
+    Mistake("train_begin_end_skipped", "callbacks.on_train_begin/_end never called",
+            loop=loop_without_train_begin_end),
     Mistake("own_shuffle", "the loop shuffles its own pipeline", loop=loop_with_own_shuffle),
     Mistake("new_function_per_step", "a new tf.function for every batch (retraces)",
             loop=loop_with_new_function),
