@@ -62,6 +62,28 @@ def test_lint_and_layers(tool):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
 
 
+def test_the_import_picture_has_no_upward_arrow(tmp_path):
+    """tools/import_graph.py draws the layers of pyproject.toml; it finds an upward import in a
+    graph that has one, and none in the project's."""
+    import grimp
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import import_graph
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    graph = grimp.ImportGraph()
+    for module in ("app", "app.cli", "app.core", "lib"):
+        graph.add_module(module)
+    graph.add_import(importer="app.core", imported="app.cli")  # runs back up
+    graph.add_import(importer="app.cli", imported="lib")
+    rows = import_graph.layer_rows(["app.cli", "app.core | app", "lib"], set(graph.modules))
+    assert rows == [["app.cli"], ["app", "app.core"], ["lib"]]
+    assert import_graph.upward_imports(rows, graph) == [("app.core", "app.cli")]
+    assert import_graph.main(["--out", str(tmp_path / "imports.png")]) == 0
+    assert (tmp_path / "imports.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def _cli(argv: list[str], env: dict[str, str | None], code: str = "",
          after: str = "") -> subprocess.CompletedProcess:
     """Run the command line in a fresh interpreter (``code`` before it, ``after`` after it);
