@@ -20,6 +20,23 @@ from shared import data
 quiet_log_level()
 
 
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The suite's count in two parts: tests of behaviour, and checks that a quoted line of Keras
+    is still where a sentence cites it (tests/test_citations.py, marked ``citation``)."""
+    outcomes: dict[str, dict[str, str]] = {"behaviour tests": {}, "citation checks": {}}
+    for outcome in ("passed", "failed", "error", "skipped", "xfailed", "xpassed"):
+        for report in terminalreporter.stats.get(outcome, []):
+            nodeid = getattr(report, "nodeid", None)
+            if nodeid:
+                kind = "citation checks" if "citation" in report.keywords else "behaviour tests"
+                outcomes[kind].setdefault(nodeid, outcome)  # a failure outranks a later pass
+    parts = []
+    for kind, by_test in outcomes.items():
+        counts = {o: list(by_test.values()).count(o) for o in dict.fromkeys(by_test.values())}
+        parts.append(f"{kind}: " + (", ".join(f"{n} {o}" for o, n in counts.items()) or "none"))
+    terminalreporter.write_line("; ".join(parts))
+
+
 def idx_bytes(array: np.ndarray) -> bytes:
     """An uncompressed IDX file of unsigned bytes holding ``array``."""
     header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)

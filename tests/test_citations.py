@@ -29,6 +29,10 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+# Counted apart from the behaviour tests in the suite's summary (tests/conftest.py); select them
+# alone with `pytest -m citation`, or leave them out with `-m "not citation"`.
+pytestmark = pytest.mark.citation
+
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 CODE = sorted(p for d in ("high_level", "low_level", "shared", "fit_vs_tape", "benchmarks")

@@ -10,7 +10,6 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,9 +157,3 @@ def test_profile_needs_a_second_epoch(tiny_data_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--profile" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
-
-
-def test_tensorboard_is_installed_as_a_dependency():
-    # Keras' TensorBoard callback needs the tensorboard package; TensorFlow does not pull it in.
-    pyproject = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
-    assert '"tensorboard>=' in pyproject.split("[project.optional-dependencies]")[0]
