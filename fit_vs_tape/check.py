@@ -11,6 +11,7 @@ when your weights follow that mistake's, bit for bit, at every step.
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -338,7 +339,9 @@ def _match(build_model, compile_args, weights, x, y, config, mine: Recorder) -> 
             continue  # loop mistakes cannot be a step's
         if mistake.eager and config.mode != "eager":
             continue  # traced, it is not the mistake it is eagerly
-        _, theirs, _ = run_loop(build_model, compile_args, weights, x, y, config, step=mistake.step)
+        with warnings.catch_warnings():  # the logits mistake's warning is the gallery's, not yours
+            warnings.simplefilter("ignore", UserWarning)
+            _, theirs, _ = run_loop(build_model, compile_args, weights, x, y, config, step=mistake.step)
         same = len(theirs.weights) == len(mine.weights) and all(
             all(np.array_equal(a, b, equal_nan=True) for a, b in zip(t, m))
             for t, m in zip(theirs.weights, mine.weights))

@@ -14,13 +14,13 @@ from types import ModuleType
 
 import numpy as np
 
+from fit_vs_tape import fit_checkpoint
 from fit_vs_tape.callbacks import GracefulInterrupt, RunRecorder, StopOnNaN, TrainingInterrupted
 from fit_vs_tape.errors import RunInterrupted, UserError, exit_code, resume_hint
 from fit_vs_tape.report import write_report
 from fit_vs_tape.rundir import STATE, load_model, save_model, start_run, write_json
 from fit_vs_tape.runtime import environment, make_strategy
 from fit_vs_tape.tb_logs import TENSORBOARD, tensorboard_callback
-from high_level import checkpoint as fit_checkpoint
 from low_level import checkpoint as loop_checkpoint
 from low_level.checkpoint import CheckpointMismatch
 from shared import data as data_lib
@@ -131,12 +131,12 @@ def run_side(
         with strategy.scope():
             model = model_from_weights(config.hidden_units, weights, config.mixed_precision,
                                        config.model)
+            saving, checkpoint_dir = checkpointing(name, state_dir / "checkpoint" if state_dir else None)
             try:
                 impl.train(
                     model, splits.x_train, splits.y_train, config, splits.validation,
-                    [recorder, *([nan_guard] if stop_on_nan else []), *callbacks], verbose,
-                    initial_epoch=recorder.completed_epochs,
-                    checkpoint_dir=state_dir / "checkpoint" if state_dir else None,
+                    [recorder, *([nan_guard] if stop_on_nan else []), *callbacks, *saving], verbose,
+                    initial_epoch=recorder.completed_epochs, checkpoint_dir=checkpoint_dir,
                 )
             except CheckpointMismatch as e:  # progress.json and the checkpoint disagree
                 raise UserError(f"cannot resume: {e}") from None
@@ -154,6 +154,18 @@ def run_side(
     probabilities = impl.predict(model, splits.x_test, config)
     return SideResult(model, history, test["loss"], test["accuracy"], seconds, probabilities,
                       stopped, batches)
+
+
+def checkpointing(name: str, directory: Path | None) -> tuple[list, Path | None]:
+    """How side ``name`` saves to and resumes from ``directory``: the callbacks to add and the
+    ``checkpoint_dir`` to pass. fit()'s sides get the application's BackupAndRestore through
+    ``callbacks=`` (it saves Dropout's generator too, and each save whole:
+    fit_vs_tape/fit_checkpoint.py), the loop its own checkpoint (low_level/checkpoint.py)."""
+    if directory is None:
+        return [], None
+    if SIDES[name].uses_fit:
+        return [fit_checkpoint.BackupAndRestore(directory)], None
+    return [], directory
 
 
 def saved_epochs(name: str, directory: Path) -> int:

@@ -58,7 +58,7 @@ import tensorflow as tf
 
 from fit_vs_tape import trace_tree
 from fit_vs_tape.rundir import write_json
-from fit_vs_tape.runs import Splits, implementation, make_splits
+from fit_vs_tape.runs import Splits, checkpointing, implementation, make_splits
 from fit_vs_tape.runtime import environment
 from shared.config import SIDES, TrainConfig
 from shared.data import FashionMNIST
@@ -400,16 +400,18 @@ def trace_side(side: str, splits: Splits, config: TrainConfig, weights: list[np.
     if resumed_after:
         if checkpoint_dir is None:
             raise ValueError("a resumed trace needs a checkpoint_dir")
+        saving, directory = checkpointing(side, checkpoint_dir)
         impl.train(model_from_weights(config.hidden_units, weights, model=config.model), splits.x_train,
-                   splits.y_train, config, splits.validation, [_StopAfter(resumed_after)],
-                   verbose=False, checkpoint_dir=checkpoint_dir)
+                   splits.y_train, config, splits.validation, [_StopAfter(resumed_after), *saving],
+                   verbose=False, checkpoint_dir=directory)
         initial_epoch = resumed_after
     model = model_from_weights(config.hidden_units, weights, model=config.model)
     recorder = Recorder()
     with recording(recorder) if record else contextlib.nullcontext(None) as callback:
+        saving, directory = checkpointing(side, checkpoint_dir)
         impl.train(model, splits.x_train, splits.y_train, config, splits.validation,
-                   [callback] if callback else [], verbose=False, initial_epoch=initial_epoch,
-                   checkpoint_dir=checkpoint_dir)
+                   [*([callback] if callback else []), *saving], verbose=False,
+                   initial_epoch=initial_epoch, checkpoint_dir=directory)
     if record and not any(event["driver"] for event in recorder.events):
         raise TraceUnsupported(f"{side}: no event happened under {' or '.join(map(str, DRIVERS))}"
                                "; has the loop moved?")

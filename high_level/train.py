@@ -9,7 +9,6 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from high_level import checkpoint
 from shared.config import TrainConfig
 from shared.model import make_optimizer
 from shared.order import eval_batches, steps_per_epoch, train_batches
@@ -61,9 +60,10 @@ def run_fit(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfi
         # Keras' BackupAndRestore: after every epoch it saves weights, optimizer state and the
         # epoch counter; at the start it restores them, and fit() then starts at the saved
         # epoch whatever initial_epoch says. The batches below start at initial_epoch: the
-        # caller passes the saved epoch (fit_vs_tape/runs.py checks the two agree).
-        # checkpoint.py's subclass only makes each save all-or-nothing.
-        callbacks.append(checkpoint.BackupAndRestore(checkpoint_dir))
+        # caller passes the saved epoch. It leaves out Dropout's seed generator, so a resumed
+        # run draws other masks (keras-team/keras#19796); the application passes, through
+        # callbacks=, one that saves it too, each save whole (fit_vs_tape/fit_checkpoint.py).
+        callbacks.append(keras.callbacks.BackupAndRestore(checkpoint_dir))
     history = model.fit(
         # All epochs' batches in the shared order, in one finite dataset: fit() keeps one
         # iterator running across epochs, so epoch k gets exactly the loop's epoch k.

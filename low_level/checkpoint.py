@@ -10,13 +10,14 @@ Plus one thing neither saves on its own: the seed generators' state, from which 
 its masks, a variable of its own (keras/src/random/seed_generator.py SeedGenerator.__init__:
 `name="seed_generator_state",`), in ``model.variables`` but not in ``model.weights``. Neither
 Keras' ``save_weights()`` nor a ``tf.train.Checkpoint`` of the model reaches it (measured: a
-resumed loop then ended 0.004 away from an unstopped one), so it is saved here by name, and
-high_level/checkpoint.py adds it to fit()'s checkpoint.
+resumed loop then ended 0.004 away from an unstopped one), so it is saved here by name. Keras'
+BackupAndRestore leaves it out too (keras-team/keras#19796); the application's fit() checkpoint
+(fit_vs_tape/fit_checkpoint.py) adds it.
 
 TensorFlow writes a checkpoint's shards under a temporary name and rewrites the small
 ``checkpoint`` file, which names the checkpoint to restore, only after a save succeeds: a failed
 save can leave a partial ``ckpt-N`` behind, but the previous checkpoint stays the one restored
-(high_level/checkpoint.py makes fit()'s save whole in its own way).
+(fit_vs_tape/fit_checkpoint.py makes fit()'s save whole in its own way).
 """
 
 from __future__ import annotations

@@ -286,7 +286,7 @@ MISTAKES = (
     Mistake("optimizer_in_step", "optimizer created inside the step (eager)",
             step=step_with_new_optimizer, eager=True),
     Mistake("metrics_not_reset", "metrics not reset each epoch", loop=loop_without_reset),
-    Mistake("train_begin_end_skipped", "callbacks.on_train_begin/_end never called",
+    Mistake("no_train_begin_end", "callbacks.on_train_begin/_end never called",
             loop=loop_without_train_begin_end),
     Mistake("own_shuffle", "the loop shuffles its own pipeline", loop=loop_with_own_shuffle),
     Mistake("new_function_per_step", "a new tf.function for every batch (retraces)",

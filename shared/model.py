@@ -89,8 +89,8 @@ def initial_weights(hidden_units: int, seed: int, model: str = TrainConfig.model
 def seed_generators(model) -> list:
     """The variables of ``model``'s seed generators (its Dropout layers' random state): those
     among ``model.variables`` that are not among ``model.weights``, in ``model.variables``'
-    order. Keras' save_weights() leaves them out; both checkpoints save them (low_level/ and
-    high_level/checkpoint.py)."""
+    order. Keras' save_weights() leaves them out; low_level/checkpoint.py and the application's
+    fit() checkpoint (fit_vs_tape/fit_checkpoint.py) save them."""
     weights = {id(weight) for weight in model.weights}
     return [variable for variable in model.variables if id(variable) not in weights]
 

@@ -118,7 +118,7 @@ import sys
 from fit_vs_tape.cli import main
 from fit_vs_tape.runtime import quiet_tensorflow
 with quiet_tensorflow():  # as the CLI imports TensorFlow: without its start-up log lines
-    import high_level.checkpoint as fit_ck, low_level.checkpoint as loop_ck
+    import fit_vs_tape.fit_checkpoint as fit_ck, low_level.checkpoint as loop_ck
 
 def fill():
     try:

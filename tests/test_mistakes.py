@@ -80,12 +80,12 @@ def test_every_mistake_leaves_fit_where_recorded(result):
     assert rows["metrics_not_reset"]["first_divergence"] is None
     assert rows["metrics_not_reset"]["callbacks_differ"].startswith("at step 5 ")
     # Training never said to begin or end: fit()'s weights and logs, another callback structure.
-    skipped = rows["train_begin_end_skipped"]
+    skipped = rows["no_train_begin_end"]
     assert skipped["first_divergence"] is None and skipped["callbacks_differ"] is None
     assert skipped["callback_calls_differ"] == ("call 1: fit() called on_train_begin(), "
                                                 "the other on_epoch_begin(0)")
     assert all(row["callback_calls_differ"] is None for name, row in rows.items()
-               if name != "train_begin_end_skipped")
+               if name != "no_train_begin_end")
     # Retracing costs time, not bits: one trace per step, or per distinct Python number.
     for name, traces in (("new_function_per_step", STEPS), ("python_step_number", STEPS // 2)):
         assert rows[name]["first_divergence"] is None and rows[name]["callbacks_differ"] is None

@@ -13,6 +13,7 @@ import pytest
 import high_level.custom_step as step
 import high_level.train as high
 import low_level.train as low
+from fit_vs_tape import runs
 from fit_vs_tape.callbacks import StopOnNaN
 from fit_vs_tape.cli import main
 from fit_vs_tape.options import IMPLS
@@ -143,25 +144,39 @@ def test_interrupted_three_way_compare_resumes_bit_identical(tmp_path, resume_re
 @pytest.mark.parametrize("impl", ["high", "step", "low"])
 def test_a_resumed_regularized_run_restores_dropout_and_batch_norm_state(tmp_path, impl):
     """Stopped after epoch 1 and resumed into a fresh model (whose seed generator starts again),
-    every rung ends bit-identical to an unstopped run: the checkpoints restore batch norm's
-    moving statistics (weights) and Dropout's seed generator state, which Keras' save_weights()
-    leaves out (high_level/checkpoint.py). Without that state, the masks repeat epoch 1's."""
+    every rung ends bit-identical to an unstopped run with the checkpoint the application gives
+    it (runs.checkpointing): they restore batch norm's moving statistics (weights) and Dropout's
+    seed generator state. Keras' own BackupAndRestore, the lesson's checkpoint_dir on fit()'s
+    rungs, leaves that state out (keras-team/keras#19796): its masks repeat epoch 1's."""
     module = {"high": high, "step": step, "low": low}[impl]
+    name = {"high": "high_level", "step": "custom_step", "low": "low_level"}[impl]
     x, y = synthetic(200, 0)
     weights = initial_weights(128, 5, "regularized")
     full, first = (TrainConfig(epochs=e, seed=5, model="regularized") for e in (2, 1))
     unstopped = model_from_weights(128, weights, model="regularized")
     history = module.train(unstopped, x, y, full, verbose=False)
-    stopped = model_from_weights(128, weights, model="regularized")
-    module.train(stopped, x, y, first, verbose=False, checkpoint_dir=tmp_path / "checkpoint")
-    resumed = model_from_weights(128, weights, model="regularized")
-    rest = module.train(resumed, x, y, full, verbose=False, initial_epoch=1,
-                        checkpoint_dir=tmp_path / "checkpoint")
+
+    def stop_then_resume(directory, saving):
+        stopped = model_from_weights(128, weights, model="regularized")
+        callbacks, checkpoint_dir = saving(directory)
+        module.train(stopped, x, y, first, callbacks=callbacks, verbose=False,
+                     checkpoint_dir=checkpoint_dir)
+        resumed = model_from_weights(128, weights, model="regularized")
+        callbacks, checkpoint_dir = saving(directory)
+        rest = module.train(resumed, x, y, full, callbacks=callbacks, verbose=False, initial_epoch=1,
+                            checkpoint_dir=checkpoint_dir)
+        return resumed, rest
+
+    resumed, rest = stop_then_resume(tmp_path / "app", lambda d: runs.checkpointing(name, d))
     assert max_abs_weight_diff(resumed, unstopped) == 0.0
     assert {key: values[-1:] for key, values in history.items()} == rest
     seeds = [[v.numpy().tolist() for v in seed_generators(m)]
              for m in (resumed, unstopped)]
     assert seeds[0] == seeds[1] and seeds[0][0][1] == 14  # 7 steps an epoch, one mask each
+    if impl != "low":  # the lesson's own: Keras' BackupAndRestore
+        resumed, _ = stop_then_resume(tmp_path / "keras", lambda d: ([], d))
+        assert seed_generators(resumed)[0].numpy().tolist()[1] == 7  # counted from 0 again
+        assert max_abs_weight_diff(resumed, unstopped) > 0
 
 
 def test_an_interrupted_regularized_compare_resumes_bit_identical(tmp_path):

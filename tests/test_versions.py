@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import high_level.train as high
-from high_level import checkpoint
+from fit_vs_tape import fit_checkpoint as checkpoint
 from shared.config import TrainConfig
 from shared.model import initial_weights, make_optimizer, max_abs_weight_diff, model_from_weights
 from tests.conftest import run_in_empty_directory, synthetic, write_dataset
@@ -42,7 +42,8 @@ def test_fits_checkpoint_is_what_save_weights_writes_and_lands_in_its_directory(
     config = TrainConfig(epochs=1, mode="graph")
     x, y = synthetic(96, 0)
     model = model_from_weights(128, initial_weights(128, 0))
-    high.train(model, x, y, config, verbose=False, checkpoint_dir=tmp_path / "ck")
+    high.train(model, x, y, config, callbacks=[checkpoint.BackupAndRestore(tmp_path / "ck")],
+               verbose=False)
     assert list(cwd.iterdir()) == []
     assert {p.name for p in (tmp_path / "ck").iterdir()} == {checkpoint.METADATA, checkpoint.WEIGHTS}
     assert checkpoint.saved_epochs(tmp_path / "ck") == 1

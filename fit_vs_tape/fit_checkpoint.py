@@ -1,4 +1,6 @@
-"""Checkpoint and resume for fit(): keras.callbacks.BackupAndRestore, with its save made whole.
+"""The application's checkpoint for fit(): keras.callbacks.BackupAndRestore, with its save made
+whole and the random generators' state saved too. runs.py passes it to the fit() sides through
+``callbacks=``; the lesson (high_level/train.py) uses Keras' own.
 
 BackupAndRestore is how fit() survives being stopped. After every epoch it saves the model's
 weights with the optimizer's state (``latest.weights.h5``) and the epoch counter
@@ -140,7 +142,7 @@ def weights_file_bytes(model: keras.Model, directory: Path) -> bytes:
             if KERAS_FILE_WEIGHTS not in archive.namelist():
                 raise RuntimeError(f"Keras {keras.__version__}'s .keras file holds no "
                                    f"{KERAS_FILE_WEIGHTS} (it holds {archive.namelist()}): "
-                                   f"high_level/checkpoint.py cannot save fit()'s checkpoint")
+                                   f"fit_vs_tape/fit_checkpoint.py cannot save fit()'s checkpoint")
             return archive.read(KERAS_FILE_WEIGHTS)
     finally:
         with contextlib.suppress(OSError):
@@ -156,7 +158,7 @@ def _check_restores_from(callback: keras.callbacks.BackupAndRestore, directory: 
     found = {name: getattr(callback, name, None) for name in expected}
     if any(found[name] is None or Path(found[name]) != path for name, path in expected.items()):
         raise RuntimeError(f"Keras {keras.__version__}'s BackupAndRestore restores from {found}, "
-                           f"not {WEIGHTS} and {METADATA} in {directory}: high_level/checkpoint.py "
+                           f"not {WEIGHTS} and {METADATA} in {directory}: fit_vs_tape/fit_checkpoint.py "
                            "needs updating for this Keras")
 
 
