@@ -27,7 +27,7 @@ from benchmarks import limits, peers
 from benchmarks.common import THREAD_POLICIES, bench_main, gpu_names, markdown_table, run_worker, worker_main
 from fit_vs_tape import options
 from fit_vs_tape.errors import PROG, UserError
-from shared.config import SIDES
+from shared.config import SIDES, TrainConfig
 from shared.model import parameter_count
 from shared.order import steps_per_epoch
 
@@ -374,15 +374,52 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> dict:
     """The whole matrix; writes results.json, results.md, speed.png and scaling.png into
     ``args.out``. Peers whose packages are missing are one line, and the rest still runs."""
-    from fit_vs_tape.rundir import new_run_dir, write_json, write_text
+    from fit_vs_tape.rundir import new_run_dir
     from fit_vs_tape.runtime import load_dataset
 
+    configs = checked_configs(args)
+    dataset = load_dataset(args.data_dir)  # checks the data (and fetches it) once, up front
+    for config in configs:
+        n_full = options.checked(lambda: config.check_data(len(dataset.x_train)))
+    devices = devices_to_time(args)
+    gone = peers.missing(args.peers)
+    if gone:  # said now, so a long run is not a surprise; the error comes at the end
+        print(f"peers skipped: {', '.join(gone)} (not installed; see the error at the end)")
+    if args.peers and "cpu" not in devices:
+        print("--peers: the peer rows run on the CPU only; there are none in this run.")
+    out = new_run_dir(args.out)
+    planned = plan_all(args, configs[0].model, devices, n_full, out,
+                       peer_rows=peers.rows([name for name in args.peers if name not in gone]))
+    runs = interleaved(planned, args.repeats, quiet=args.quiet)
+    peak, floors = summarize_limits(planned, runs, n_full)
+    if peak:
+        print(f"matmul peak: {peak['peak_flops'] / 1e9:.1f} GFLOP/s (best of {peak['processes']} "
+              f"processes of {peak['repeats']} XLA float32 products of {peak['size']}x{peak['size']}; "
+              f"median {peak['median_flops'] / 1e9:.1f})", flush=True)
+    flops = limits.count_flops(args.hidden_sizes, configs[0].model)
+    rows, env, peer_env = result_rows(planned, runs, args, n_full, peak, floors, flops)
+    record = {"benchmark": "speed", "command": " ".join(sys.argv), "settings": {
+        k: v for k, v in vars(args).items() if k != "func"}, "environment": env,
+        "peer_environment": peer_env, "matmul_peak": peak, "skipped_peers": gone,
+        "flops_per_sample": flops,
+        "floor_epoch_s": {f"batch {b}, hidden {h}": seconds for (b, h), seconds in floors.items()},
+        "rows": rows}
+    print("\n" + markdown_table(rows, COLUMNS) + "\n\n" + AGREEMENT)
+    write_results(record, out, n_full, floors)
+    if gone:
+        raise UserError(peers.missing_message(gone))
+    return record
+
+
+def checked_configs(args: argparse.Namespace) -> list[TrainConfig]:
+    """One configuration per batch size and model size, every rule about the options checked
+    before anything slow; a UserError naming the option otherwise."""
     try:
         configs = [options.make_config(args, batch_size=b, hidden_units=h)
                    for b in args.batch_sizes for h in args.hidden_sizes]
     except UserError as e:  # TrainConfig's rule names --batch-size; the user typed --batch-sizes
         raise UserError(str(e).replace("--batch-size ", "--batch-sizes ", 1)) from None
-    options.checked(lambda: configs[0].check_sides(SIDES))  # every rule before anything slow
+    options.checked(lambda: configs[0].check_sides(SIDES))
     if not rows_for(args.strategy, args.rows):
         allowed = [key for key, row in zip(ROW_NAMES, ROWS) if row in rows_for(args.strategy)]
         raise UserError(f"--rows {','.join(args.rows)}: none of these runs under --strategy "
@@ -392,13 +429,15 @@ def run(args: argparse.Namespace) -> dict:
     if args.peers and configs[0].model != "tutorial":
         raise UserError(f"--peers: the peers write the tutorial's model only; drop --model "
                         f"{configs[0].model}")
-    dataset = load_dataset(args.data_dir)  # checks the data (and fetches it) once, up front
-    for config in configs:
-        n_full = options.checked(lambda: config.check_data(len(dataset.x_train)))
+    return configs
+
+
+def devices_to_time(args: argparse.Namespace) -> list[str]:
+    """"cpu" and/or "gpu", as --device asks and the machine has; a UserError for --device gpu
+    on a machine whose TensorFlow sees no GPU."""
     devices = ["cpu"] if args.device in ("cpu", "auto") else []
     if args.device in ("gpu", "auto"):
-        gpus = gpu_names()
-        if gpus:
+        if gpu_names():
             devices.append("gpu")
         elif args.device == "gpu":
             raise UserError("--device gpu: TensorFlow sees no GPU on this machine")
@@ -406,42 +445,39 @@ def run(args: argparse.Namespace) -> dict:
             print("GPU rows skipped: TensorFlow sees no GPU on this machine.")
     if args.mixed_precision and "gpu" not in devices:
         print("--mixed-precision applies to GPU rows only; there are none in this run.")
-    gone = peers.missing(args.peers)
-    if gone:  # said now, so a long run is not a surprise; the error comes at the end
-        print(f"peers skipped: {', '.join(gone)} (not installed; see the error at the end)")
-    if args.peers and "cpu" not in devices:
-        print("--peers: the peer rows run on the CPU only; there are none in this run.")
-    peer_rows = peers.rows([name for name in args.peers if name not in gone])
-    out = new_run_dir(args.out)
-    flops = limits.count_flops(args.hidden_sizes, configs[0].model)
+    return devices
+
+
+def plan_all(args: argparse.Namespace, model: str, devices: list[str], n_full: int, out: Path, *,
+             peer_rows: list) -> list[Planned]:
+    """Every process to run once per repeat: the two limits (the matmul peak, and per batch and
+    model size the floor: the step's own matmuls alone, benchmarks/limits.py floor_worker), then
+    each row per device, batch size and model size, the peers' on the CPU only."""
     weights = {}
-    if peer_rows and "cpu" in devices:
+    if peer_rows and "cpu" in devices:  # one start for the peers, saved where their workers read it
         (out / "initial_weights").mkdir(exist_ok=True)
         for h in args.hidden_sizes:
             weights[h] = out / "initial_weights" / f"hidden{h}_seed{args.seed}.npz"
             peers.save_initial_weights(h, args.seed, weights[h])
-    # The two limits run among the rows, round-robin like them: the matmul peak, and per batch and
-    # model size the floor (the step's own matmuls alone, benchmarks/limits.py floor_worker).
-    planned = limit_jobs(args, configs[0].model, n_full) if "cpu" in devices else []
+    planned = limit_jobs(args, model, n_full) if "cpu" in devices else []
     for device in devices:
-        for batch_size in args.batch_sizes:
-            for hidden in args.hidden_sizes:
-                jobs = [(impl, name, mode, spe, None)
-                        for impl, name, mode, spe in rows_for(args.strategy, args.rows)]
-                if device == "cpu":
-                    # torch.compile's C++ and its caches go into the run directory, not /tmp
-                    cache = (("TORCHINDUCTOR_CACHE_DIR", str(out / "torchinductor")),)
-                    jobs += [(impl, name, "graph", None if name == "spe" else 1, penv + cache)
-                             for impl, name, penv in peer_rows]
-                planned += [plan(implementation, name, mode, spe, batch_size, hidden, device, args,
-                                 n_full, penv, weights.get(hidden))
-                            for implementation, name, mode, spe, penv in jobs]
-    runs = interleaved(planned, args.repeats, quiet=args.quiet)
-    peak, floors = summarize_limits(planned, runs, n_full)
-    if peak:
-        print(f"matmul peak: {peak['peak_flops'] / 1e9:.1f} GFLOP/s (best of {peak['processes']} "
-              f"processes of {peak['repeats']} XLA float32 products of {peak['size']}x{peak['size']}; "
-              f"median {peak['median_flops'] / 1e9:.1f})", flush=True)
+        jobs = [(impl, name, mode, spe, None) for impl, name, mode, spe in rows_for(args.strategy, args.rows)]
+        if device == "cpu":
+            # torch.compile's C++ and its caches go into the run directory, not /tmp
+            cache = (("TORCHINDUCTOR_CACHE_DIR", str(out / "torchinductor")),)
+            jobs += [(impl, name, "graph", None if name == "spe" else 1, penv + cache)
+                     for impl, name, penv in peer_rows]
+        planned += [plan(implementation, name, mode, spe, batch_size, hidden, device, args, n_full,
+                         penv, weights.get(hidden))
+                    for batch_size in args.batch_sizes for hidden in args.hidden_sizes
+                    for implementation, name, mode, spe, penv in jobs]
+    return planned
+
+
+def result_rows(planned: list[Planned], runs: list, args: argparse.Namespace, n_full: int, peak,
+                floors: dict, flops: dict) -> tuple[list[dict], dict, dict]:
+    """The table's rows (each against both limits and against fit() default of the same device
+    and sizes, if --rows kept it), TensorFlow's environment and the peers'."""
     rows, env, peer_env = [], {}, {}
     for row_plan, row_runs in zip(planned, runs):
         if row_plan.module == "benchmarks.limits":
@@ -449,25 +485,25 @@ def run(args: argparse.Namespace) -> dict:
         row = summarize(row_plan, row_runs, args)
         (env if row_plan.module == "benchmarks.speed" else peer_env).update(row_runs[0]["environment"])
         add_limits(row, n_full, peak, flops[row["hidden_units"]])
-        floor = floors.get((row["batch_size"], row["hidden_units"]))
-        row["floor_epoch_s"] = floor if row["device"] == "cpu" else None
-        row["share_of_floor"] = (floor / row["median_epoch_s"]
-                                 if floor and row["median_epoch_s"] and row["device"] == "cpu" else None)
+        floor = floors.get((row["batch_size"], row["hidden_units"])) if row["device"] == "cpu" else None
+        row["floor_epoch_s"] = floor
+        row["share_of_floor"] = floor / row["median_epoch_s"] if floor and row["median_epoch_s"] else None
         rows.append(row)
-    for row in rows:  # against fit() default of the same device and sizes (if --rows kept it)
+    for row in rows:
         base = next((r["median_epoch_s"] for r in rows if (r["implementation"], r["mode"]) ==
                      ("high_level", "default") and all(r[k] == row[k] for k in SAME_GROUP)), None)
         row["speedup_vs_fit_default"] = (base / row["median_epoch_s"]
                                          if base and row["median_epoch_s"] else None)
-    record = {"benchmark": "speed", "command": " ".join(sys.argv), "settings": {
-        k: v for k, v in vars(args).items() if k != "func"}, "environment": env,
-        "peer_environment": peer_env, "matmul_peak": peak, "skipped_peers": gone,
-        "flops_per_sample": flops,
-        "floor_epoch_s": {f"batch {b}, hidden {h}": seconds for (b, h), seconds in floors.items()},
-        "rows": rows}
-    table = markdown_table(rows, COLUMNS)
-    print("\n" + table + "\n\n" + AGREEMENT)
-    versions = ", ".join(f"{k} {v}" for k, v in peer_env.items() if k != "keras_backend")
+    return rows, env, peer_env
+
+
+def write_results(record: dict, out: Path, n_full: int, floors: dict) -> None:
+    """results.json, results.md, speed.png and scaling.png in ``out``."""
+    from fit_vs_tape.rundir import write_json, write_text
+
+    rows, env, peak, flops = record["rows"], record["environment"], record["matmul_peak"], \
+        record["flops_per_sample"]
+    versions = ", ".join(f"{k} {v}" for k, v in record["peer_environment"].items() if k != "keras_backend")
     write_json(out / "results.json", record)
     write_text(out / "results.md", "# Speed: seconds per epoch\n\n"
                f"Machine: {env.get('cpu')} ({env.get('cpu_cores')} cores), GPUs: "
@@ -478,14 +514,11 @@ def run(args: argparse.Namespace) -> dict:
                   f"products): {peak['peak_flops'] / 1e9:.1f} GFLOP/s. Training FLOPs per image, "
                   f"counted from the model's matmuls (benchmarks/limits.py): "
                   + ", ".join(f"{n:,} at H={h}" for h, n in flops.items()) + ".\n\n" if peak else "")
-               + f"{table}\n\n{AGREEMENT}\n\n![seconds per epoch](speed.png)\n\n"
+               + f"{markdown_table(rows, COLUMNS)}\n\n{AGREEMENT}\n\n![seconds per epoch](speed.png)\n\n"
                "![seconds per epoch against model size](scaling.png)\n")
     bar_chart(rows, out / "speed.png")
     scaling_chart(rows, peak, n_full, flops, out / "scaling.png", floors)
     print(f"\nwrote {out}/results.json, results.md, speed.png, scaling.png")
-    if gone:
-        raise UserError(peers.missing_message(gone))
-    return record
 
 
 def main(argv: Sequence[str] | None = None) -> int:

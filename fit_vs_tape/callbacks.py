@@ -22,16 +22,8 @@ from pathlib import Path
 
 import keras
 
+from fit_vs_tape.errors import RunStopped
 from fit_vs_tape.rundir import ensure_room, weights_bytes, write_json
-
-
-class TrainingInterrupted(Exception):
-    """Raised between two training steps after Ctrl-C (SIGINT) or SIGTERM (``signum``)."""
-
-    def __init__(self, epoch: int, step: int, signum: int = signal.SIGINT) -> None:
-        how = "interrupted" if signum == signal.SIGINT else "terminated (SIGTERM)"
-        super().__init__(f"{how} in epoch {epoch + 1}, step {step + 1}")
-        self.epoch, self.step, self.signum = epoch, step, signum
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -142,7 +134,7 @@ class StopOnNaN(keras.callbacks.Callback):
 class GracefulInterrupt(keras.callbacks.Callback):
     """While active (``with GracefulInterrupt() as stop:``), Ctrl-C (SIGINT) or SIGTERM (what a
     batch scheduler, ``timeout`` or a preempted machine sends) only sets a flag; the next end of a
-    training step (of an execution, with steps_per_execution) raises TrainingInterrupted. The
+    training step (of an execution, with steps_per_execution) raises RunStopped. The
     epoch in progress is abandoned, so checkpoints only ever hold completed epochs, and no file is
     cut off mid-write."""
 
@@ -172,4 +164,4 @@ class GracefulInterrupt(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         if self.requested:
-            raise TrainingInterrupted(self._epoch, int(batch), self.requested)
+            raise RunStopped(self.requested, f"in epoch {self._epoch + 1}, step {int(batch) + 1}")

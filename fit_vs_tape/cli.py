@@ -10,13 +10,12 @@ from pathlib import Path
 from fit_vs_tape import options, runtime
 from fit_vs_tape.errors import (
     PROG,
-    RunInterrupted,
+    RunStopped,
     UserError,
     WriteFailed,
     describe_os_error,
     report_errors,
     resume_hint,
-    stopped_by,
 )
 from fit_vs_tape.options import IMPLS
 from shared.config import SIDES
@@ -153,10 +152,10 @@ def _train_or_compare(args: argparse.Namespace) -> int:
                     f"then {resume_hint(args.command, out)}")
         raise WriteFailed(describe_os_error(e) + hint) from None
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM outside training (evaluating, writing)
-        if not (out / rundir.STATE).is_dir():
-            raise
-        how, code = stopped_by(e)
-        raise RunInterrupted(f"{how}; {resume_hint(args.command, out)}", code) from None
+        stop = RunStopped.of(e)
+        if stop.hint or not (out / rundir.STATE).is_dir():  # said already, or nothing to resume
+            raise stop from None
+        raise stop.with_hint(resume_hint(args.command, out)) from None
 
 
 def _trace(args: argparse.Namespace) -> int:

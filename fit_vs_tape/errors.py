@@ -30,35 +30,38 @@ class WriteFailed(Exception):
     gone): exit code 1. The message names the path and the cause, and how to carry on."""
 
 
-class RunInterrupted(Exception):
-    """SIGINT (Ctrl-C) or SIGTERM stopped a training run cleanly; the message says how to resume
-    it. ``code``: 130 for SIGINT, 143 for SIGTERM."""
+class RunStopped(KeyboardInterrupt):
+    """The one way a run stops on a signal: Ctrl-C (SIGINT) or SIGTERM (what a batch scheduler,
+    ``timeout`` or a preempted machine sends). Raised between two training steps
+    (callbacks.GracefulInterrupt, with ``where``: "in epoch 2, step 5"), by the SIGTERM handler
+    outside training, and again by the application with ``hint``, how to resume. A
+    KeyboardInterrupt, as Ctrl-C's own is, so that no ``except Exception`` on the way swallows it.
+    ``code``: the exit code, 130 for SIGINT and 143 for SIGTERM (128 + the signal's number, as a
+    shell reports them)."""
 
-    def __init__(self, message: str, code: int = 130) -> None:
-        super().__init__(message)
-        self.code = code
+    def __init__(self, signum: int = signal.SIGINT, where: str = "", hint: str = "") -> None:
+        self.signum, self.where, self.hint = int(signum), where, hint
+        how = "interrupted" if self.signum == signal.SIGINT else "terminated (SIGTERM)"
+        super().__init__("; ".join(part for part in (f"{how} {where}".strip(), hint) if part))
 
+    @property
+    def code(self) -> int:
+        """The exit code: 128 + the signal's number."""
+        return 128 + self.signum
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM outside training (loading, evaluating, writing): ends the run like Ctrl-C does."""
+    @classmethod
+    def of(cls, stop: KeyboardInterrupt) -> RunStopped:
+        """``stop`` as a RunStopped (Python's own KeyboardInterrupt is a Ctrl-C)."""
+        return stop if isinstance(stop, RunStopped) else cls(signal.SIGINT)
 
-
-def stopped_by(e: KeyboardInterrupt) -> tuple[str, int]:
-    """How a run stopped outside training says it, and its exit code: ("terminated", 143) for
-    SIGTERM, ("interrupted", 130) for Ctrl-C."""
-    if isinstance(e, Terminated):
-        return "terminated", exit_code(signal.SIGTERM)
-    return "interrupted", exit_code(signal.SIGINT)
+    def with_hint(self, hint: str) -> RunStopped:
+        """The same stop, saying ``hint`` (how to resume) after where it happened."""
+        return RunStopped(self.signum, self.where, hint)
 
 
 def resume_hint(command: str, out) -> str:
     """The words that end every stopped run's message: how to carry it on."""
     return f"resume with: {PROG} {command} --resume {out}"
-
-
-def exit_code(signum: int) -> int:
-    """The exit code of a run stopped by signal ``signum``: 128 + its number (130, 143)."""
-    return 128 + int(signum)
 
 
 def describe_os_error(e: OSError) -> str:
@@ -70,12 +73,13 @@ def describe_os_error(e: OSError) -> str:
 
 
 def _terminate(signum, frame) -> None:
-    raise Terminated()
+    raise RunStopped(signal.SIGTERM)
 
 
 def report_errors(command: Callable[..., int], *args) -> int:
-    """Call ``command(*args)`` and return its exit code; a UserError, a failed write or an
-    interrupt is printed as one line and becomes exit code 2, 1, or 130 / 143."""
+    """Call ``command(*args)`` and return its exit code; a UserError, a failed write or a stop
+    (RunStopped, or Python's own Ctrl-C) is printed as one line and becomes exit code 2, 1, or
+    130 / 143."""
     previous = signal.signal(signal.SIGTERM, _terminate)  # training installs its own, gentler one
     try:
         return command(*args)
@@ -85,12 +89,9 @@ def report_errors(command: Callable[..., int], *args) -> int:
     except WriteFailed as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt as e:  # outside training (loading, evaluating): nothing half-written
-        how, code = stopped_by(e)
-        print(f"{PROG}: {how}", file=sys.stderr)
-        return code
-    except RunInterrupted as e:
-        print(f"{PROG}: {e}", file=sys.stderr)
-        return e.code
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: in training, or outside it (loading,
+        stop = RunStopped.of(e)     # evaluating), where nothing is half-written either
+        print(f"{PROG}: {stop}", file=sys.stderr)
+        return stop.code
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -15,8 +15,8 @@ from types import ModuleType
 import numpy as np
 
 from fit_vs_tape import fit_checkpoint
-from fit_vs_tape.callbacks import GracefulInterrupt, RunRecorder, StopOnNaN, TrainingInterrupted
-from fit_vs_tape.errors import RunInterrupted, UserError, exit_code, resume_hint
+from fit_vs_tape.callbacks import GracefulInterrupt, RunRecorder, StopOnNaN
+from fit_vs_tape.errors import RunStopped, UserError, resume_hint
 from fit_vs_tape.report import write_report
 from fit_vs_tape.rundir import STATE, load_model, save_model, start_run, write_json
 from fit_vs_tape.runtime import environment, make_strategy
@@ -283,14 +283,13 @@ def _train_sides(names: Sequence[str], config: TrainConfig, splits: Splits, out:
                     name, weights, splits, config, verbose, out / STATE / name, [interrupt],
                     strategy=strategy, profile=profile,
                     log_dir=out / TENSORBOARD / name if tensorboard else None)
-        except TrainingInterrupted as stop:
+        except RunStopped as stop:
             so_far = {name: RunRecorder.load(out / STATE / name / "progress.json")
                       for name in names if (out / STATE / name).is_dir()}
             write_json(out / "results.json", {"status": "interrupted", "config": config.to_dict(),
                                                **{n: p for n, p in so_far.items() if p}})
-            raise RunInterrupted(
-                f"{stop}; completed epochs are checkpointed in {out}; "
-                f"{resume_hint(command, out)}", exit_code(stop.signum)) from None
+            raise stop.with_hint(f"completed epochs are checkpointed in {out}; "
+                                 f"{resume_hint(command, out)}") from None
     return results
 
 

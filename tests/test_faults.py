@@ -19,8 +19,9 @@ import pytest
 import high_level.custom_step as step
 import high_level.train as high
 import low_level.train as low
-from fit_vs_tape.callbacks import GracefulInterrupt, TrainingInterrupted
+from fit_vs_tape.callbacks import GracefulInterrupt
 from fit_vs_tape.cli import main
+from fit_vs_tape.errors import RunStopped
 from fit_vs_tape.options import IMPLS
 from fit_vs_tape.rundir import load_model
 from fit_vs_tape.runs import saved_epochs
@@ -64,10 +65,11 @@ def test_sigterm_stops_every_side_between_steps_in_every_mode(impl, mode):
     x, y = synthetic(320, 0)
     model = model_from_weights(128, initial_weights(128, 0))
     # (pytest.raises outside: the exception passes GracefulInterrupt on its way out.)
-    with pytest.raises(TrainingInterrupted) as stop, GracefulInterrupt() as interrupt:
+    with pytest.raises(RunStopped) as stop, GracefulInterrupt() as interrupt:
         impl.train(model, x, y, TrainConfig(epochs=3, mode=mode), callbacks=[TermAfterFirstEpoch(),
                    interrupt], verbose=False)
-    assert stop.value.signum == signal.SIGTERM and stop.value.epoch == 1
+    assert stop.value.signum == signal.SIGTERM and stop.value.code == 143
+    assert stop.value.where.startswith("in epoch 2, step")
     assert str(stop.value).startswith("terminated (SIGTERM) in epoch 2, step")
     assert signal.getsignal(signal.SIGTERM) != interrupt._handle  # handler given back
 
