@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> dict:
     """Train every implementation for each seed; write results.json, results.md, accuracy.png."""
-    from fit_vs_tape.rundir import new_run_dir, write_json, write_text
+    from fit_vs_tape.rundir import new_run_dir
     from fit_vs_tape.runtime import choose_device, environment, import_tensorflow, load_dataset
 
     configs = [options.make_config(args, seed=seed) for seed in range(args.seeds)]
@@ -100,31 +100,44 @@ def run(args: argparse.Namespace) -> dict:
     options.checked(lambda: configs[0].check_data(len(dataset.x_train)))
     import_tensorflow(args.device, args.cpu_replicas)  # --device gpu without one fails here
     out = new_run_dir(args.out)
-    import keras
-
-    from fit_vs_tape.runs import make_splits, run_side
-    from fit_vs_tape.runtime import make_strategy
-    from shared.model import initial_weights
-
-    strategy = make_strategy(args.strategy, args.cpu_replicas)  # once per process
-    accuracies = {side: [] for side in SIDES}
-    for config in configs:
-        splits = make_splits(dataset, config)
-        weights = initial_weights(config.hidden_units, config.seed, config.model)
-        for side in accuracies:
-            accuracies[side].append(run_side(side, weights, splits, config, False,
-                                             strategy=strategy).test_accuracy)
-            keras.backend.clear_session()  # keep memory flat across runs in one process
-        print(f"seed {config.seed}: " + ", ".join(
-            f"{SIDES[side].label} {accuracies[side][-1]:.4f}" for side in accuracies), flush=True)
-    seeds = [config.seed for config in configs]
+    accuracies = accuracies_by_side(configs, dataset, args)
     record = {
-        "benchmark": "accuracy", "command": " ".join(sys.argv), "seeds": seeds,
+        "benchmark": "accuracy", "command": " ".join(sys.argv),
+        "seeds": [config.seed for config in configs],
         "settings": vars(args), "environment": environment(),
         **{side: summarize(values) for side, values in accuracies.items()},
         "difference": mean_difference(accuracies["high_level"], accuracies["low_level"]),
         "anchors": ANCHORS,
     }
+    write_results(record, out, args)
+    return record
+
+
+def accuracies_by_side(configs: list, dataset, args: argparse.Namespace) -> dict[str, list[float]]:
+    """Each side's test accuracy for each configuration (seed), all sides from one start each."""
+    import keras
+
+    from fit_vs_tape.runs import RunOptions, make_splits, run_side
+    from fit_vs_tape.runtime import make_strategy
+    from shared.model import initial_weights
+
+    run = RunOptions(verbose=False, strategy=make_strategy(args.strategy, args.cpu_replicas))
+    accuracies = {side: [] for side in SIDES}
+    for config in configs:
+        splits = make_splits(dataset, config)
+        weights = initial_weights(config.hidden_units, config.seed, config.model)
+        for side in accuracies:
+            accuracies[side].append(run_side(side, weights, splits, config, run).test_accuracy)
+            keras.backend.clear_session()  # keep memory flat across runs in one process
+        print(f"seed {config.seed}: " + ", ".join(
+            f"{SIDES[side].label} {accuracies[side][-1]:.4f}" for side in accuracies), flush=True)
+    return accuracies
+
+
+def write_results(record: dict, out: Path, args: argparse.Namespace) -> None:
+    """The table printed; results.json, results.md and accuracy.png in ``out``."""
+    from fit_vs_tape.rundir import write_json, write_text
+
     rows = [{"implementation": side, **{k: v for k, v in record[side].items() if k != "runs"},
              "runs": len(record[side]["runs"])} for side in SIDES]
     table = markdown_table(rows, ["implementation", "mean", "std", "min", "max", "runs"])
@@ -143,7 +156,6 @@ def run(args: argparse.Namespace) -> dict:
                + "\n\n".join(["\n".join(lines[:1]), *lines[2:]]) + "\n\n![accuracy](accuracy.png)\n")
     dot_plot(record, out / "accuracy.png")
     print(f"\nwrote {out}/results.json, results.md, accuracy.png")
-    return record
 
 
 def main(argv: Sequence[str] | None = None) -> int:

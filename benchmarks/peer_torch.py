@@ -45,14 +45,7 @@ def train(implementation: str, mode: str, config: dict, weights: list[np.ndarray
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
     x, y, x_test, y_test = data
     batch_size, seed = config["batch_size"], config["seed"]
-    w1, b1, w2, b2 = weights
-    hidden = w1.shape[1]
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(w1.shape[0], hidden),
-                                torch.nn.ReLU(), torch.nn.Linear(hidden, w2.shape[1]))
-    with torch.no_grad():  # Keras keeps a kernel as (in, out), PyTorch as (out, in)
-        for layer, kernel, bias in ((model[1], w1, b1), (model[3], w2, b2)):
-            layer.weight.copy_(torch.from_numpy(kernel.T.copy()))
-            layer.bias.copy_(torch.from_numpy(bias))
+    model = _model(weights)
     optimizer = torch.optim.Adam(model.parameters(), lr=ADAM["learning_rate"],
                                  betas=(ADAM["beta_1"], ADAM["beta_2"]), eps=ADAM["epsilon"],
                                  fused=mode != "dataloader")
@@ -73,13 +66,8 @@ def train(implementation: str, mode: str, config: dict, weights: list[np.ndarray
         train_step = torch.compile(step)
     orders = [epoch_order(x, y, seed, epoch) for epoch in range(config["epochs"])]
     orders = [(torch.from_numpy(xs), torch.from_numpy(ys.astype(np.int64))) for xs, ys in orders]
-    seconds = []
     try:
-        for xs, ys in orders:
-            start = time.perf_counter()
-            for part in batches(len(xs), batch_size):
-                train_step(xs[part], ys[part])
-            seconds.append(time.perf_counter() - start)
+        seconds = _timed_epochs(train_step, orders, batch_size)
     except Exception as e:  # torch.compile needs a working C++ toolchain; say why it failed
         if mode != "compile":
             raise
@@ -88,6 +76,31 @@ def train(implementation: str, mode: str, config: dict, weights: list[np.ndarray
                 "note": f"torch.compile failed here: {type(e).__name__}: {first}",
                 "environment": {"torch": torch.__version__}}
     return _answer(model, x_test, y_test, seconds, _graph_breaks() if mode == "compile" else "")
+
+
+def _model(weights: list[np.ndarray]):
+    """The tutorial's model in PyTorch, holding the Keras model's initial ``weights``."""
+    import torch
+
+    w1, b1, w2, b2 = weights
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(w1.shape[0], w1.shape[1]),
+                                torch.nn.ReLU(), torch.nn.Linear(w1.shape[1], w2.shape[1]))
+    with torch.no_grad():  # Keras keeps a kernel as (in, out), PyTorch as (out, in)
+        for layer, kernel, bias in ((model[1], w1, b1), (model[3], w2, b2)):
+            layer.weight.copy_(torch.from_numpy(kernel.T.copy()))
+            layer.bias.copy_(torch.from_numpy(bias))
+    return model
+
+
+def _timed_epochs(train_step, orders, batch_size: int) -> list[float]:
+    """Seconds of each epoch: ``train_step`` on each batch of that epoch's order."""
+    seconds = []
+    for xs, ys in orders:
+        start = time.perf_counter()
+        for part in batches(len(xs), batch_size):
+            train_step(xs[part], ys[part])
+        seconds.append(time.perf_counter() - start)
+    return seconds
 
 
 def _graph_breaks() -> str:

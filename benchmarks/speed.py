@@ -84,13 +84,14 @@ def worker(job: dict) -> dict:
 
     config = TrainConfig(**job["config"])
     tf = import_tensorflow(cpu_replicas=config.cpu_replicas, threads=job.get("thread_count"))
-    from fit_vs_tape.runs import make_splits, run_side
+    from fit_vs_tape.runs import RunOptions, make_splits, run_side
     from shared.model import initial_weights
 
     dataset = load_dataset(job["data_dir"])
     result = run_side(job["implementation"], initial_weights(config.hidden_units, config.seed, config.model),
-                      make_splits(dataset, config), config, verbose=False,
-                      stop_on_nan=False)  # no per-step callback: time training as users run it
+                      make_splits(dataset, config), config,
+                      # no per-step callback: time training as users run it
+                      RunOptions(verbose=False, stop_on_nan=False))
     return {
         "epoch_seconds": result.epoch_seconds,
         "test_accuracy": result.test_accuracy,

@@ -30,7 +30,6 @@ def measure(images: int = 60_000, steps: int = 400, repeats: int = 5, hidden: in
 
     thread_policy("all")  # before torch starts: OpenMP reads it once
     import torch
-    import torch.nn.functional as F
     from torch.utils.data import DataLoader, TensorDataset
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
@@ -48,23 +47,9 @@ def measure(images: int = 60_000, steps: int = 400, repeats: int = 5, hidden: in
         for start in range(0, images, 32):
             x[start:start + 32].to(torch.float32) * (1.0 / 255.0)
 
-    def steps_with(fused: bool) -> Callable[[], None]:
-        torch.manual_seed(0)
-        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, hidden), torch.nn.ReLU(),
-                                    torch.nn.Linear(hidden, 10))
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7, fused=fused)
-        images_u8, labels = x[:32], y[:32]
-
-        def run():
-            for _ in range(steps):
-                loss = F.cross_entropy(model(images_u8.to(torch.float32) * (1.0 / 255.0)), labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-        return run
-
     parts = {"dataloader_epoch_s": dataloader_epoch, "sliced_epoch_s": sliced_epoch,
-             "adam_foreach_step_s": steps_with(fused=False), "adam_fused_step_s": steps_with(fused=True)}
+             "adam_foreach_step_s": _steps_with(x[:32], y[:32], hidden, steps, fused=False),
+             "adam_fused_step_s": _steps_with(x[:32], y[:32], hidden, steps, fused=True)}
     result = {"images": images, "steps": steps, "hidden_units": hidden, "torch": torch.__version__,
               "threads": torch.get_num_threads()}
     for name, run in parts.items():
@@ -73,6 +58,25 @@ def measure(images: int = 60_000, steps: int = 400, repeats: int = 5, hidden: in
             seconds = [s / steps for s in seconds]
         result[name] = {"median": statistics.median(seconds), "repeats": seconds}
     return result
+
+
+def _steps_with(images_u8, labels, hidden: int, steps: int, *, fused: bool) -> Callable[[], None]:
+    """``steps`` training steps on one batch, with Adam's fused or foreach update, as a call."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, hidden), torch.nn.ReLU(),
+                                torch.nn.Linear(hidden, 10))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7, fused=fused)
+
+    def run():
+        for _ in range(steps):
+            loss = F.cross_entropy(model(images_u8.to(torch.float32) * (1.0 / 255.0)), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return run
 
 
 def main(argv: Sequence[str] | None = None) -> int:

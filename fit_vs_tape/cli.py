@@ -31,6 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=options.Parser)
+    _add_training_commands(sub)
+    _add_checking_commands(sub)
+    _add_other_commands(sub)
+    return parser
+
+
+def _add_training_commands(sub) -> None:
+    """compare, train and trace."""
     p = sub.add_parser("compare", help="train every way from the same start and compare (main job)",
                        description="Train fit(), fit() driving its own train_step, and the "
                                    "GradientTape loop from the same initial weights on the same "
@@ -60,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "restores it and trains the rest")
     p.add_argument("--width", type=options.positive_int, default=None, metavar="COLUMNS",
                    help="width of the printed tree (default: the terminal's)")
+
+
+def _add_checking_commands(sub) -> None:
+    """mistakes and check: where a loop leaves fit()."""
     p = sub.add_parser("mistakes", help="the classic mistakes of a first loop, run against fit()",
                        description="Run every classic mistake of a hand-written loop "
                                    "(low_level/mistakes.py) against fit() from the same start on the "
@@ -79,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a function that returns a new, built keras.Model (default: the project's "
                         "model, as --model says); with no --step, its class's own train_step is checked")
     options.add_training_options(p, options.CHECK_OPTIONS, **options.CHECK_DEFAULTS)
+
+
+def _add_other_commands(sub) -> None:
+    """predict, explore and bench."""
     p = sub.add_parser("predict", help="classify one image with a saved model",
                        description="Classify one test image or one PNG/JPEG file with a saved "
                                    "model; print the top classes and save the probability figure.")
@@ -101,7 +117,6 @@ def build_parser() -> argparse.ArgumentParser:
                                    "options.")
     p.add_argument("benchmark", choices=("speed", "accuracy"))
     p.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's own options")
-    return parser
 
 
 def _train_or_compare(args: argparse.Namespace) -> int:
@@ -129,22 +144,14 @@ def _train_or_compare(args: argparse.Namespace) -> int:
         raise UserError("--mixed-precision: float16 pays only on a GPU, and TensorFlow sees none")
     from fit_vs_tape import rundir, runs
 
-    # Room for what the run writes (what a resumed run wrote already counts as written).
-    room = rundir.run_bytes(config.hidden_units, len(sides), args.command == "compare",
-                           config.model)
-    if args.profile:  # a profiler trace: 11-18 MB per side measured for a --mode epoch window
-        room += len(sides) * rundir.PROFILE_BYTES
-    if args.resume:
-        room -= sum(f.stat().st_size for f in Path(args.resume).rglob("*") if f.is_file())
-    out = rundir.new_run_dir(args.resume or args.out, room=room)
+    out = rundir.new_run_dir(args.resume or args.out, room=_room(args, config, sides))
     print(f"data: {dataset.source}   run directory: {out}")
-    logs = dict(tensorboard=not args.no_tensorboard, profile=args.profile)
+    run = runs.RunOptions(verbose=not args.quiet, resume=bool(args.resume), strategy=strategy,
+                          tensorboard=not args.no_tensorboard, profile=args.profile)
     try:
         if args.command == "compare":
-            return runs.compare(config, dataset, out, not args.quiet, bool(args.resume), strategy,
-                                sides, **logs)
-        return runs.train(sides[0], config, dataset, out, not args.quiet, bool(args.resume),
-                          strategy, **logs)
+            return runs.compare(config, dataset, out, sides, run)
+        return runs.train(sides[0], config, dataset, out, run)
     except OSError as e:  # a write failed: a full disk, a lost permission, a directory gone
         hint = ""
         if (out / rundir.STATE).is_dir():  # else nothing to resume: the run dir is gone, or done
@@ -156,6 +163,20 @@ def _train_or_compare(args: argparse.Namespace) -> int:
         if stop.hint or not (out / rundir.STATE).is_dir():  # said already, or nothing to resume
             raise stop from None
         raise stop.with_hint(resume_hint(args.command, out)) from None
+
+
+def _room(args: argparse.Namespace, config, sides: list[str]) -> int:
+    """Bytes a train or compare run will write (what a resumed run wrote already counts as
+    written)."""
+    from fit_vs_tape import rundir
+
+    room = rundir.run_bytes(config.hidden_units, len(sides), figures=args.command == "compare",
+                            model=config.model)
+    if args.profile:  # a profiler trace: 11-18 MB per side measured for a --mode epoch window
+        room += len(sides) * rundir.PROFILE_BYTES
+    if args.resume:
+        room -= sum(f.stat().st_size for f in Path(args.resume).rglob("*") if f.is_file())
+    return room
 
 
 def _trace(args: argparse.Namespace) -> int:

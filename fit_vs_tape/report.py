@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -110,42 +111,95 @@ def tensorboard_section(out: Path, sides) -> list[str]:
     return lines
 
 
-def write_report(
-    out: Path,
-    record: Mapping,
-    labels: Mapping[str, str],
-    probabilities: Mapping[str, np.ndarray],
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_test: np.ndarray,
-    y_test: np.ndarray,
-    class_names,
-) -> Path:
-    """Draw every figure of a compare run into ``out/figures`` and write ``out/report.md``."""
+@dataclass(frozen=True)
+class Pair:
+    """Two sides of a compare run, measured against each other."""
+
+    a: str
+    b: str
+    max_abs_weight_diff: float
+    prediction_agreement: float
+    """The share of test images both give the same class."""
+    differences: list[str]
+    """What differs besides weights and seconds (runs.differences); empty if nothing does."""
+
+    @property
+    def key(self) -> str:
+        """Its key in results.json's "pairs": ``"a vs b"``."""
+        return f"{self.a} vs {self.b}"
+
+    @property
+    def bit_identical(self) -> bool:
+        """Equal weights, and nothing else differs."""
+        return self.max_abs_weight_diff == 0 and not self.differences
+
+    def to_dict(self) -> dict:
+        """Its entry in results.json's "pairs"."""
+        return {"max_abs_weight_diff": self.max_abs_weight_diff,
+                "prediction_agreement": self.prediction_agreement, "differences": self.differences}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What a compare run found, beyond each side's own numbers: every pair, and how often all
+    sides predict the same class. report.md renders it; results.json records ``to_dict()``."""
+
+    labels: dict[str, str]
+    """Each side's label, in the order the sides trained."""
+    pairs: list[Pair]
+    probabilities: dict[str, np.ndarray]
+    """Each side's test-set probabilities."""
+    agreement: float
+    """The share of test images every side gives the same class."""
+
+    @property
+    def max_abs_weight_diff(self) -> float:
+        """The largest weight difference of any pair."""
+        return max(pair.max_abs_weight_diff for pair in self.pairs)
+
+    @property
+    def bit_identical(self) -> bool:
+        """Every pair bit-identical."""
+        return all(pair.bit_identical for pair in self.pairs)
+
+    def to_dict(self) -> dict:
+        """results.json's summary of the comparison."""
+        return {"max_abs_weight_diff": self.max_abs_weight_diff, "bit_identical": self.bit_identical,
+                "prediction_agreement": self.agreement,
+                "pairs": {pair.key: pair.to_dict() for pair in self.pairs}}
+
+
+def write_report(out: Path, record: Mapping, comparison: Comparison, data, class_names) -> Path:
+    """Draw every figure of a compare run into ``out/figures`` and write ``out/report.md``.
+    ``record``: its results.json; ``data``: the arrays it trained and tested on (runs.Splits)."""
     fig_dir = out / FIGURES
     fig_dir.mkdir(exist_ok=True)
-    sides = list(labels)
-    predicted = {labels[s]: probabilities[s].argmax(axis=1) for s in sides}
-
-    comparison = [
+    labels, sides = comparison.labels, list(comparison.labels)
+    predicted = {labels[s]: comparison.probabilities[s].argmax(axis=1) for s in sides}
+    curves = [
         ("Training curves of every implementation", plotting.training_curves(
             {labels[s]: record[s]["history"] for s in sides}, fig_dir / "curves.png")),
         ("Seconds per epoch", plotting.epoch_times(
             {labels[s]: record[s]["epoch_seconds"] for s in sides}, fig_dir / "epoch_seconds.png")),
         ("Confusion matrices on the test set", plotting.confusion_matrices(
-            y_test, predicted, class_names, fig_dir / "confusion.png")),
+            data.y_test, predicted, class_names, fig_dir / "confusion.png")),
         ("Test images they classify differently", plotting.disagreements(
-            x_test, y_test, predicted, class_names, fig_dir / "disagreements.png")),
+            data.x_test, data.y_test, predicted, class_names, fig_dir / "disagreements.png")),
     ]
-    data_figures = [
-        ("A training image and its pixel values", plotting.image_with_colorbar(
-            x_train[0], fig_dir / "training_image.png", title="training image 0: pixel values")),
-        ("The first 25 training images", plotting.image_grid(
-            x_train, y_train, class_names, fig_dir / "first_25.png")),
-    ]
-    tutorial = [fig for s in sides for fig in tutorial_figures(
-        s, labels[s], probabilities[s], x_test, y_test, class_names, fig_dir)]
+    lines = [*_summary(out, record, comparison, len(data.y_test)),
+             *(_image(out, c, p) for c, p in curves),
+             *tensorboard_section(out, sides),
+             *profile_pictures(out, fig_dir, labels, record["config"]["mode"]),
+             *_configuration(record),
+             *_data_and_tutorial(out, fig_dir, comparison, data, class_names)]
+    path = out / "report.md"
+    write_text(path, "\n".join(lines))
+    return path
 
+
+def _summary(out: Path, record: Mapping, comparison: Comparison, n_test: int) -> list[str]:
+    """The title, each side's numbers side by side, and every pair."""
+    labels, sides = comparison.labels, list(comparison.labels)
     rows = [
         ("test accuracy", lambda s: _fmt(record[s]["test_accuracy"])),
         ("test loss", lambda s: _fmt(record[s]["test_loss"])),
@@ -155,54 +209,55 @@ def write_report(
         ("median s/epoch after the first",
          lambda s: _fmt(_median_after_first(record[s]["epoch_seconds"]), ".2f")),
     ]
-    agreement = record["prediction_agreement"]
-    config = record["config"]
-    env = record["environment"]
-    lines = [
+    return [
         f"# {' vs '.join(labels[s] for s in sides)}: run `{out.name}`",
         "",
         f"All {len(sides)} models started from the same initial weights and saw the same batches "
-        "in the same order" + (", and ended bit-identical." if record["bit_identical"] else "."),
+        "in the same order" + (", and ended bit-identical." if comparison.bit_identical else "."),
         "",
         "| | " + " | ".join(labels[s] for s in sides) + " |",
         "|---|" + "---|" * len(sides),
         *(f"| {name} | " + " | ".join(get(s) for s in sides) + " |" for name, get in rows),
         "",
-        *(f"- largest weight difference, {' vs '.join(labels[s] for s in pair.split(' vs '))}: "
-          f"**{numbers['max_abs_weight_diff']:.3g}**"
-          + (" (bit-identical)" if numbers["max_abs_weight_diff"] == 0 and not numbers["differences"]
-             else "")
-          + "".join(f"; differ in {what}" for what in numbers["differences"])
-          for pair, numbers in record["pairs"].items()),
-        f"- all {len(sides)} predict the same class for **{100 * agreement:.2f}%** of "
-        f"{len(y_test)} test images",
+        *(f"- largest weight difference, {labels[pair.a]} vs {labels[pair.b]}: "
+          f"**{pair.max_abs_weight_diff:.3g}**" + (" (bit-identical)" if pair.bit_identical else "")
+          + "".join(f"; differ in {what}" for what in pair.differences)
+          for pair in comparison.pairs),
+        f"- all {len(sides)} predict the same class for **{100 * comparison.agreement:.2f}%** of "
+        f"{n_test} test images",
         "",
-        *(_image(out, c, p) for c, p in comparison),
-        *tensorboard_section(out, sides),
-        *profile_pictures(out, fig_dir, labels, config["mode"]),
-        "## Configuration",
-        "",
-        "| setting | value |",
-        "|---|---|",
-        *(f"| {k} | {v} |" for k, v in config.items()),
+    ]
+
+
+def _configuration(record: Mapping) -> list[str]:
+    """The run's settings, and the machine and versions it ran on."""
+    env = record["environment"]
+    return [
+        "## Configuration", "", "| setting | value |", "|---|---|",
+        *(f"| {k} | {v} |" for k, v in record["config"].items()),
         f"| data | `{record['data']}` |",
         "",
-        "## Machine and versions",
-        "",
-        "| | |",
-        "|---|---|",
+        "## Machine and versions", "", "| | |", "|---|---|",
         f"| CPU | {env['cpu']} ({env['cpu_cores']} cores) |",
         f"| GPU | {', '.join(env['gpus']) or 'none visible'} |",
         f"| platform | {env['platform']} |",
         *(f"| {k} | {env[k]} |" for k in ("python", "tensorflow", "keras", "numpy")),
         "",
-        "## The data, as the tutorial first looks at it",
-        "",
-        *(_image(out, c, p) for c, p in data_figures),
-        "## The tutorial's prediction figures, for each model",
-        "",
-        *(_image(out, c, p) for c, p in tutorial),
     ]
-    path = out / "report.md"
-    write_text(path, "\n".join(lines))
-    return path
+
+
+def _data_and_tutorial(out: Path, fig_dir: Path, comparison: Comparison, data,
+                       class_names) -> list[str]:
+    """The tutorial's first look at the data, and its prediction figures for each model."""
+    data_figures = [
+        ("A training image and its pixel values", plotting.image_with_colorbar(
+            data.x_train[0], fig_dir / "training_image.png", title="training image 0: pixel values")),
+        ("The first 25 training images", plotting.image_grid(
+            data.x_train, data.y_train, class_names, fig_dir / "first_25.png")),
+    ]
+    tutorial = [fig for side, label in comparison.labels.items() for fig in tutorial_figures(
+        side, label, comparison.probabilities[side], data.x_test, data.y_test, class_names, fig_dir)]
+    return ["## The data, as the tutorial first looks at it", "",
+            *(_image(out, c, p) for c, p in data_figures),
+            "## The tutorial's prediction figures, for each model", "",
+            *(_image(out, c, p) for c, p in tutorial)]

@@ -17,7 +17,7 @@ import numpy as np
 from fit_vs_tape import fit_checkpoint
 from fit_vs_tape.callbacks import GracefulInterrupt, RunRecorder, StopOnNaN
 from fit_vs_tape.errors import RunStopped, UserError, resume_hint
-from fit_vs_tape.report import write_report
+from fit_vs_tape.report import Comparison, Pair, write_report
 from fit_vs_tape.rundir import STATE, load_model, save_model, start_run, write_json
 from fit_vs_tape.runtime import environment, make_strategy
 from fit_vs_tape.tb_logs import TENSORBOARD, tensorboard_callback
@@ -68,6 +68,25 @@ class Splits:
     y_test: np.ndarray
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run goes, beside what it trains (its TrainConfig): the application's choices, in
+    one object from the command line down to each side."""
+
+    verbose: bool = True
+    """Keras' progress bar, and the loop's."""
+    resume: bool = False
+    """Carry on the run directory's saved progress (``--resume``)."""
+    strategy: object = None
+    """A tf.distribute strategy made once per process (None: made from the TrainConfig)."""
+    tensorboard: bool = True
+    """TensorBoard logs per side (``--no-tensorboard`` turns them off)."""
+    profile: bool = False
+    """A profiler window of each side's second epoch, in its TensorBoard logs (``--profile``)."""
+    stop_on_nan: bool = True
+    """Stop a side at its first non-finite loss (the benchmarks time training without it)."""
+
+
 def make_splits(dataset: data_lib.FashionMNIST, config: TrainConfig) -> Splits:
     """Apply --limit (first N training images), then hold out the validation split."""
     x, y = dataset.x_train, dataset.y_train
@@ -83,77 +102,71 @@ def implementation(name: str) -> ModuleType:
     return importlib.import_module(SIDES[name].module)
 
 
-def run_side(
-    name: str,
-    weights: list[np.ndarray],
-    splits: Splits,
-    config: TrainConfig,
-    verbose: bool,
-    state_dir: Path | None = None,
-    callbacks: Sequence = (),
-    stop_on_nan: bool = True,
-    strategy=None,
-    log_dir: Path | None = None,
-    profile: bool = False,
-) -> SideResult:
+def run_side(name: str, weights: list[np.ndarray], splits: Splits, config: TrainConfig,
+             run: RunOptions = RunOptions(), *, state_dir: Path | None = None,
+             callbacks: Sequence = (), log_dir: Path | None = None) -> SideResult:
     """Train one implementation from ``weights``, then evaluate and predict on the test set.
 
     With ``state_dir`` the side can be resumed: progress and checkpoints are kept there after
     every epoch, and a side that already finished is loaded instead of trained again.
-    ``strategy``: a tf.distribute strategy made once per process (default: from ``config``).
-    ``log_dir``: where its TensorBoard logs go (none if None); ``profile``: trace a window of
-    its second epoch there too (not when it resumes).
+    ``log_dir``: where its TensorBoard logs go (none if None; with ``run.profile``, a window of
+    its second epoch is profiled there too, unless it resumes).
     """
     impl = implementation(name)
     if state_dir is not None and (state_dir / "done.json").is_file():
         done = json.loads((state_dir / "done.json").read_text())
         model = load_model(state_dir / "final.keras")
-        history, seconds, stopped = done["history"], done["epoch_seconds"], done["stopped"]
-        batches = done.get("batches", [])
     else:
-        progress = None
-        if state_dir is not None:
-            state_dir.mkdir(parents=True, exist_ok=True)
-            progress = RunRecorder.load(state_dir / "progress.json")
-            if progress is not None:
-                progress = _in_step_with_checkpoint(progress, name, state_dir)
-        recorder = RunRecorder(state_dir / "progress.json" if state_dir else None, progress)
-        nan_guard = StopOnNaN()
-        if log_dir is not None:
-            callbacks = [*callbacks, tensorboard_callback(
-                name, log_dir, config, len(splits.x_train),
-                profile and recorder.completed_epochs == 0)]
-        # fit() and the loop alike: model (and, inside train, optimizer and metrics) are
-        # created under the strategy's scope, so the weights and the optimizer's variables are
-        # mirrored on every replica (the metrics' are per replica, summed when read, at Keras
-        # 3.15, since keras-team/keras#21072; mirrored at 3.8).
-        strategy = strategy or make_strategy(config.strategy, config.cpu_replicas)
-        with strategy.scope():
-            model = model_from_weights(config.hidden_units, weights, config.mixed_precision,
-                                       config.model)
-            saving, checkpoint_dir = checkpointing(name, state_dir / "checkpoint" if state_dir else None)
-            try:
-                impl.train(
-                    model, splits.x_train, splits.y_train, config, splits.validation,
-                    [recorder, *([nan_guard] if stop_on_nan else []), *callbacks, *saving], verbose,
-                    initial_epoch=recorder.completed_epochs, checkpoint_dir=checkpoint_dir,
-                )
-            except CheckpointMismatch as e:  # progress.json and the checkpoint disagree
-                raise UserError(f"cannot resume: {e}") from None
-        history, seconds, batches = recorder.history, recorder.epoch_seconds, recorder.batches
-        stopped = None
-        if nan_guard.stopped_at is not None:
-            epoch, step = nan_guard.stopped_at
-            stopped = {"epoch": epoch + 1, "step": step + 1}
-        if state_dir is not None:
-            save_model(model, state_dir / "final.keras")
-            write_json(state_dir / "done.json",
-                       {"history": history, "epoch_seconds": seconds, "stopped": stopped,
-                        "batches": batches})
+        model, done = _train_side(name, weights, splits, config, run, state_dir=state_dir,
+                                  callbacks=callbacks, log_dir=log_dir)
     test = impl.evaluate(model, splits.x_test, splits.y_test, config)
     probabilities = impl.predict(model, splits.x_test, config)
-    return SideResult(model, history, test["loss"], test["accuracy"], seconds, probabilities,
-                      stopped, batches)
+    return SideResult(model, done["history"], test["loss"], test["accuracy"], done["epoch_seconds"],
+                      probabilities, done["stopped"], done.get("batches", []))
+
+
+def _train_side(name: str, weights: list[np.ndarray], splits: Splits, config: TrainConfig,
+                run: RunOptions, *, state_dir: Path | None, callbacks: Sequence,
+                log_dir: Path | None) -> tuple:
+    """run_side's training, resumed from ``state_dir`` if it holds progress; the model, and
+    what done.json keeps (history, seconds, where a non-finite loss stopped it, batches)."""
+    progress = None
+    if state_dir is not None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        progress = RunRecorder.load(state_dir / "progress.json")
+        if progress is not None:
+            progress = _in_step_with_checkpoint(progress, name, state_dir)
+    recorder = RunRecorder(state_dir / "progress.json" if state_dir else None, progress)
+    nan_guard = StopOnNaN()
+    if log_dir is not None:
+        callbacks = [*callbacks, tensorboard_callback(
+            name, log_dir, config, len(splits.x_train), run.profile and recorder.completed_epochs == 0)]
+    # fit() and the loop alike: model (and, inside train, optimizer and metrics) are created
+    # under the strategy's scope, so the weights and the optimizer's variables are mirrored on
+    # every replica (the metrics' are per replica, summed when read, at Keras 3.15, since
+    # keras-team/keras#21072; mirrored at 3.8).
+    strategy = run.strategy or make_strategy(config.strategy, config.cpu_replicas)
+    with strategy.scope():
+        model = model_from_weights(config.hidden_units, weights, config.mixed_precision, config.model)
+        saving, checkpoint_dir = checkpointing(name, state_dir / "checkpoint" if state_dir else None)
+        try:
+            implementation(name).train(
+                model, splits.x_train, splits.y_train, config, splits.validation,
+                [recorder, *([nan_guard] if run.stop_on_nan else []), *callbacks, *saving],
+                verbose=run.verbose, initial_epoch=recorder.completed_epochs,
+                checkpoint_dir=checkpoint_dir)
+        except CheckpointMismatch as e:  # progress.json and the checkpoint disagree
+            raise UserError(f"cannot resume: {e}") from None
+    stopped = None
+    if nan_guard.stopped_at is not None:
+        epoch, step = nan_guard.stopped_at
+        stopped = {"epoch": epoch + 1, "step": step + 1}
+    done = {"history": recorder.history, "epoch_seconds": recorder.epoch_seconds,
+            "stopped": stopped, "batches": recorder.batches}
+    if state_dir is not None:
+        save_model(model, state_dir / "final.keras")
+        write_json(state_dir / "done.json", done)
+    return model, done
 
 
 def checkpointing(name: str, directory: Path | None) -> tuple[list, Path | None]:
@@ -242,6 +255,17 @@ def epoch_table(results: dict[str, SideResult]) -> str:
     return "\n".join(lines)
 
 
+def compare_sides(results: dict[str, SideResult]) -> Comparison:
+    """Every pair of ``results`` measured against each other, and how often all agree."""
+    predicted = np.stack([r.probabilities.argmax(axis=1) for r in results.values()])
+    pairs = [Pair(a, b, max_abs_weight_diff(results[a].model, results[b].model),
+                  float(np.mean(predicted[i] == predicted[j])), differences(results[a], results[b]))
+             for (i, a), (j, b) in itertools.combinations(enumerate(results), 2)]
+    return Comparison({name: LABELS[name] for name in results}, pairs,
+                      {name: r.probabilities for name, r in results.items()},
+                      float((predicted == predicted[0]).all(axis=0).mean()))
+
+
 def save_run(
     out: Path,
     config: TrainConfig,
@@ -267,8 +291,7 @@ def save_run(
 
 
 def _train_sides(names: Sequence[str], config: TrainConfig, splits: Splits, out: Path,
-                 verbose: bool, command: str, strategy=None, tensorboard: bool = True,
-                 profile: bool = False) -> dict[str, SideResult]:
+                 run: RunOptions, command: str) -> dict[str, SideResult]:
     """Train each side resumably; on Ctrl-C or SIGTERM save the history so far and say how to
     resume."""
     weights = initial_weights(config.hidden_units, config.seed, config.model)  # one start for every side
@@ -280,9 +303,8 @@ def _train_sides(names: Sequence[str], config: TrainConfig, splits: Splits, out:
                     print(f"\n== {LABELS[name]} ({SIDES[name].module.replace('.', '/')}.py), "
                           f"mode {config.mode}")
                 results[name] = run_side(
-                    name, weights, splits, config, verbose, out / STATE / name, [interrupt],
-                    strategy=strategy, profile=profile,
-                    log_dir=out / TENSORBOARD / name if tensorboard else None)
+                    name, weights, splits, config, run, state_dir=out / STATE / name,
+                    callbacks=[interrupt], log_dir=out / TENSORBOARD / name if run.tensorboard else None)
         except RunStopped as stop:
             so_far = {name: RunRecorder.load(out / STATE / name / "progress.json")
                       for name in names if (out / STATE / name).is_dir()}
@@ -301,18 +323,14 @@ def _report_nan(results: dict[str, SideResult]) -> bool:
     return any(r.stopped for r in results.values())
 
 
-def train(
-    impl: str, config: TrainConfig, dataset: data_lib.FashionMNIST, out: Path,
-    verbose: bool = True, resume: bool = False, strategy=None, tensorboard: bool = True,
-    profile: bool = False,
-) -> int:
+def train(impl: str, config: TrainConfig, dataset: data_lib.FashionMNIST, out: Path,
+          run: RunOptions = RunOptions()) -> int:
     """Train one implementation, print its test numbers, write model.keras and results.json.
     Returns the exit code: 0, or 1 when a non-finite loss stopped training."""
     splits = make_splits(dataset, config)
-    if not resume:
+    if not run.resume:
         start_run(out, "train", [impl], config, dataset.source)
-    result = _train_sides([impl], config, splits, out, verbose, "train", strategy, tensorboard,
-                          profile)[impl]
+    result = _train_sides([impl], config, splits, out, run, "train")[impl]
     print(epoch_table({impl: result}))
     print(f"\ntest loss {result.test_loss:.4f}   test accuracy {result.test_accuracy:.4f}")
     stopped = _report_nan({impl: result})
@@ -320,58 +338,39 @@ def train(
              {impl: "model.keras"})
     shutil.rmtree(out / STATE)
     print(f"wrote {out / 'model.keras'} and {out / 'results.json'}")
-    if tensorboard:
+    if run.tensorboard:
         print(f"TensorBoard: tensorboard --logdir {out / TENSORBOARD}")
     return 1 if stopped else 0
 
 
-def compare(
-    config: TrainConfig, dataset: data_lib.FashionMNIST, out: Path, verbose: bool = True,
-    resume: bool = False, strategy=None, sides: Sequence[str] = tuple(SIDES),
-    tensorboard: bool = True, profile: bool = False,
-) -> int:
+def compare(config: TrainConfig, dataset: data_lib.FashionMNIST, out: Path,
+            sides: Sequence[str] = tuple(SIDES), run: RunOptions = RunOptions()) -> int:
     """Train ``sides`` (two or more rungs) from the same initial weights on the same batches and
     compare every pair. Returns the exit code: 0, or 1 when a non-finite loss stopped training."""
     splits = make_splits(dataset, config)
-    if not resume:
+    if not run.resume:
         start_run(out, "compare", list(sides), config, dataset.source)
-    results = _train_sides(list(sides), config, splits, out, verbose, "compare", strategy,
-                           tensorboard, profile)
-    predicted = np.stack([r.probabilities.argmax(axis=1) for r in results.values()])
-    agree = (predicted == predicted[0]).all(axis=0)  # every side predicts the same class
-    pairs = {f"{a} vs {b}": {
-        "max_abs_weight_diff": max_abs_weight_diff(results[a].model, results[b].model),
-        "prediction_agreement": float(np.mean(results[a].probabilities.argmax(axis=1)
-                                              == results[b].probabilities.argmax(axis=1))),
-        "differences": differences(results[a], results[b])}
-        for a, b in itertools.combinations(results, 2)}
-    diff = max(pair["max_abs_weight_diff"] for pair in pairs.values())
-    identical = diff == 0 and not any(pair["differences"] for pair in pairs.values())
-    summary = {"max_abs_weight_diff": diff, "bit_identical": identical,
-               "prediction_agreement": float(agree.mean()), "pairs": pairs}
+    results = _train_sides(list(sides), config, splits, out, run, "compare")
+    comparison = compare_sides(results)
     print("\n" + epoch_table(results))
     print("\ntest accuracy: " + ", ".join(f"{LABELS[name]} {r.test_accuracy:.4f}"
                                           for name, r in results.items()))
-    for pair, numbers in pairs.items():
-        a, b = pair.split(" vs ")
-        print(f"largest weight difference, {LABELS[a]} vs {LABELS[b]}: "
-              f"{numbers['max_abs_weight_diff']:.3g}")
-        for what in numbers["differences"]:
-            print(f"  but {LABELS[a]} and {LABELS[b]} differ in {what}")
-    print(("all bit-identical\n" if identical else "")
-          + f"predictions agree on {int(agree.sum())} of {len(agree)} test images"
-          f" ({100 * agree.mean():.2f}%)")
+    for pair in comparison.pairs:
+        print(f"largest weight difference, {LABELS[pair.a]} vs {LABELS[pair.b]}: "
+              f"{pair.max_abs_weight_diff:.3g}")
+        for what in pair.differences:
+            print(f"  but {LABELS[pair.a]} and {LABELS[pair.b]} differ in {what}")
+    n_test = len(splits.y_test)
+    print(("all bit-identical\n" if comparison.bit_identical else "")
+          + f"predictions agree on {round(comparison.agreement * n_test)} of {n_test} test images"
+          f" ({100 * comparison.agreement:.2f}%)")
     stopped = _report_nan(results)
-    record = save_run(out, config, dataset.source, results, summary,
+    record = save_run(out, config, dataset.source, results, comparison.to_dict(),
                       {name: f"{name}.keras" for name in results})
-    report = write_report(
-        out, record, {name: LABELS[name] for name in results},
-        {name: r.probabilities for name, r in results.items()},
-        splits.x_train, splits.y_train, splits.x_test, splits.y_test, dataset.class_names,
-    )
+    report = write_report(out, record, comparison, splits, dataset.class_names)
     shutil.rmtree(out / STATE)
     print(f"wrote {out}/results.json, {', '.join(f'{name}.keras' for name in results)}, figures/")
     print(f"report: {report}")
-    if tensorboard:
+    if run.tensorboard:
         print(f"TensorBoard: tensorboard --logdir {out / TENSORBOARD}")
     return 1 if stopped else 0
