@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fit_vs_tape import trace_picture
+from fit_vs_tape import profile_timeline
 from fit_vs_tape.rundir import write_text
 from fit_vs_tape.runtime import quiet_tensorflow
 from fit_vs_tape.tb_logs import TENSORBOARD
@@ -55,28 +55,28 @@ def _image(out: Path, caption: str, path: Path) -> str:
     return f"**{caption}**\n\n![{caption}]({path.relative_to(out).as_posix()})\n"
 
 
-def _newest_trace(out: Path, side: str) -> Path | None:
-    # Timestamped folders: the last one sorted by name is the newest trace.
-    traces = sorted((out / TENSORBOARD / side).glob("train/plugins/profile/*/*.xplane.pb"))
-    return traces[-1] if traces else None
+def _newest_profile(out: Path, side: str) -> Path | None:
+    # Timestamped folders: the last one sorted by name is the newest profile.
+    profiles = sorted((out / TENSORBOARD / side).glob("train/plugins/profile/*/*.xplane.pb"))
+    return profiles[-1] if profiles else None
 
 
 def profile_pictures(out: Path, fig_dir: Path, labels: Mapping[str, str],
                      mode: str) -> list[str]:
     """A timeline PNG of a few traced training steps per profiled side
     (figures/profile_<side>.png) and its report.md lines; without the profiler plugin, one line
-    on how to get them. A side whose trace cannot be drawn gets one line saying so: a picture
+    on how to get them. A side whose profile cannot be drawn gets one line saying so: a picture
     never fails the report."""
-    traces = {side: trace for side in labels if (trace := _newest_trace(out, side))}
+    profiles = {side: profile for side in labels if (profile := _newest_profile(out, side))}
     lines = []
-    for side, trace in traces.items():
+    for side, profile in profiles.items():
         png = fig_dir / f"profile_{side}.png"
         try:
             # The converter's C++ side logs its progress (and a harmless "No
             # UnifiedProfileProcessor registered") to stderr: keep it off the terminal.
             with quiet_tensorflow():
-                what = trace_picture.trace_picture(trace, png, f"{labels[side]}, --mode {mode}")
-        except trace_picture.ConverterMissing:
+                what = profile_timeline.draw_timeline(profile, png, f"{labels[side]}, --mode {mode}")
+        except profile_timeline.ConverterMissing:
             return ["Timelines of a few traced steps of every side appear here with the profiler "
                     "plugin: `pip install -e '.[profile]'`, then run the same command again.", ""]
         except Exception as e:  # whatever the trace holds, the report is written

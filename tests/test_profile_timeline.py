@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from fit_vs_tape import report, trace_picture
+from fit_vs_tape import profile_timeline, report
 from fit_vs_tape.cli import main
 from tests.conftest import write_dataset
 
@@ -91,7 +91,7 @@ def test_a_trace_that_cannot_be_drawn_gets_one_line(tmp_path, monkeypatch):
     fig_dir.mkdir()
     (fig_dir / "profile_low_level.png").write_bytes(PNG_MAGIC)  # from an earlier report: stale
     # A trace without any compiled call: what the converter gives for an unexpected trace.
-    monkeypatch.setattr(trace_picture, "trace_events", lambda path: [
+    monkeypatch.setattr(profile_timeline, "profile_events", lambda path: [
         {"ph": "M", "name": "thread_name", "pid": 1, "tid": 1, "args": {"name": "python"}},
         {"ph": "X", "name": "EagerExecute", "pid": 1, "tid": 1, "ts": 0.0, "dur": 5.0}])
 
@@ -99,5 +99,5 @@ def test_a_trace_that_cannot_be_drawn_gets_one_line(tmp_path, monkeypatch):
                                     "graph")
     said = [line for line in lines if line]
     assert len(said) == len(SIDES)
-    assert all(line.startswith("No timeline for ") and "TraceError" in line for line in said)
+    assert all(line.startswith("No timeline for ") and "ProfileError" in line for line in said)
     assert not list(fig_dir.iterdir())

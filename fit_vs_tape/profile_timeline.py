@@ -1,4 +1,5 @@
-"""A timeline of a few training steps, drawn from a ``--profile`` trace for report.md.
+"""A timeline of a few training steps, drawn from a ``--profile`` run's profiler output for report.md
+(the profiler's timeline; ``fit-vs-tape trace``, fit_vs_tape/trace.py, is another thing).
 
 Since TensorFlow 2.11 the profiler writes only ``*.xplane.pb`` (an XSpace protobuf); every view
 of it is derived by the profiler plugin. So we do not parse it ourselves: the plugin's own
@@ -7,7 +8,7 @@ into Chrome trace-event JSON, and matplotlib draws a short window of that: one l
 thread, nested events stacked downwards, coloured by what they are.
 
 The converter comes with ``pip install -e '.[profile]'`` (tensorboard-plugin-profile, which
-installs xprof). Without it ``trace_picture`` raises ``ConverterMissing`` and report.md says how
+installs xprof). Without it ``draw_timeline`` raises ``ConverterMissing`` and report.md says how
 to get the pictures.
 """
 
@@ -50,14 +51,14 @@ class ConverterMissing(ImportError):
     """The profiler plugin's converter (xprof) is not installed."""
 
 
-class TraceError(ValueError):
+class ProfileError(ValueError):
     """The trace does not hold what a picture needs (no compiled call, nothing converted)."""
 
 
-def trace_events(xplane_path: str | os.PathLike) -> list[dict]:
+def profile_events(xplane_path: str | os.PathLike) -> list[dict]:
     """The Chrome trace events of the profiler trace ``xplane_path`` (``*.xplane.pb``), as
     xprof's ``trace_viewer`` tool makes them. Raises ``ConverterMissing`` without xprof,
-    ``TraceError`` if the converter gives nothing."""
+    ``ProfileError`` if the converter gives nothing."""
     try:
         from xprof.convert import raw_to_tool_data
     except ImportError as e:
@@ -68,7 +69,7 @@ def trace_events(xplane_path: str | os.PathLike) -> list[dict]:
         copy = shutil.copy(xplane_path, tmp)
         data, _ = raw_to_tool_data.xspace_to_tool_data([copy], "trace_viewer", {})
     if not data:
-        raise TraceError(f"the profiler's converter returned nothing for {xplane_path}")
+        raise ProfileError(f"the profiler's converter returned nothing for {xplane_path}")
     return json.loads(data)["traceEvents"]
 
 
@@ -118,7 +119,7 @@ def _lane_label(name: str, number: int) -> str:
     return f"{pool} #{number}" + (f"\n({role})" if role else "")
 
 
-def trace_picture(
+def draw_timeline(
     xplane_path: str | os.PathLike,
     png_path: str | os.PathLike,
     title: str,
@@ -135,9 +136,9 @@ def trace_picture(
     gaps after them; with one call per epoch (mode epoch) it is ``zoom_ms`` ms from fraction
     ``at`` of that call. Lanes: the Python thread first, then the ``max_lanes - 1`` threads
     busiest in the window. ``title`` starts the figure's title (which side, which mode).
-    Raises ``ConverterMissing`` without the profiler plugin, ``TraceError`` if the trace holds
+    Raises ``ConverterMissing`` without the profiler plugin, ``ProfileError`` if the trace holds
     no compiled call."""
-    events = trace_events(xplane_path)
+    events = profile_events(xplane_path)
     threads = {(e["pid"], e["tid"]): e["args"]["name"] for e in events
                if e.get("ph") == "M" and e.get("name") == "thread_name"}
     lanes = defaultdict(list)
@@ -145,14 +146,14 @@ def trace_picture(
         if e.get("ph") == "X":  # complete events: a start and a duration (instants are noise)
             lanes[(e["pid"], e["tid"])].append(e)
     if not lanes:
-        raise TraceError(f"no timed events in {xplane_path}")
+        raise ProfileError(f"no timed events in {xplane_path}")
 
     # Found by what it does, not by name: the Python thread is named after the process
     # ("fit-vs-tape" under the console script, "python" otherwise).
     python = max(lanes, key=lambda k: sum(e["dur"] for e in lanes[k] if _is_call(e)))
     calls = [e for e in lanes[python] if _is_call(e)]
     if not calls:
-        raise TraceError(f"no call of a compiled function (__inference_*) in {xplane_path}")
+        raise ProfileError(f"no call of a compiled function (__inference_*) in {xplane_path}")
     # fit() also calls small helper functions; the training one is where the time goes.
     busiest = max({e["name"] for e in calls},
                   key=lambda n: sum(e["dur"] for e in calls if e["name"] == n))
