@@ -11,6 +11,7 @@ import difflib
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 #: The fields of an event that say what happened, not when: two steps whose events agree on
 #: these are the same step (batch and epoch numbers, sequence numbers aside).
@@ -18,12 +19,38 @@ _WHAT = ("kind", "hook", "function", "traces", "in_trace", "via", "dtype", "shap
          "logs", "params", "built_before")
 
 
+#: The phases of a run, in order: before training, an epoch's start, its steps, its end, after.
+PHASES = ("start", "begin", "step", "end", "finish")
+
+
+class Part(NamedTuple):
+    """Where a block lies in a run: its phase, and for an epoch's parts the epoch and step."""
+
+    phase: str
+    """One of PHASES."""
+    epoch: int = 0
+    step: int = 0
+
+    @property
+    def in_epoch(self) -> bool:
+        """An epoch's start, step or end (not before or after training)."""
+        return self.phase in ("begin", "step", "end")
+
+    @property
+    def order(self) -> tuple:
+        """Its place in the run, for sorting: before training, then each epoch's start, steps
+        and end, then after training."""
+        if not self.in_epoch:
+            return (PHASES.index(self.phase),)
+        return (1, self.epoch, PHASES.index(self.phase), self.step)
+
+
 @dataclass
 class Block:
     """A part of a run: what happened before training, in an epoch's start, in one step (or
     one execution of several steps), at an epoch's end, after training."""
 
-    key: tuple
+    key: Part
     title: str
     events: list[dict] = field(default_factory=list)
     """Top-level events (no parent), in order; their children hang off them."""
@@ -41,7 +68,7 @@ def blocks(events: list[dict]) -> list[Block]:
     """The run cut at the callbacks' hooks: before training (through on_train_begin), then per
     epoch its start (through on_epoch_begin), each step (through on_train_batch_end) and its end
     (through on_epoch_end); after training (on_train_end and what follows)."""
-    result = [Block(("start",), "before training")]
+    result = [Block(Part("start"), "before training")]
     epoch, step, pending, started = None, 0, [], False
     for event in children(events).get(None, []):
         dispatch = event["kind"] == "callbacks"
@@ -51,12 +78,12 @@ def blocks(events: list[dict]) -> list[Block]:
             started = hook == "on_train_begin"
         elif hook == "on_epoch_begin":
             epoch, step = event["number"], 0
-            result.append(Block(("epoch", epoch, "begin"), f"epoch {epoch + 1}", pending + [event]))
+            result.append(Block(Part("begin", epoch), f"epoch {epoch + 1}", pending + [event]))
             pending = []
         elif hook == "on_train_end":
-            result.append(Block(("finish",), "after training", pending + [event]))
+            result.append(Block(Part("finish"), "after training", pending + [event]))
             pending = []
-        elif result[-1].key == ("finish",):
+        elif result[-1].key.phase == "finish":
             result[-1].events.append(event)
         else:
             pending.append(event)
@@ -65,13 +92,13 @@ def blocks(events: list[dict]) -> list[Block]:
                               and e["hook"] == "on_train_batch_begin"), event["number"])
                 last = event["number"]
                 title = f"step {first + 1}" if first == last else f"steps {first + 1}-{last + 1}, one call"
-                result.append(Block(("epoch", epoch, "step", step), title, pending))
+                result.append(Block(Part("step", epoch, step), title, pending))
                 pending, step = [], step + 1
             elif hook == "on_epoch_end":
-                result.append(Block(("epoch", epoch, "end"), "end of epoch", pending))
+                result.append(Block(Part("end", epoch), "end of epoch", pending))
                 pending = []
     if pending:
-        result.append(Block(("finish",), "after training", pending))
+        result.append(Block(Part("finish"), "after training", pending))
     return result
 
 
@@ -256,16 +283,16 @@ def render(sides: dict[str, list[dict]], labels: dict[str, str], width: int = 16
         for key in per_side[name]:
             if key not in keys:
                 keys.append(key)
-    keys.sort(key=_order)
+    keys.sort(key=lambda key: key.order)
     column = max(30, (width - 3 * (len(names) - 1)) // len(names))
     rows = [[_fit(labels[n], column) for n in names], ["-" * column for _ in names]]
-    last_seen: dict[tuple, tuple[tuple, str]] = {}  # block kind -> (signatures, where shown)
+    last_seen: dict[str, tuple[tuple, str]] = {}  # phase -> (signatures, where shown)
     run: list | None = None
     for key in keys:
         got = [per_side[n].get(key) for n in names]
         title = next(b.title for b in got if b)
         sig = tuple(signature(b, trees[n]) if b else None for b, n in zip(got, names))
-        kind = key[2:3] if key[0] == "epoch" else key
+        kind = key.phase
         if kind in last_seen and last_seen[kind][0] == sig:
             where = last_seen[kind][1]
             if run is not None and run[0] == kind and run[3] == where:
@@ -273,15 +300,15 @@ def render(sides: dict[str, list[dict]], labels: dict[str, str], width: int = 16
                 rows[-1] = [_fit(_same(run, got), column) for _ in names]
                 continue
             run = [kind, key, key, where]
-            if key[-1] == "begin":
-                rows.append([_fit(f"epoch {key[1] + 1}", column) for _ in names])
+            if key.phase == "begin":
+                rows.append([_fit(f"epoch {key.epoch + 1}", column) for _ in names])
             rows.append([_fit(_same(run, got), column) for _ in names])
             continue
         run = None
         last_seen[kind] = (sig, _where(key, title))
-        if key[-1] == "begin":
+        if key.phase == "begin":
             rows.append([_fit(title, column) for _ in names])
-        elif key[-1] != "begin" and key[0] == "epoch":
+        elif key.in_epoch:
             rows.append([_fit(f" {b.title}" if b else "", column) for b in got])
         else:
             rows.append([_fit(title, column) for _ in names])
@@ -291,30 +318,21 @@ def render(sides: dict[str, list[dict]], labels: dict[str, str], width: int = 16
     return "\n".join(" | ".join(row).rstrip() for row in rows)
 
 
-def _order(key: tuple) -> tuple:
-    if key[0] == "start":
-        return (0,)
-    if key[0] == "finish":
-        return (2,)
-    part = {"begin": (0, 0), "step": (1, key[3] if len(key) > 3 else 0), "end": (2, 0)}[key[2]]
-    return (1, key[1], *part)
-
-
-def _where(key: tuple, title: str) -> str:
-    if key[0] != "epoch":
+def _where(key: Part, title: str) -> str:
+    if not key.in_epoch:
         return title
-    return f"epoch {key[1] + 1}'s " + ("start" if key[2] == "begin" else title)
+    return f"epoch {key.epoch + 1}'s " + ("start" if key.phase == "begin" else title)
 
 
 def _same(run: list, got: list) -> str:
     _, first, last, where = run
-    if first[0] != "epoch":
+    if not first.in_epoch:
         return f"same as {where}"
-    if first[2] == "step":
+    if first.phase == "step":
         titles = [b.title for b in got if b]
-        label = titles[0] if first == last else f"steps {first[3] + 1}-{last[3] + 1}"
+        label = titles[0] if first == last else f"steps {first.step + 1}-{last.step + 1}"
         return f"  {label}: each the same as {where}"
-    return f"  {'start' if first[2] == 'begin' else 'end'}: the same as {where}"
+    return f"  {'start' if first.phase == 'begin' else 'end'}: the same as {where}"
 
 
 def _fit(text: str, width: int) -> str:
@@ -393,7 +411,7 @@ def step_syncs(events: list[dict]) -> list[int]:
     def count(event: dict) -> int:
         return (event["kind"] == "sync") + sum(count(c) for c in tree.get(event["seq"], []))
 
-    return [sum(count(e) for e in b.events) for b in blocks(events) if b.key[2:3] == ("step",)]
+    return [sum(count(e) for e in b.events) for b in blocks(events) if b.key.phase == "step"]
 
 
 def sync_summary(events: list[dict]) -> dict:
@@ -403,7 +421,7 @@ def sync_summary(events: list[dict]) -> dict:
     steady = per_step[1:] or per_step
     tree = children(events)
     places: Counter = Counter()
-    step_blocks = [b for b in blocks(events) if b.key[2:3] == ("step",)][1:]
+    step_blocks = [b for b in blocks(events) if b.key.phase == "step"][1:]
 
     def walk(event: dict) -> None:
         if event["kind"] == "sync":
