@@ -113,6 +113,48 @@ def _category(name: str, lane_name: str, on_python_thread: bool) -> tuple[str, s
     return KERNEL
 
 
+def _draw_lanes(shown: list, lanes: dict, threads: dict, window: tuple[float, float],
+                title: str):
+    """The figure: one lane per thread in ``shown`` (the Python thread first), nested events
+    stacked downwards and coloured by kind, over ``window`` (start and end, microseconds)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+    from matplotlib.transforms import offset_copy
+
+    lo, hi = window
+    fig, ax = plt.subplots(figsize=(14, 0.95 * len(shown) + 1.8))
+    for row, key in enumerate(shown):
+        lane_name = threads.get(key, str(key[1]))
+        open_ends = []  # end times of the enclosing events still open: the nesting depth
+        for e in sorted(lanes[key], key=lambda e: (e["ts"], -e["dur"])):
+            while open_ends and open_ends[-1] <= e["ts"]:
+                open_ends.pop()
+            depth = len(open_ends)
+            open_ends.append(e["ts"] + e["dur"])
+            if depth > _MAX_DEPTH:
+                continue
+            y = row + depth * _ROW
+            colour, _ = _category(e["name"], lane_name, row == 0)
+            ax.broken_barh([((e["ts"] - lo) / 1e3, e["dur"] / 1e3)], (y, _ROW - 0.01),
+                           color=colour, edgecolor="k", linewidth=0.2)
+            if e["dur"] > 0.08 * (hi - lo):  # names only where they fit
+                ax.text((max(e["ts"], lo) - lo) / 1e3, y + _ROW / 2,
+                        f" {e['name'][:48]}  {e['dur'] / 1e3:.2f} ms",
+                        fontsize=6, va="center", clip_on=True)
+    labels = ["Python main thread"] + [_lane_label(threads.get(k, str(k[1])), n)
+                                       for n, k in enumerate(shown[1:], start=1)]
+    ax.set_yticks([r + 0.4 for r in range(len(shown))], labels, fontsize=8)
+    ax.set_ylim(len(shown), -0.1)
+    ax.set_xlim(0, (hi - lo) / 1e3)
+    ax.set_xlabel("time, ms")
+    ax.set_title(title, fontsize=9)
+    # Below the time axis whatever the figure's height: 0.5 inch under the axes.
+    below = offset_copy(ax.transAxes, fig=fig, y=-0.5, units="inches")
+    ax.legend(handles=[Patch(color=c, label=m) for c, m in LEGEND], loc="upper center",
+              bbox_to_anchor=(0.5, 0), bbox_transform=below, ncol=3, fontsize=8, frameon=False)
+    return fig
+
+
 def _lane_label(name: str, number: int) -> str:
     pool = name.split("/", 1)[0]
     role = next((role for prefix, role in _THREAD_ROLES if pool.startswith(prefix)), None)
@@ -147,7 +189,6 @@ def draw_timeline(
             lanes[(e["pid"], e["tid"])].append(e)
     if not lanes:
         raise ProfileError(f"no timed events in {xplane_path}")
-
     # Found by what it does, not by name: the Python thread is named after the process
     # ("fit-vs-tape" under the console script, "python" otherwise).
     python = max(lanes, key=lambda k: sum(e["dur"] for e in lanes[k] if _is_call(e)))
@@ -159,51 +200,14 @@ def draw_timeline(
                   key=lambda n: sum(e["dur"] for e in calls if e["name"] == n))
     calls = sorted((e for e in calls if e["name"] == busiest), key=lambda e: e["ts"])
     lo, hi, what = _window(calls, steps, zoom_ms, at)
-
-    def visible(e: dict) -> bool:
-        return e["ts"] < hi and e["ts"] + e["dur"] > lo
-
     # Only what overlaps the window: an epoch-mode trace holds 10^5-10^6 events.
-    lanes = {k: [e for e in v if visible(e)] for k, v in lanes.items()}
+    lanes = {k: [e for e in v if e["ts"] < hi and e["ts"] + e["dur"] > lo] for k, v in lanes.items()}
     busy = {k: sum(min(e["ts"] + e["dur"], hi) - max(e["ts"], lo) for e in v)
             for k, v in lanes.items() if k != python}
     shown = [python] + sorted((k for k in busy if busy[k] > 0), key=busy.get,
                               reverse=True)[:max_lanes - 1]
-
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
-    from matplotlib.transforms import offset_copy
-
-    fig, ax = plt.subplots(figsize=(14, 0.95 * len(shown) + 1.8))
-    for row, key in enumerate(shown):
-        lane_name = threads.get(key, str(key[1]))
-        open_ends = []  # end times of the enclosing events still open: the nesting depth
-        for e in sorted(lanes[key], key=lambda e: (e["ts"], -e["dur"])):
-            while open_ends and open_ends[-1] <= e["ts"]:
-                open_ends.pop()
-            depth = len(open_ends)
-            open_ends.append(e["ts"] + e["dur"])
-            if depth > _MAX_DEPTH:
-                continue
-            y = row + depth * _ROW
-            colour, _ = _category(e["name"], lane_name, key == python)
-            ax.broken_barh([((e["ts"] - lo) / 1e3, e["dur"] / 1e3)], (y, _ROW - 0.01),
-                           color=colour, edgecolor="k", linewidth=0.2)
-            if e["dur"] > 0.08 * (hi - lo):  # names only where they fit
-                ax.text((max(e["ts"], lo) - lo) / 1e3, y + _ROW / 2,
-                        f" {e['name'][:48]}  {e['dur'] / 1e3:.2f} ms",
-                        fontsize=6, va="center", clip_on=True)
-    labels = ["Python main thread"] + [_lane_label(threads.get(k, str(k[1])), n)
-                                       for n, k in enumerate(shown[1:], start=1)]
-    ax.set_yticks([r + 0.4 for r in range(len(shown))], labels, fontsize=8)
-    ax.set_ylim(len(shown), -0.1)
-    ax.set_xlim(0, (hi - lo) / 1e3)
-    ax.set_xlabel("time, ms")
-    ax.set_title(f"{title}: {what}\n({_function_name(busiest)}; a white gap on the Python "
-                 "thread is plain Python or waiting: no event recorded)", fontsize=9)
-    # Below the time axis whatever the figure's height: 0.5 inch under the axes.
-    below = offset_copy(ax.transAxes, fig=fig, y=-0.5, units="inches")
-    ax.legend(handles=[Patch(color=c, label=m) for c, m in LEGEND], loc="upper center",
-              bbox_to_anchor=(0.5, 0), bbox_transform=below, ncol=3, fontsize=8, frameon=False)
+    fig = _draw_lanes(shown, lanes, threads, (lo, hi),
+                      f"{title}: {what}\n({_function_name(busiest)}; a white gap on the Python "
+                      "thread is plain Python or waiting: no event recorded)")
     plotting.save_figure(fig, png_path)
     return what

@@ -237,9 +237,14 @@ def _eager_tensor_base() -> type:
 
 
 def _patches(recorder: Recorder) -> list[tuple[type, str, Callable]]:
-    """(class, method name, wrapper) for every method the trace wraps."""
-    patches = []
+    """(class, method name, wrapper) for every method the trace wraps: the callbacks' hooks,
+    compiled functions, variables and the optimizer's apply, metric resets, host reads."""
+    return [*_callback_patches(recorder), *_function_patches(recorder),
+            *_creation_patches(recorder), *_metric_patches(recorder), *_sync_patches(recorder)]
 
+
+def _callback_patches(recorder: Recorder) -> list[tuple[type, str, Callable]]:
+    """CallbackList's hooks: each dispatch, with its batch or epoch number."""
     def dispatch(original, hook):
         @functools.wraps(original)
         def wrapper(self, *args, **kwargs):
@@ -251,9 +256,11 @@ def _patches(recorder: Recorder) -> list[tuple[type, str, Callable]]:
         return wrapper
 
     callback_list = keras.callbacks.CallbackList
-    for hook in HOOKS:
-        patches.append((callback_list, hook, dispatch(getattr(callback_list, hook), hook)))
+    return [(callback_list, hook, dispatch(getattr(callback_list, hook), hook)) for hook in HOOKS]
 
+
+def _function_patches(recorder: Recorder) -> list[tuple[type, str, Callable]]:
+    """tf.function's __call__: each call of a compiled function, and the traces it caused."""
     function_type = type(tf.function(lambda: None))
     if not issubclass(function_type, tf.types.experimental.PolymorphicFunction):
         raise TraceUnsupported(f"TensorFlow {tf.__version__}: tf.function is not a "
@@ -269,8 +276,11 @@ def _patches(recorder: Recorder) -> list[tuple[type, str, Callable]]:
             finally:
                 if event is not None:
                     event["traces"] = self.experimental_get_tracing_count() - before
-    patches.append((function_type, "__call__", call))
+    return [(function_type, "__call__", call)]
 
+
+def _creation_patches(recorder: Recorder) -> list[tuple[type, str, Callable]]:
+    """Each Keras variable created (with its owner), and each optimizer apply (built before?)."""
     variable_base = _defining_class(keras.Variable, "__init__")
     original_init = vars(variable_base)["__init__"]
 
@@ -278,7 +288,6 @@ def _patches(recorder: Recorder) -> list[tuple[type, str, Callable]]:
     def init(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
         recorder.add("variable", name=self.name, shape=list(self.shape), owner=_owner())
-    patches.append((variable_base, "__init__", init))
 
     apply_base = _defining_class(keras.optimizers.Optimizer, "apply")
     original_apply = apply_base.apply
@@ -287,8 +296,11 @@ def _patches(recorder: Recorder) -> list[tuple[type, str, Callable]]:
     def apply(self, *args, **kwargs):
         with recorder.scope("apply", built_before=bool(self.built)):
             return original_apply(self, *args, **kwargs)
-    patches.append((apply_base, "apply", apply))
+    return [(variable_base, "__init__", init), (apply_base, "apply", apply)]
 
+
+def _metric_patches(recorder: Recorder) -> list[tuple[type, str, Callable]]:
+    """reset_state of every loaded metric class that defines its own."""
     def reset(original):
         @functools.wraps(original)
         def wrapper(self, *args, **kwargs):
@@ -296,9 +308,11 @@ def _patches(recorder: Recorder) -> list[tuple[type, str, Callable]]:
                 return original(self, *args, **kwargs)
         return wrapper
 
-    for cls in _metric_classes():
-        patches.append((cls, "reset_state", reset(vars(cls)["reset_state"])))
+    return [(cls, "reset_state", reset(vars(cls)["reset_state"])) for cls in _metric_classes()]
 
+
+def _sync_patches(recorder: Recorder) -> list[tuple[type, str, Callable]]:
+    """Every device-to-host read of an eager tensor: its _numpy, and NumPy's constructors."""
     tensor_base = _eager_tensor_base()
     original_numpy = vars(tensor_base)["_numpy"]
 
@@ -307,7 +321,6 @@ def _patches(recorder: Recorder) -> list[tuple[type, str, Callable]]:
         recorder.add("sync", via="EagerTensor._numpy", dtype=self.dtype.name,
                      shape=list(self.shape))
         return original_numpy(self)
-    patches.append((tensor_base, "_numpy", numpy))
 
     # np.array(tensor) and np.asarray(tensor) do not call _numpy: NumPy takes the tensor's
     # buffer (the buffer protocol, implemented in C by TensorFlow), the read Keras'
@@ -322,9 +335,8 @@ def _patches(recorder: Recorder) -> list[tuple[type, str, Callable]]:
             return original(obj, *args, **kwargs)
         return wrapper
 
-    for name in NUMPY_CONSTRUCTORS:
-        patches.append((np, name, from_buffer(getattr(np, name), name)))
-    return patches
+    return [(tensor_base, "_numpy", numpy),
+            *((np, name, from_buffer(getattr(np, name), name)) for name in NUMPY_CONSTRUCTORS)]
 
 
 #: What owns a Keras variable: the object whose method created it.
