@@ -15,26 +15,24 @@ from tests.conftest import run_in_empty_directory
 
 
 def test_speed_harness_writes_every_output_and_nothing_else(tiny_data_dir, tmp_path):
-    # Four of the twelve rows (a fresh TensorFlow process each): fit() at its default, the own
-    # step with one-epoch executions under XLA, and the loop eager and as one XLA epoch. Every
-    # mode's training is proven bit-identical in process (tests/test_equivalence.py); this proves
-    # the harness. Run from an empty working directory, which stays empty (as every command's does).
+    # Three of the twelve rows (a fresh TensorFlow process each): fit() at its default, and the
+    # loop eager and as one XLA epoch. Every mode's training is proven bit-identical in process
+    # (tests/test_equivalence.py); this proves the harness. Run from an empty working directory, which stays empty (as every command's does).
     out, cwd = tmp_path / "speed", tmp_path / "cwd"
     done = run_in_empty_directory(["bench", "speed", "--device", "cpu", "--limit", "128",
                                    "--epochs", "2", "--eager-limit", "64", "--repeats", "2", "--rows",
-                                   "low:epoch,high:default,low:eager,step:spe+xla", "--data-dir",
+                                   "low:epoch,high:default,low:eager", "--data-dir",
                                    str(tiny_data_dir), "--out", str(out)], cwd)
     assert done.returncode == 0, done.stderr[-2000:]
     assert list(cwd.iterdir()) == []
-    # The progress bar: 4 rows, the matmul peak and the floor, twice each.
-    assert "bench speed: 100%" in done.stderr and "12/12" in done.stderr
+    # The progress bar: 3 rows, the matmul peak and the floor, twice each.
+    assert "bench speed: 100%" in done.stderr and "10/10" in done.stderr
     record = json.loads((out / "results.json").read_text())
     rows = record["rows"]
     # In the table's order, not the order typed.
     assert [(r["implementation"], r["mode"]) for r in rows] == [
-        ("high_level", "default"), ("custom_step", "spe+xla"), ("low_level", "eager"),
-        ("low_level", "epoch")]
-    eager = 2
+        ("high_level", "default"), ("low_level", "eager"), ("low_level", "epoch")]
+    eager = 1
     for row in rows:
         assert row["device"] == "cpu" and row["batch_size"] == 32
         assert row["median_epoch_s"] > 0 and row["samples_per_s"] > 0 and row["peak_rss_mb"] > 100

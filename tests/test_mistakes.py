@@ -184,14 +184,20 @@ def test_check_command_one_line_errors_and_verdicts(tiny_data_dir, tmp_path, cap
     assert "'model_losses_dropped'" in capsys.readouterr().out
 
 
-def test_mistakes_command_writes_its_table_json_and_figure(tiny_data_dir, tmp_path, capsys):
+def test_mistakes_command_writes_its_table_json_and_figure(tiny_data_dir, tmp_path, capsys,
+                                                           monkeypatch):
+    # Two entries, one eager and one compiled: every entry is run in test_every_mistake_...;
+    # this one proves the command around the gallery.
+    shown = [m for m in mistakes.MISTAKES if m.name in ("optimizer_in_step", "own_shuffle")]
+    monkeypatch.setattr(mistakes, "MISTAKES", tuple(shown))
     out = tmp_path / "gallery"
     assert main(["mistakes", "--limit", "64", "--hidden-units", "8", "--data-dir", str(tiny_data_dir),
                  "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "fit() (reference)" in printed and "optimizer_in_step" in printed
     record = json.loads((out / "gallery.json").read_text())
-    assert len(record["mistakes"]) == len(mistakes.MISTAKES)
+    assert [row["name"] for row in record["mistakes"]] == ["optimizer_in_step", "own_shuffle"]
+    assert record["mistakes"][1]["first_divergence"]["step"] == 1
     assert (out / "mistakes.png").read_bytes()[:4] == b"\x89PNG"
     assert "```diff" in (out / "diffs.md").read_text()
 
