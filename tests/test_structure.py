@@ -40,14 +40,6 @@ def test_the_lesson_reads_top_to_bottom():
     assert not strategy or tape < min(strategy)
 
 
-def test_every_extension_says_which_part_of_fit_it_covers():
-    for module in ("whole_epoch", "distributed", "checkpoint"):
-        doc = ast.get_docstring(ast.parse((ROOT / "low_level" / f"{module}.py").read_text()))
-        assert doc and "fit()" in doc.split("\n\n")[0] + doc, module
-    assert "BackupAndRestore" in (ROOT / "low_level" / "checkpoint.py").read_text()
-    assert "strategy.run" in (ROOT / "low_level" / "distributed.py").read_text()
-
-
 def test_both_sides_offer_the_same_public_functions():
     high, low = _functions(ROOT / "high_level" / "train.py"), _functions(LESSON)
     for name in ("train", "evaluate", "predict"):
