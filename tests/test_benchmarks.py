@@ -17,7 +17,8 @@ from tests.conftest import run_in_empty_directory
 def test_speed_harness_writes_every_output_and_nothing_else(tiny_data_dir, tmp_path):
     # Three of the twelve rows (a fresh TensorFlow process each): fit() at its default, and the
     # loop eager and as one XLA epoch. Every mode's training is proven bit-identical in process
-    # (tests/test_equivalence.py); this proves the harness. Run from an empty working directory, which stays empty (as every command's does).
+    # (tests/test_equivalence.py); this proves the harness. Run from an empty working
+    # directory, which stays empty (as every command's does).
     out, cwd = tmp_path / "speed", tmp_path / "cwd"
     done = run_in_empty_directory(["bench", "speed", "--device", "cpu", "--limit", "128",
                                    "--epochs", "2", "--eager-limit", "64", "--repeats", "2", "--rows",
