@@ -19,7 +19,6 @@ from fit_vs_tape.errors import (
 )
 from fit_vs_tape.options import IMPLS
 from shared.config import SIDES
-from shared.model import parameter_count
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,7 +143,11 @@ def _train_or_compare(args: argparse.Namespace) -> int:
         raise UserError("--mixed-precision: float16 pays only on a GPU, and TensorFlow sees none")
     from fit_vs_tape import rundir, runs
 
-    out = rundir.new_run_dir(args.resume or args.out, room=_room(args, config, sides))
+    # Room for what the run writes; for --profile, each side's profile (11-18 MB measured).
+    room = rundir.room_for_run(config.hidden_units, len(sides), config.model,
+                               figures=args.command == "compare", profile=args.profile,
+                               resuming=Path(args.resume) if args.resume else None)
+    out = rundir.new_run_dir(args.resume or args.out, room=room)
     print(f"data: {dataset.source}   run directory: {out}")
     run = runs.RunOptions(verbose=not args.quiet, resume=bool(args.resume), strategy=strategy,
                           tensorboard=not args.no_tensorboard, profile=args.profile)
@@ -165,20 +168,6 @@ def _train_or_compare(args: argparse.Namespace) -> int:
         raise stop.with_hint(resume_hint(args.command, out)) from None
 
 
-def _room(args: argparse.Namespace, config, sides: list[str]) -> int:
-    """Bytes a train or compare run will write (what a resumed run wrote already counts as
-    written)."""
-    from fit_vs_tape import rundir
-
-    room = rundir.run_bytes(config.hidden_units, len(sides), figures=args.command == "compare",
-                            model=config.model)
-    if args.profile:  # a profiler trace: 11-18 MB per side measured for a --mode epoch window
-        room += len(sides) * rundir.PROFILE_BYTES
-    if args.resume:
-        room -= sum(f.stat().st_size for f in Path(args.resume).rglob("*") if f.is_file())
-    return room
-
-
 def _trace(args: argparse.Namespace) -> int:
     """`trace`: every check that needs no TensorFlow first, then record each side."""
     config = options.make_config(args)
@@ -191,10 +180,8 @@ def _trace(args: argparse.Namespace) -> int:
     from fit_vs_tape import rundir
     from fit_vs_tape.trace import TraceUnsupported, write_trace
 
-    room = rundir.OVERHEAD * 16
-    if args.resumed_after:  # each side's checkpoint, while it is traced
-        room += 2 * len(args.sides) * rundir.weights_bytes(parameter_count(config.hidden_units,
-                                                                               config.model))
+    room = rundir.room_for_trace(config.hidden_units, len(args.sides), config.model,
+                                 args.resumed_after)
     with rundir.disposable_run_dir(args.out, room=room) as out:  # a failed trace leaves none
         print(f"data: {dataset.source}   run directory: {out}")
         try:
@@ -224,7 +211,7 @@ def _mistakes(args: argparse.Namespace) -> int:
     config, dataset, x, y = _short_run(args)
     from fit_vs_tape import gallery, rundir
 
-    out = rundir.new_run_dir(args.out, room=rundir.OVERHEAD * 16)
+    out = rundir.new_run_dir(args.out, room=rundir.SMALL_RUN_BYTES)
     print(f"data: {dataset.source}   run directory: {out}")
     result = gallery.run_gallery(x, y, dataset.x_test, dataset.y_test, config)
     try:

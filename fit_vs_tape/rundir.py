@@ -14,6 +14,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from fit_vs_tape.errors import UserError
@@ -26,6 +27,40 @@ from shared.model import parameter_count
 RUN_FILE = "run.json"
 #: Inside a run directory: what --resume needs, one folder per side; removed once the run is done.
 STATE = "state"
+#: Inside a run directory: its results, written at the end (and at a stop, with the progress so far).
+RESULTS = "results.json"
+
+
+@dataclass(frozen=True)
+class SideState:
+    """One side's folder in a run directory's ``state/``: what --resume needs of it."""
+
+    directory: Path
+
+    @classmethod
+    def of(cls, run_dir: Path, side: str) -> SideState:
+        """Side ``side``'s folder in ``run_dir``."""
+        return cls(Path(run_dir) / STATE / side)
+
+    @property
+    def progress(self) -> Path:
+        """Each completed epoch's logs and seconds (callbacks.RunRecorder), after every epoch."""
+        return self.directory / "progress.json"
+
+    @property
+    def done(self) -> Path:
+        """The finished side's history, seconds and stop, beside ``final_model``."""
+        return self.directory / "done.json"
+
+    @property
+    def final_model(self) -> Path:
+        """The finished side's model, so that a resumed run does not train it again."""
+        return self.directory / "final.keras"
+
+    @property
+    def checkpoint(self) -> Path:
+        """The side's checkpoint folder (fit_checkpoint.py or low_level/checkpoint.py)."""
+        return self.directory / "checkpoint"
 
 
 #: What a run writes, in bytes. Every model file and checkpoint holds float32 weights; with
@@ -66,6 +101,30 @@ def run_bytes(hidden_units: int, sides: int, figures: bool, model: str = "tutori
     where the sizes above add up to 8.4 MiB at its fullest, just before state/ is removed."""
     per_side = 4 * weights_bytes(parameter_count(hidden_units, model))
     return sides * per_side + ((FIGURES_PER_SIDE * sides + FIGURES_SHARED) if figures else 0)
+
+
+def room_for_run(hidden_units: int, sides: int, model: str, *, figures: bool, profile: bool,
+                 resuming: Path | None = None) -> int:
+    """Bytes a train or compare run will write: ``run_bytes``, with each side's profile if
+    ``profile``; less what ``resuming``, a run directory being resumed, holds already."""
+    room = run_bytes(hidden_units, sides, figures, model)
+    if profile:
+        room += sides * PROFILE_BYTES
+    if resuming is not None:
+        room -= sum(f.stat().st_size for f in Path(resuming).rglob("*") if f.is_file())
+    return room
+
+
+#: Room for a run that keeps no checkpoints or models: what `mistakes` and `trace` write.
+SMALL_RUN_BYTES = 16 * OVERHEAD
+
+
+def room_for_trace(hidden_units: int, sides: int, model: str, resumed_after: int) -> int:
+    """Bytes `trace` will write: its events, and with ``resumed_after`` each side's checkpoint
+    (two at once while the loop writes its next)."""
+    if not resumed_after:
+        return SMALL_RUN_BYTES
+    return SMALL_RUN_BYTES + 2 * sides * weights_bytes(parameter_count(hidden_units, model))
 
 
 def ensure_room(directory: str | os.PathLike, nbytes: int, what: str) -> None:

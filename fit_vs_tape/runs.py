@@ -18,7 +18,7 @@ from fit_vs_tape import fit_checkpoint
 from fit_vs_tape.callbacks import GracefulInterrupt, RunRecorder, StopOnNaN
 from fit_vs_tape.errors import RunStopped, UserError, resume_hint
 from fit_vs_tape.report import Comparison, Pair, write_report
-from fit_vs_tape.rundir import STATE, load_model, save_model, start_run, write_json
+from fit_vs_tape.rundir import RESULTS, STATE, SideState, load_model, save_model, start_run, write_json
 from fit_vs_tape.runtime import environment, make_strategy
 from fit_vs_tape.tb_logs import TENSORBOARD, tensorboard_callback
 from low_level import checkpoint as loop_checkpoint
@@ -103,21 +103,22 @@ def implementation(name: str) -> ModuleType:
 
 
 def run_side(name: str, weights: list[np.ndarray], splits: Splits, config: TrainConfig,
-             run: RunOptions = RunOptions(), *, state_dir: Path | None = None,
+             run: RunOptions = RunOptions(), *, state: SideState | None = None,
              callbacks: Sequence = (), log_dir: Path | None = None) -> SideResult:
     """Train one implementation from ``weights``, then evaluate and predict on the test set.
 
-    With ``state_dir`` the side can be resumed: progress and checkpoints are kept there after
-    every epoch, and a side that already finished is loaded instead of trained again.
+    With ``state`` (its folder in the run directory) the side can be resumed: progress and
+    checkpoints are kept there after every epoch, and a side that already finished is loaded
+    instead of trained again.
     ``log_dir``: where its TensorBoard logs go (none if None; with ``run.profile``, a window of
     its second epoch is profiled there too, unless it resumes).
     """
     impl = implementation(name)
-    if state_dir is not None and (state_dir / "done.json").is_file():
-        done = json.loads((state_dir / "done.json").read_text())
-        model = load_model(state_dir / "final.keras")
+    if state is not None and state.done.is_file():
+        done = json.loads(state.done.read_text())
+        model = load_model(state.final_model)
     else:
-        model, done = _train_side(name, weights, splits, config, run, state_dir=state_dir,
+        model, done = _train_side(name, weights, splits, config, run, state=state,
                                   callbacks=callbacks, log_dir=log_dir)
     test = impl.evaluate(model, splits.x_test, splits.y_test, config)
     probabilities = impl.predict(model, splits.x_test, config)
@@ -126,17 +127,17 @@ def run_side(name: str, weights: list[np.ndarray], splits: Splits, config: Train
 
 
 def _train_side(name: str, weights: list[np.ndarray], splits: Splits, config: TrainConfig,
-                run: RunOptions, *, state_dir: Path | None, callbacks: Sequence,
+                run: RunOptions, *, state: SideState | None, callbacks: Sequence,
                 log_dir: Path | None) -> tuple:
-    """run_side's training, resumed from ``state_dir`` if it holds progress; the model, and
-    what done.json keeps (history, seconds, where a non-finite loss stopped it, batches)."""
+    """run_side's training, resumed from ``state`` if it holds progress; the model, and what
+    done.json keeps (history, seconds, where a non-finite loss stopped it, batches)."""
     progress = None
-    if state_dir is not None:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        progress = RunRecorder.load(state_dir / "progress.json")
+    if state is not None:
+        state.directory.mkdir(parents=True, exist_ok=True)
+        progress = RunRecorder.load(state.progress)
         if progress is not None:
-            progress = _in_step_with_checkpoint(progress, name, state_dir)
-    recorder = RunRecorder(state_dir / "progress.json" if state_dir else None, progress)
+            progress = _in_step_with_checkpoint(progress, name, state)
+    recorder = RunRecorder(state.progress if state else None, progress)
     nan_guard = StopOnNaN()
     if log_dir is not None:
         callbacks = [*callbacks, tensorboard_callback(
@@ -148,7 +149,7 @@ def _train_side(name: str, weights: list[np.ndarray], splits: Splits, config: Tr
     strategy = run.strategy or make_strategy(config.strategy, config.cpu_replicas)
     with strategy.scope():
         model = model_from_weights(config.hidden_units, weights, config.mixed_precision, config.model)
-        saving, checkpoint_dir = checkpointing(name, state_dir / "checkpoint" if state_dir else None)
+        saving, checkpoint_dir = checkpointing(name, state.checkpoint if state else None)
         try:
             implementation(name).train(
                 model, splits.x_train, splits.y_train, config, splits.validation,
@@ -163,9 +164,9 @@ def _train_side(name: str, weights: list[np.ndarray], splits: Splits, config: Tr
         stopped = {"epoch": epoch + 1, "step": step + 1}
     done = {"history": recorder.history, "epoch_seconds": recorder.epoch_seconds,
             "stopped": stopped, "batches": recorder.batches}
-    if state_dir is not None:
-        save_model(model, state_dir / "final.keras")
-        write_json(state_dir / "done.json", done)
+    if state is not None:
+        save_model(model, state.final_model)
+        write_json(state.done, done)
     return model, done
 
 
@@ -186,15 +187,15 @@ def saved_epochs(name: str, directory: Path) -> int:
     return (fit_checkpoint if SIDES[name].uses_fit else loop_checkpoint).saved_epochs(directory)
 
 
-def _in_step_with_checkpoint(progress: dict, name: str, state_dir: Path) -> dict:
+def _in_step_with_checkpoint(progress: dict, name: str, state: SideState) -> dict:
     """A side's saved progress cut back to the epochs its checkpoint holds. The progress record
     is written just before each checkpoint, so a checkpoint that failed to save (a full disk)
     leaves the record one epoch ahead: on resume that epoch is trained again, identically."""
-    saved = saved_epochs(name, state_dir / "checkpoint")
+    saved = saved_epochs(name, state.checkpoint)
     done = progress["completed_epochs"]
     if saved > done:
-        raise UserError(f"cannot resume: {state_dir / 'checkpoint'} holds {saved} epochs, but "
-                        f"{state_dir / 'progress.json'} records only {done}")
+        raise UserError(f"cannot resume: {state.checkpoint} holds {saved} epochs, but "
+                        f"{state.progress} records only {done}")
     return {"completed_epochs": saved, "epoch_seconds": progress["epoch_seconds"][:saved],
             "history": {key: values[:saved] for key, values in progress["history"].items()},
             "batches": progress.get("batches", [])[:saved]}
@@ -286,7 +287,7 @@ def save_run(
         **{name: result.to_dict() for name, result in results.items()},
         **extra,
     }
-    write_json(out / "results.json", record)
+    write_json(out / RESULTS, record)
     return record
 
 
@@ -303,12 +304,12 @@ def _train_sides(names: Sequence[str], config: TrainConfig, splits: Splits, out:
                     print(f"\n== {LABELS[name]} ({SIDES[name].module.replace('.', '/')}.py), "
                           f"mode {config.mode}")
                 results[name] = run_side(
-                    name, weights, splits, config, run, state_dir=out / STATE / name,
+                    name, weights, splits, config, run, state=SideState.of(out, name),
                     callbacks=[interrupt], log_dir=out / TENSORBOARD / name if run.tensorboard else None)
         except RunStopped as stop:
-            so_far = {name: RunRecorder.load(out / STATE / name / "progress.json")
-                      for name in names if (out / STATE / name).is_dir()}
-            write_json(out / "results.json", {"status": "interrupted", "config": config.to_dict(),
+            so_far = {name: RunRecorder.load(SideState.of(out, name).progress)
+                      for name in names if SideState.of(out, name).directory.is_dir()}
+            write_json(out / RESULTS, {"status": "interrupted", "config": config.to_dict(),
                                                **{n: p for n, p in so_far.items() if p}})
             raise stop.with_hint(f"completed epochs are checkpointed in {out}; "
                                  f"{resume_hint(command, out)}") from None
