@@ -458,19 +458,17 @@ def write_trace(out: Path, sides: Sequence[str], config: TrainConfig, dataset: F
     labels = {side: SIDES[side].label for side in sides}
     events = {side: t.events for side, t in traces.items()}
     width = width or shutil.get_terminal_size((160, 24)).columns
-    text = trace_tree.report(events, labels, width)
+    summary = trace_tree.summarize(events, labels)  # once, for the printed report and the JSON
+    text = trace_tree.report(events, labels, width, summary)
     record = {
         "config": config.to_dict(),
         "resumed_after": resumed_after,
         "data": dataset.source,
         "environment": environment(),
         "keras_source": str(KERAS_SRC),
-        "sides": {side: {"label": labels[side],
-                         "hooks": trace_tree.hooks(events[side]),
-                         "syncs": trace_tree.sync_summary(events[side]),
-                         "events": events[side]} for side in sides},
-        "hook_differences": trace_tree.hook_differences(
-            {side: trace_tree.hooks(events[side]) for side in sides}, labels),
+        "sides": {side: {"label": labels[side], "hooks": summary.hooks[side],
+                         "syncs": summary.syncs[side], "events": events[side]} for side in sides},
+        "hook_differences": summary.hook_differences,
     }
     write_json(out / TRACE_FILE, record)
     return text, out / TRACE_FILE

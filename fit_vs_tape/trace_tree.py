@@ -459,10 +459,33 @@ work queued ahead (a GPU), Python waits here for it (on a CPU the compiled call 
 project stack: trace.json."""
 
 
-def report(sides: dict[str, list[dict]], labels: dict[str, str], width: int = 160) -> str:
+@dataclass(frozen=True)
+class Summary:
+    """What a trace found, computed once from its events: each side's hooks and syncs, and how
+    the hooks differ between sides. The printed report and trace.json both come from it."""
+
+    labels: dict[str, str]
+    hooks: dict[str, list[dict]]
+    """Per side, what a callback saw (``hooks``)."""
+    syncs: dict[str, dict]
+    """Per side, its device-to-host reads per step (``sync_summary``)."""
+    hook_differences: list[str]
+    """Where the sides' hooks differ (``hook_differences``); empty if nowhere."""
+
+
+def summarize(sides: dict[str, list[dict]], labels: dict[str, str]) -> Summary:
+    """The Summary of each side's ``events`` (``sides``: side -> events)."""
+    seen = {name: hooks(events) for name, events in sides.items()}
+    return Summary(labels, seen, {name: sync_summary(events) for name, events in sides.items()},
+                   hook_differences(seen, labels))
+
+
+def report(sides: dict[str, list[dict]], labels: dict[str, str], width: int = 160,
+           summary: Summary | None = None) -> str:
     """What `fit-vs-tape trace` prints: the first and last side's trees side by side; a side
     in between as its differences from the first; then whether the callbacks saw the same
-    hooks on every side, and the syncs per step."""
+    hooks on every side, and the syncs per step (from ``summary``, made here if not given)."""
+    summary = summary or summarize(sides, labels)
     names = list(sides)
     shown = names if len(names) <= 2 else [names[0], names[-1]]
     parts = [LEGEND, "", render({n: sides[n] for n in shown}, labels, width)]
@@ -472,21 +495,20 @@ def report(sides: dict[str, list[dict]], labels: dict[str, str], width: int = 16
                      f"(- {labels[names[0]]}, + {labels[middle]}):" if diff else
                      f"\n{labels[middle]}: its tree is exactly {labels[names[0]]}'s")
         parts.extend(diff)
-    differences = hook_differences({n: hooks(sides[n]) for n in names}, labels)
     if len(names) > 1:
         parts.append("")
-        if differences:
+        if summary.hook_differences:
             parts.append("What the callbacks received differs:")
-            parts.extend(differences)
+            parts.extend(summary.hook_differences)
         else:
             every = ", ".join(labels[n] for n in names)
             parts.append(f"The callbacks received the same hooks on every side ({every}): same "
                          f"order, batch and epoch numbers, log keys and params "
-                         f"({len(hooks(sides[names[0]]))} hooks).")
+                         f"({len(summary.hooks[names[0]])} hooks).")
     parts.append("")
     parts.append("Device-to-host reads (syncs) per training step after the first:")
     for n in names:
-        summary = sync_summary(sides[n])
-        where = "; ".join(f"{count:g} at {place}" for place, count in summary["where"].items())
-        parts.append(f"  {labels[n]}: {summary['median_after_first']:g}" + (f" ({where})" if where else ""))
+        syncs = summary.syncs[n]
+        where = "; ".join(f"{count:g} at {place}" for place, count in syncs["where"].items())
+        parts.append(f"  {labels[n]}: {syncs['median_after_first']:g}" + (f" ({where})" if where else ""))
     return "\n".join(parts)
