@@ -276,6 +276,22 @@ def test_training_is_bit_identical_with_and_without_the_trace(mode):
         assert max_abs_weight_diff(plain, recorded.model) == 0.0, side
 
 
+def test_one_recording_at_a_time():
+    """The patches are process-wide: a second recording inside the first is refused, and the
+    first still unwraps everything."""
+    import keras
+
+    original = vars(keras.callbacks.CallbackList)["on_epoch_begin"]
+    with trace.recording(trace.Recorder()):
+        with pytest.raises(RuntimeError, match="another trace recording"), \
+                trace.recording(trace.Recorder()):
+            pass
+        assert vars(keras.callbacks.CallbackList)["on_epoch_begin"] is not original
+    assert vars(keras.callbacks.CallbackList)["on_epoch_begin"] is original
+    with trace.recording(trace.Recorder()):  # and a new one may start
+        pass
+
+
 def test_recording_unwraps_everything_even_after_an_error():
     import keras
 
