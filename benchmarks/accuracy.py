@@ -1,8 +1,8 @@
-"""Test accuracy of every implementation over several seeds, beside the published numbers.
+"""Test accuracy of every side over several seeds, beside the published numbers.
 
     python -m benchmarks.accuracy --seeds 5   (or: fit-vs-tape bench accuracy ...)
 
-Each seed gives new initial weights and a new data order; every implementation (fit(), fit()
+Each seed gives new initial weights and a new data order; every side (fit(), fit()
 driving its own train_step, the loop) trains from that same start, with the tutorial's settings.
 The difference of means is fit()'s minus the loop's.
 """
@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> dict:
-    """Train every implementation for each seed; write results.json, results.md, accuracy.png."""
+    """Train every side for each seed; write results.json, results.md, accuracy.png."""
     from fit_vs_tape.rundir import new_run_dir
     from fit_vs_tape.runtime import choose_device, environment, import_tensorflow, load_dataset
 

@@ -46,8 +46,8 @@ ROWS = (
     ("low_level", "xla", "xla", 1),
     ("low_level", "epoch", "epoch", 1),
 )
-#: What ``--rows`` accepts: ``train --impl``'s name and the row's, e.g. high:default, low:epoch.
-ROW_NAMES = tuple(f"{SIDES[implementation].impl}:{name}" for implementation, name, _, _ in ROWS)
+#: What ``--rows`` accepts: ``train --side``'s name and the row's, e.g. high:default, low:epoch.
+ROW_NAMES = tuple(f"{SIDES[implementation].short}:{name}" for implementation, name, _, _ in ROWS)
 COLUMNS = ["implementation", "mode", "hidden_units", "batch_size", "device", "median_epoch_s",
            "min_epoch_s", "max_epoch_s", "unstable", "repeats", "load_1min", "thread_policy", "compile_s",
            "samples_per_s", "speedup_vs_fit_default", "gflop_per_s", "share_of_peak", "share_of_floor",

@@ -1,4 +1,4 @@
-"""Callbacks the application gives every implementation: fit() calls them itself, the loop
+"""Callbacks the application gives every side: fit() calls them itself, the loop
 through its CallbackList.
 
 - EpochTimer: wall-clock seconds of each epoch, timed the same way on every side.

@@ -17,7 +17,7 @@ from fit_vs_tape.errors import (
     report_errors,
     resume_hint,
 )
-from fit_vs_tape.options import IMPLS
+from fit_vs_tape.options import SHORT_NAMES
 from shared.config import SIDES
 
 
@@ -43,14 +43,16 @@ def _add_training_commands(sub) -> None:
                                    "GradientTape loop from the same initial weights on the same "
                                    "batches; compare weights, predictions, time.")
     p.add_argument("--sides", type=options.sides, default=list(SIDES), metavar="IMPL,IMPL",
-                   help=f"which of {','.join(IMPLS)} to train and compare, two or more "
-                        f"(default all: {','.join(IMPLS)})")
+                   help=f"which of {','.join(SHORT_NAMES)} to train and compare, two or more "
+                        f"(default all: {','.join(SHORT_NAMES)})")
     options.add_training_options(p)
-    p = sub.add_parser("train", help="train one implementation",
-                       description="Train one implementation and save model.keras, results.json.")
-    p.add_argument("--impl", choices=list(IMPLS),
+    p = sub.add_parser("train", help="train one side",
+                       description="Train one side and save model.keras, results.json.")
+    p.add_argument("--side", choices=list(SHORT_NAMES),
                    help="high: compile + fit; step: fit() driving its own train_step; low: "
                         "GradientTape loop (required unless --resume)")
+    # Its name before 2026-12: still taken, no longer shown.
+    p.add_argument("--impl", dest="side", choices=list(SHORT_NAMES), help=argparse.SUPPRESS)
     options.add_training_options(p)
     p = sub.add_parser("trace", help="record what fit() and the loop do, step by step",
                        description="Train a few steps on every side (or --sides) while recording "
@@ -59,7 +61,7 @@ def _add_training_commands(sub) -> None:
                                    "read, with the Keras (or loop) line that caused it; print "
                                    "fit()'s tree beside the loop's and write trace.json.")
     p.add_argument("--sides", type=options.any_sides, default=list(SIDES), metavar="IMPL,IMPL",
-                   help=f"which of {','.join(IMPLS)} to trace, one or more (default all)")
+                   help=f"which of {','.join(SHORT_NAMES)} to trace, one or more (default all)")
     options.add_training_options(p, options.TRACE_OPTIONS, **options.TRACE_DEFAULTS)
     p.add_argument("--resumed-after", type=options.whole_number, default=0, metavar="N",
                    help="trace a resumed run: train N epochs with a checkpoint first (not "
@@ -128,7 +130,7 @@ def _train_or_compare(args: argparse.Namespace) -> int:
         print(f"resuming {args.resume} with its own configuration")
     else:
         config = options.make_config(args)
-        sides = [IMPLS[args.impl]] if args.command == "train" else args.sides
+        sides = [SHORT_NAMES[args.side]] if args.command == "train" else args.sides
         data_dir = args.data_dir
     options.checked(lambda: config.check_sides(sides))
     options.check_logging(args, config)
@@ -263,8 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code (tests call it directly)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "train" and args.impl is None and not args.resume:
-        parser.error("train: the following argument is required: --impl")
+    if args.command == "train" and args.side is None and not args.resume:
+        parser.error("train: the following argument is required: --side")
     if args.command == "bench":
         if args.benchmark == "speed":
             from benchmarks.speed import main as bench_main

@@ -15,8 +15,8 @@ from fit_vs_tape.errors import UserError
 from shared.config import DEVICES, MODELS, MODES, SIDES, STRATEGIES, TrainConfig
 from shared.data import CLASS_NAMES
 
-#: ``train --impl`` names -> implementation (package) names.
-IMPLS = {side.impl: name for name, side in SIDES.items()}
+#: The command line's short names of the sides (``train --side``) -> their names (results.json).
+SHORT_NAMES = {side.short: name for name, side in SIDES.items()}
 
 
 class Parser(argparse.ArgumentParser):
@@ -92,17 +92,17 @@ def names_from(choices: Iterable[str]):
 
 
 def sides(text: str, least: int = 2) -> list[str]:
-    """argparse type: ``least`` or more (compare: two) of ``train --impl``'s names,
+    """argparse type: ``least`` or more (compare: two) of ``train --side``'s names,
     comma-separated, e.g. high,low; returned as side names in the ladder's order."""
-    chosen = [IMPLS[name] for name in names_from(IMPLS)(text)]
+    chosen = [SHORT_NAMES[name] for name in names_from(SHORT_NAMES)(text)]
     if len(chosen) < least:
         raise argparse.ArgumentTypeError(f"{text!r}: compare needs two or more of "
-                                         f"{', '.join(IMPLS)}")
+                                         f"{', '.join(SHORT_NAMES)}")
     return chosen
 
 
 def any_sides(text: str) -> list[str]:
-    """argparse type: one or more of ``train --impl``'s names, comma-separated (trace)."""
+    """argparse type: one or more of ``train --side``'s names, comma-separated (trace)."""
     return sides(text, least=1)
 
 

@@ -177,7 +177,7 @@ def write_report(out: Path, record: Mapping, comparison: Comparison, data, class
     labels, sides = comparison.labels, list(comparison.labels)
     predicted = {labels[s]: comparison.probabilities[s].argmax(axis=1) for s in sides}
     curves = [
-        ("Training curves of every implementation", plotting.training_curves(
+        ("Training curves of every side", plotting.training_curves(
             {labels[s]: record[s]["history"] for s in sides}, fig_dir / "curves.png")),
         ("Seconds per epoch", plotting.epoch_times(
             {labels[s]: record[s]["epoch_seconds"] for s in sides}, fig_dir / "epoch_seconds.png")),

@@ -32,7 +32,7 @@ LABELS = {name: side.label for name, side in SIDES.items()}
 
 @dataclass
 class SideResult:
-    """What one implementation produced: its trained model and the numbers for results.json."""
+    """What one side produced: its trained model and the numbers for results.json."""
 
     model: object
     history: dict[str, list[float]]
@@ -105,7 +105,7 @@ def implementation(name: str) -> ModuleType:
 def run_side(name: str, weights: list[np.ndarray], splits: Splits, config: TrainConfig,
              run: RunOptions = RunOptions(), *, state: SideState | None = None,
              callbacks: Sequence = (), log_dir: Path | None = None) -> SideResult:
-    """Train one implementation from ``weights``, then evaluate and predict on the test set.
+    """Train one side from ``weights``, then evaluate and predict on the test set.
 
     With ``state`` (its folder in the run directory) the side can be resumed: progress and
     checkpoints are kept there after every epoch, and a side that already finished is loaded
@@ -324,19 +324,18 @@ def _report_nan(results: dict[str, SideResult]) -> bool:
     return any(r.stopped for r in results.values())
 
 
-def train(impl: str, config: TrainConfig, dataset: data_lib.FashionMNIST, out: Path,
+def train(side: str, config: TrainConfig, dataset: data_lib.FashionMNIST, out: Path,
           run: RunOptions = RunOptions()) -> int:
-    """Train one implementation, print its test numbers, write model.keras and results.json.
+    """Train one side, print its test numbers, write model.keras and results.json.
     Returns the exit code: 0, or 1 when a non-finite loss stopped training."""
     splits = make_splits(dataset, config)
     if not run.resume:
-        start_run(out, "train", [impl], config, dataset.source)
-    result = _train_sides([impl], config, splits, out, run, "train")[impl]
-    print(epoch_table({impl: result}))
+        start_run(out, "train", [side], config, dataset.source)
+    result = _train_sides([side], config, splits, out, run, "train")[side]
+    print(epoch_table({side: result}))
     print(f"\ntest loss {result.test_loss:.4f}   test accuracy {result.test_accuracy:.4f}")
-    stopped = _report_nan({impl: result})
-    save_run(out, config, dataset.source, {impl: result}, {"implementation": impl},
-             {impl: "model.keras"})
+    stopped = _report_nan({side: result})
+    save_run(out, config, dataset.source, {side: result}, {"side": side}, {side: "model.keras"})
     shutil.rmtree(out / STATE)
     print(f"wrote {out / 'model.keras'} and {out / 'results.json'}")
     if run.tensorboard:

@@ -1,1 +1,1 @@
-"""What every implementation and the figures share: data, data order, model, config, plotting."""
+"""What every side and the figures share: data, data order, model, config, plotting."""

@@ -98,7 +98,7 @@ def seed_generators(model) -> list:
 def model_from_weights(hidden_units: int, weights: list[np.ndarray], mixed_precision: bool = False,
                        model: str = TrainConfig.model):
     """A fresh model holding a copy of ``weights``, an ``initial_weights`` snapshot (the same
-    start for every implementation)."""
+    start for every side)."""
     built = build_model(hidden_units, mixed_precision, model)
     if len(built.variables) != len(weights):
         raise ValueError(f"a snapshot of {len(weights)} variables does not fit the {model} model's "

@@ -1,7 +1,7 @@
-"""The one data order: which images each step of each epoch sees, for every implementation.
+"""The one data order: which images each step of each epoch sees, for every side.
 
 Each epoch's order is a permutation drawn from (seed, epoch) and nothing else, so it is the same
-whichever implementation asks, whatever ran before, and after a resume. Every side consumes the
+whichever side asks, whatever ran before, and after a resume. Every side consumes the
 ``tf.data`` pipelines built here and none shuffles on its own: fit() and a plain ``for`` loop
 over the same seeded, reshuffling pipeline do not draw the same sequence of orders (measured
 with TF 2.21: max |w_fit - w_loop| = 0.10 after 2 epochs instead of 0).

@@ -153,7 +153,7 @@ def probability_bars(
 
 
 def training_curves(histories: Mapping[str, Mapping[str, list[float]]], path: str | os.PathLike) -> Path:
-    """Loss and accuracy per epoch of each implementation, overlaid; validation dashed."""
+    """Loss and accuracy per epoch of each side, overlaid; validation dashed."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for i, (label, history) in enumerate(histories.items()):
@@ -177,7 +177,7 @@ def training_curves(histories: Mapping[str, Mapping[str, list[float]]], path: st
 
 
 def epoch_times(epoch_seconds: Mapping[str, Sequence[float]], path: str | os.PathLike) -> Path:
-    """Seconds per epoch of each implementation, side by side (epoch 1 includes tracing)."""
+    """Seconds per epoch of each side, side by side (epoch 1 includes tracing)."""
     fig, ax = plt.subplots(figsize=(7, 3.8))
     width = 0.8 / max(1, len(epoch_seconds))
     for i, (label, seconds) in enumerate(epoch_seconds.items()):

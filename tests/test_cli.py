@@ -55,10 +55,10 @@ def test_compare_tiny_run(tiny_data_dir, tmp_path, capsys):
 
 def test_train_one_side(tiny_data_dir, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--impl", "low", "--mode", "eager", "--limit", "64", "--epochs", "1",
+    assert main(["train", "--side", "low", "--mode", "eager", "--limit", "64", "--epochs", "1",
                  "--data-dir", str(tiny_data_dir), "--out", str(out), "--quiet"]) == 0
     record = json.loads((out / "results.json").read_text())
-    assert record["implementation"] == "low_level" and record["config"]["mode"] == "eager"
+    assert record["side"] == "low_level" and record["config"]["mode"] == "eager"
     assert (out / "model.keras").is_file()
     assert "test accuracy" in capsys.readouterr().out
 
@@ -66,7 +66,7 @@ def test_train_one_side(tiny_data_dir, tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, needle",
     [
-        (["train", "--impl", "middle"], "argument --impl: invalid choice: 'middle'"),
+        (["train", "--side", "middle"], "argument --side: invalid choice: 'middle'"),
         (["compare", "--sides", "high"], "argument --sides: 'high': compare needs two or more"),
         (["compare", "--sides", "high,mid"], "argument --sides: 'mid' is not one of high, step, low"),
         (["compare", "--epochs", "0"], "--epochs 0: must be at least 1"),
@@ -147,8 +147,21 @@ def test_limit_and_batch_size_beyond_the_data(tiny_data_dir, capsys, tmp_path):
     assert "--batch-size 300: larger than the 256 training images" in capsys.readouterr().err
 
 
+def test_train_takes_its_old_option_name_without_showing_it(capsys):
+    """`--side` is the one word; `--impl`, its name before, is still taken but not shown."""
+    from fit_vs_tape.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["train", "--impl", "low"]).side == "low"
+    assert parser.parse_args(["train", "--side", "step"]).side == "step"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--help"])
+    shown = capsys.readouterr().out
+    assert "--side" in shown and "--impl" not in shown
+
+
 def test_console_script_module_runs():
-    result = subprocess.run([sys.executable, "-m", "fit_vs_tape", "train", "--impl", "x"],
+    result = subprocess.run([sys.executable, "-m", "fit_vs_tape", "train", "--side", "x"],
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "invalid choice: 'x'" in result.stderr

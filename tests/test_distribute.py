@@ -33,7 +33,7 @@ def runs(tmp_path_factory):
                     "--out", str(root / "mirrored"))
     assert mirrored.returncode == 0, mirrored.stderr[-2000:]
     # On one device the three sides are bit-identical (tests/test_equivalence.py): one stands for all.
-    single = _cli("train", "--impl", "low", *common, "--out", str(root / "single"))
+    single = _cli("train", "--side", "low", *common, "--out", str(root / "single"))
     assert single.returncode == 0, single.stderr[-2000:]
     return root, data_dir, common
 
@@ -92,7 +92,7 @@ def test_two_local_workers_match_the_mirrored_run(runs):
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "fit_vs_tape", "train", "--impl", "low", "--strategy",
+            [sys.executable, "-m", "fit_vs_tape", "train", "--side", "low", "--strategy",
              "multiworker", *common, "--out", str(root / f"worker{index}")],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "TF_CONFIG": json.dumps(tf_config)}))

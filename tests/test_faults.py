@@ -22,7 +22,7 @@ import low_level.train as low
 from fit_vs_tape.callbacks import GracefulInterrupt
 from fit_vs_tape.cli import main
 from fit_vs_tape.errors import RunStopped
-from fit_vs_tape.options import IMPLS
+from fit_vs_tape.options import SHORT_NAMES
 from fit_vs_tape.rundir import load_model
 from fit_vs_tape.runs import saved_epochs
 from shared.config import TrainConfig
@@ -153,22 +153,22 @@ def test_disk_full_during_the_checkpoint_write_then_resume_is_bit_identical(
     with tmpfs(tmp_path / "small", "40m") as disk:
         run, filler = disk / "run", disk / "filler"
         proc = subprocess.run([sys.executable, "-c", _FILL_AT_SAVE, str(filler), "train",
-                               "--impl", impl, *resume_options(data_dir), "--out", str(run)],
+                               "--side", impl, *resume_options(data_dir), "--out", str(run)],
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 1, proc.stderr  # not -11: no segmentation fault at exit
-        state = run / "state" / IMPLS[impl]
+        state = run / "state" / SHORT_NAMES[impl]
         _one_line_no_space(proc.stderr, state / "checkpoint", f"fit-vs-tape train --resume {run}")
         assert "the checkpoint of epoch 2 was not written" in proc.stderr
         assert json.loads((state / "progress.json").read_text())["completed_epochs"] == 2
-        assert saved_epochs(IMPLS[impl], state / "checkpoint") == 1  # epoch 1's checkpoint, whole
+        assert saved_epochs(SHORT_NAMES[impl], state / "checkpoint") == 1  # epoch 1's checkpoint, whole
         assert not list(run.rglob(".*"))  # no temporary file left behind
 
         filler.unlink()
         resumed = start_cli("train", "--resume", str(run), "--quiet")
         _, err = resumed.communicate(timeout=300)
         assert resumed.returncode == 0, err
-        _same_weights(run / "model.keras", reference, IMPLS[impl])
-        saved = json.loads((run / "results.json").read_text())[IMPLS[impl]]
+        _same_weights(run / "model.keras", reference, SHORT_NAMES[impl])
+        saved = json.loads((run / "results.json").read_text())[SHORT_NAMES[impl]]
         assert len(saved["epoch_seconds"]) == RESUME_EPOCHS and len(saved["history"]["loss"]) == RESUME_EPOCHS
 
 
@@ -194,9 +194,9 @@ def test_write_permission_lost_mid_run_then_resume_is_bit_identical(
     and the cause; with the permission back, --resume ends bit-identical."""
     data_dir, reference = resume_reference
     run = tmp_path / "locked"
-    state = run / "state" / IMPLS[impl]
+    state = run / "state" / SHORT_NAMES[impl]
     proc = subprocess.Popen([*_without_root_powers(), sys.executable, "-m", "fit_vs_tape", "train",
-                             "--impl", impl, *resume_options(data_dir), "--out", str(run)],
+                             "--side", impl, *resume_options(data_dir), "--out", str(run)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_file(state / "checkpoint" / _CHECKPOINTED[impl], proc)  # epoch 1 checkpointed
     for directory in (state, state / "checkpoint"):
@@ -212,19 +212,19 @@ def test_write_permission_lost_mid_run_then_resume_is_bit_identical(
     assert lines[0].startswith(f"fit-vs-tape: error: {state}"), lines[0]
     assert ": permission denied" in lines[0], lines[0]
     assert lines[0].endswith(f"resume with: fit-vs-tape train --resume {run}"), lines[0]
-    assert saved_epochs(IMPLS[impl], state / "checkpoint") == 1
+    assert saved_epochs(SHORT_NAMES[impl], state / "checkpoint") == 1
     assert not list(run.rglob(".*"))
 
     resumed = start_cli("train", "--resume", str(run), "--quiet")
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
-    _same_weights(run / "model.keras", reference, IMPLS[impl])
+    _same_weights(run / "model.keras", reference, SHORT_NAMES[impl])
 
 
 def test_run_directory_removed_mid_run(tmp_path, resume_reference):
     data_dir, _ = resume_reference
     run = tmp_path / "gone"
-    proc = start_cli("train", "--impl", "low", *resume_options(data_dir), "--out", str(run))
+    proc = start_cli("train", "--side", "low", *resume_options(data_dir), "--out", str(run))
     # Once epoch 1 is checkpointed (the checkpoint's index file is its last write), so that the
     # directory goes away while epoch 2 trains, not while epoch 1's files are still written.
     wait_for_file(run / "state" / "low_level" / "checkpoint" / "checkpoint", proc)

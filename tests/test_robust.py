@@ -16,7 +16,7 @@ import low_level.train as low
 from fit_vs_tape import runs
 from fit_vs_tape.callbacks import StopOnNaN
 from fit_vs_tape.cli import main
-from fit_vs_tape.options import IMPLS
+from fit_vs_tape.options import SHORT_NAMES
 from fit_vs_tape.rundir import load_model
 from shared import data
 from shared.config import TrainConfig
@@ -88,9 +88,9 @@ HOW = {signal.SIGINT: ("interrupted", 130), signal.SIGTERM: ("terminated (SIGTER
 @pytest.mark.parametrize("impl, signum", SIGNALS, ids=[f"{i}-{s.name}" for i, s in SIGNALS])
 def test_a_signal_then_resume_is_bit_identical(tmp_path, resume_reference, impl, signum):
     data_dir, reference = resume_reference
-    side, (how, code) = IMPLS[impl], HOW[signum]
+    side, (how, code) = SHORT_NAMES[impl], HOW[signum]
     run = tmp_path / "stopped"
-    proc = start_cli("train", "--impl", impl, *resume_options(data_dir), "--out", str(run))
+    proc = start_cli("train", "--side", impl, *resume_options(data_dir), "--out", str(run))
     wait_for_file(run / "state" / side / "progress.json", proc)  # epoch 1 is done
     time.sleep(0.05)
     proc.send_signal(signum)
@@ -204,7 +204,7 @@ def test_resume_mistakes(tmp_path, tiny_data_dir, capsys):
     assert main(["compare", "--resume", str(tmp_path)]) == 2
     assert f"--resume {tmp_path}: not a run directory" in capsys.readouterr().err
     run = tmp_path / "done"
-    assert main(["train", "--impl", "low", "--epochs", "1", "--data-dir", str(tiny_data_dir),
+    assert main(["train", "--side", "low", "--epochs", "1", "--data-dir", str(tiny_data_dir),
                  "--out", str(run), "--quiet"]) == 0
     capsys.readouterr()
     assert main(["train", "--resume", str(run)]) == 2

@@ -144,7 +144,7 @@ def test_a_real_tensorboard_serves_every_side(logged_run):
 
 def test_no_tensorboard_writes_no_logs(tiny_data_dir, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--impl", "low", "--limit", "64", "--epochs", "1", "--no-tensorboard",
+    assert main(["train", "--side", "low", "--limit", "64", "--epochs", "1", "--no-tensorboard",
                  "--quiet", "--data-dir", str(tiny_data_dir), "--out", str(out)]) == 0
     assert not (out / "tensorboard").exists()
     assert "tensorboard --logdir" not in capsys.readouterr().out

@@ -74,7 +74,7 @@ def test_no_command_writes_in_the_directory_it_was_started_from(tmp_path):
     quick = ["--epochs", "2", "--limit", "128", "--data-dir", str(data), "--quiet"]
     commands = [
         ["compare", *quick, "--out", str(runs / "compare")],
-        ["train", "--impl", "high", *quick, "--profile", "--out", str(runs / "train")],
+        ["train", "--side", "high", *quick, "--profile", "--out", str(runs / "train")],
         ["predict", "--model", str(runs / "compare" / "high_level.keras"), "--index", "0",
          "--data-dir", str(data), "--out", str(runs / "predict")],
         ["explore", "--data-dir", str(data), "--out", str(runs / "explore")],
