@@ -162,10 +162,14 @@ def loop_without_reset(step: Callable, parts: Parts, x: np.ndarray, y: np.ndarra
 def loop_without_train_begin_end(step: Callable, parts: Parts, x: np.ndarray, y: np.ndarray,
                                  config: TrainConfig, callbacks: keras.callbacks.CallbackList) -> None:
     """The callbacks hear of the epochs and steps but never that training began or ended. The
-    weights are fit()'s; the callbacks that work at those two points do not: BackupAndRestore
-    restores a backup in on_train_begin and deletes it in on_train_end, TensorBoard closes its
-    event files in on_train_end, EarlyStopping(restore_best_weights=True) restores the best
-    weights there (keras/src/callbacks/)."""
+    weights are fit()'s; the callbacks that work at those two points do not. BackupAndRestore
+    restores its backup when training begins and deletes it when it ends
+    (keras/src/callbacks/backup_and_restore.py BackupAndRestore.on_train_begin:
+    `self._load_model()`; BackupAndRestore.on_train_end: `file_utils.rmtree(self.backup_dir)`);
+    TensorBoard closes its event files at the end (keras/src/callbacks/tensorboard.py
+    TensorBoard.on_train_end: `self._close_writers()`); EarlyStopping puts the best weights back
+    there (keras/src/callbacks/early_stopping.py EarlyStopping.on_train_end:
+    `if self.restore_best_weights and self.best_weights is not None:`)."""
     batches = iter(train_batches(x, y, config.seed, config.batch_size, range(config.epochs)))
     train_function = make_train_function(partial(step, *parts), config, replicated=False)
     for epoch in range(config.epochs):
