@@ -136,7 +136,7 @@ def accuracies_by_side(configs: list, dataset, args: argparse.Namespace) -> dict
 
 def write_results(record: dict, out: Path, args: argparse.Namespace) -> None:
     """The table printed; results.json, results.md and accuracy.png in ``out``."""
-    from fit_vs_tape.rundir import write_json, write_text
+    from fit_vs_tape.rundir import RESULTS, write_json, write_text
 
     rows = [{"implementation": side, **{k: v for k, v in record[side].items() if k != "runs"},
              "runs": len(record[side]["runs"])} for side in SIDES]
@@ -149,7 +149,7 @@ def write_results(record: dict, out: Path, args: argparse.Namespace) -> None:
              *(f"published: {name}: {value}" for name, value in ANCHORS.items())]
     print("\n" + "\n".join(lines))
     env = record["environment"]
-    write_json(out / "results.json", record)
+    write_json(out / RESULTS, record)
     write_text(out / "results.md", "# Accuracy over seeds\n\n"
                f"Machine: {env['cpu']} ({env['cpu_cores']} cores); TensorFlow {env['tensorflow']}, "
                f"Keras {env['keras']}. {args.epochs} epochs, mode {args.mode}.\n\n"

@@ -80,7 +80,6 @@ def rows_for(strategy: str, chosen: Sequence[str] = ROW_NAMES) -> tuple:
 def worker(job: dict) -> dict:
     """Train one configuration and measure it (runs in its own process)."""
     from fit_vs_tape.runtime import environment, import_tensorflow, load_dataset
-    from shared.config import TrainConfig
 
     config = TrainConfig(**job["config"])
     tf = import_tensorflow(cpu_replicas=config.cpu_replicas, threads=job.get("thread_count"))
@@ -500,12 +499,12 @@ def result_rows(planned: list[Planned], runs: list, args: argparse.Namespace, n_
 
 def write_results(record: dict, out: Path, n_full: int, floors: dict) -> None:
     """results.json, results.md, speed.png and scaling.png in ``out``."""
-    from fit_vs_tape.rundir import write_json, write_text
+    from fit_vs_tape.rundir import RESULTS, write_json, write_text
 
     rows, env, peak, flops = record["rows"], record["environment"], record["matmul_peak"], \
         record["flops_per_sample"]
     versions = ", ".join(f"{k} {v}" for k, v in record["peer_environment"].items() if k != "keras_backend")
-    write_json(out / "results.json", record)
+    write_json(out / RESULTS, record)
     write_text(out / "results.md", "# Speed: seconds per epoch\n\n"
                f"Machine: {env.get('cpu')} ({env.get('cpu_cores')} cores), GPUs: "
                f"{', '.join(env.get('gpus', [])) or 'none'}; TensorFlow {env.get('tensorflow')}, "

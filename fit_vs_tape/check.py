@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -129,10 +129,6 @@ class Verdict:
             lines.append(f"this is the known mistake {mistake.name!r}: {mistake.title} "
                          f"(low_level/mistakes.py)")
         return "\n".join(lines)
-
-    def to_dict(self) -> dict:
-        """For results.json."""
-        return {**asdict(self), "bit_identical": self.bit_identical}
 
 
 def compare(reference: Recorder, other: Recorder, names: list[str], steps_per: int) -> Verdict:

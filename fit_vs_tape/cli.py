@@ -42,7 +42,7 @@ def _add_training_commands(sub) -> None:
                        description="Train fit(), fit() driving its own train_step, and the "
                                    "GradientTape loop from the same initial weights on the same "
                                    "batches; compare weights, predictions, time.")
-    p.add_argument("--sides", type=options.sides, default=list(SIDES), metavar="IMPL,IMPL",
+    p.add_argument("--sides", type=options.sides, default=list(SIDES), metavar="SIDE,SIDE",
                    help=f"which of {','.join(SHORT_NAMES)} to train and compare, two or more "
                         f"(default all: {','.join(SHORT_NAMES)})")
     options.add_training_options(p)
@@ -60,7 +60,7 @@ def _add_training_commands(sub) -> None:
                                    "variable created (with its owner), metric reset and device-to-host "
                                    "read, with the Keras (or loop) line that caused it; print "
                                    "fit()'s tree beside the loop's and write trace.json.")
-    p.add_argument("--sides", type=options.any_sides, default=list(SIDES), metavar="IMPL,IMPL",
+    p.add_argument("--sides", type=options.any_sides, default=list(SIDES), metavar="SIDE,SIDE",
                    help=f"which of {','.join(SHORT_NAMES)} to trace, one or more (default all)")
     options.add_training_options(p, options.TRACE_OPTIONS, **options.TRACE_DEFAULTS)
     p.add_argument("--resumed-after", type=options.whole_number, default=0, metavar="N",

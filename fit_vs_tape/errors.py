@@ -73,7 +73,7 @@ def describe_os_error(e: OSError) -> str:
 
 
 def _terminate(signum, frame) -> None:
-    raise RunStopped(signal.SIGTERM)
+    raise RunStopped(signum)
 
 
 def report_errors(command: Callable[..., int], *args) -> int:

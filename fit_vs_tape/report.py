@@ -79,10 +79,10 @@ def profile_pictures(out: Path, fig_dir: Path, labels: Mapping[str, str],
         except profile_timeline.ConverterMissing:
             return ["Timelines of a few traced steps of every side appear here with the profiler "
                     "plugin: `pip install -e '.[profile]'`, then run the same command again.", ""]
-        except Exception as e:  # whatever the trace holds, the report is written
+        except Exception as e:  # whatever the profile holds, the report is written
             png.unlink(missing_ok=True)  # a picture left by an earlier report would be stale
             reason = (str(e).strip().splitlines() or [""])[0][:200]
-            lines += [f"No timeline for {labels[side]}: its trace could not be drawn "
+            lines += [f"No timeline for {labels[side]}: its profile could not be drawn "
                       f"({type(e).__name__}: {reason}).", ""]
         else:
             lines.append(_image(out, f"{labels[side]}, profiled: {what}", png))
@@ -149,8 +149,13 @@ class Comparison:
     pairs: list[Pair]
     probabilities: dict[str, np.ndarray]
     """Each side's test-set probabilities."""
-    agreement: float
-    """The share of test images every side gives the same class."""
+    agreeing: int
+    """How many test images every side gives the same class."""
+
+    @property
+    def agreement(self) -> float:
+        """The share of test images every side gives the same class."""
+        return self.agreeing / len(next(iter(self.probabilities.values())))
 
     @property
     def max_abs_weight_diff(self) -> float:

@@ -264,7 +264,7 @@ def compare_sides(results: dict[str, SideResult]) -> Comparison:
              for (i, a), (j, b) in itertools.combinations(enumerate(results), 2)]
     return Comparison({name: LABELS[name] for name in results}, pairs,
                       {name: r.probabilities for name, r in results.items()},
-                      float((predicted == predicted[0]).all(axis=0).mean()))
+                      int((predicted == predicted[0]).all(axis=0).sum()))
 
 
 def save_run(
@@ -337,7 +337,7 @@ def train(side: str, config: TrainConfig, dataset: data_lib.FashionMNIST, out: P
     stopped = _report_nan({side: result})
     save_run(out, config, dataset.source, {side: result}, {"side": side}, {side: "model.keras"})
     shutil.rmtree(out / STATE)
-    print(f"wrote {out / 'model.keras'} and {out / 'results.json'}")
+    print(f"wrote {out / 'model.keras'} and {out / RESULTS}")
     if run.tensorboard:
         print(f"TensorBoard: tensorboard --logdir {out / TENSORBOARD}")
     return 1 if stopped else 0
@@ -362,14 +362,14 @@ def compare(config: TrainConfig, dataset: data_lib.FashionMNIST, out: Path,
             print(f"  but {LABELS[pair.a]} and {LABELS[pair.b]} differ in {what}")
     n_test = len(splits.y_test)
     print(("all bit-identical\n" if comparison.bit_identical else "")
-          + f"predictions agree on {round(comparison.agreement * n_test)} of {n_test} test images"
+          + f"predictions agree on {comparison.agreeing} of {n_test} test images"
           f" ({100 * comparison.agreement:.2f}%)")
     stopped = _report_nan(results)
     record = save_run(out, config, dataset.source, results, comparison.to_dict(),
                       {name: f"{name}.keras" for name in results})
     report = write_report(out, record, comparison, splits, dataset.class_names)
     shutil.rmtree(out / STATE)
-    print(f"wrote {out}/results.json, {', '.join(f'{name}.keras' for name in results)}, figures/")
+    print(f"wrote {out / RESULTS}, {', '.join(f'{name}.keras' for name in results)}, figures/")
     print(f"report: {report}")
     if run.tensorboard:
         print(f"TensorBoard: tensorboard --logdir {out / TENSORBOARD}")

@@ -68,9 +68,9 @@ DRIVERS = (("keras/src/backend/tensorflow/trainer.py", "fit"), ("low_level/train
 HOOKS = tuple(f"on_{what}_{when}" for what in ("train", "epoch", "train_batch", "test",
                                                  "test_batch", "predict", "predict_batch")
               for when in ("begin", "end"))
-#: Hooks given a batch number (the others get an epoch number or nothing).
 #: NumPy's functions that turn a tensor into an array through its buffer, not through _numpy.
 NUMPY_CONSTRUCTORS = ("array", "asarray", "asanyarray")
+#: Hooks given a batch number (the others get an epoch number or nothing).
 BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end", "on_test_batch_begin",
                "on_test_batch_end", "on_predict_batch_begin", "on_predict_batch_end")
 

@@ -464,7 +464,6 @@ class Summary:
     """What a trace found, computed once from its events: each side's hooks and syncs, and how
     the hooks differ between sides. The printed report and trace.json both come from it."""
 
-    labels: dict[str, str]
     hooks: dict[str, list[dict]]
     """Per side, what a callback saw (``hooks``)."""
     syncs: dict[str, dict]
@@ -476,7 +475,7 @@ class Summary:
 def summarize(sides: dict[str, list[dict]], labels: dict[str, str]) -> Summary:
     """The Summary of each side's ``events`` (``sides``: side -> events)."""
     seen = {name: hooks(events) for name, events in sides.items()}
-    return Summary(labels, seen, {name: sync_summary(events) for name, events in sides.items()},
+    return Summary(seen, {name: sync_summary(events) for name, events in sides.items()},
                    hook_differences(seen, labels))
 
 

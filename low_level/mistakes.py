@@ -90,9 +90,11 @@ def step_without_model_losses(model, optimizer, loss_fn, metrics, images, labels
 
 
 def step_with_summed_loss(model, optimizer, loss_fn, metrics, images, labels, sample_weight=None):
-    """Each image's loss summed over the batch instead of averaged: gradients 32 times larger.
-    Adam divides the step by the gradient's own scale, so the weights move almost as fit()'s:
-    only its epsilon (1e-7) sees the factor. The printed loss is 32 times fit()'s."""
+    """Each image's loss summed over the batch instead of averaged: the loss function's gradients
+    batch-size times larger (32; fewer in a smaller last batch), the L2 penalties' not. Adam
+    divides the step by the gradient's own scale, so on the tutorial's model the weights move
+    almost as fit()'s (only its epsilon, 1e-7, sees the factor); on the regularized one the
+    penalties weigh 32 times less. The printed loss is about 32 times fit()'s."""
     with tf.GradientTape() as tape:
         probs = model(images, training=True)
         loss = compute_loss(model, keras.losses.SparseCategoricalCrossentropy(reduction="sum"), labels,
@@ -126,7 +128,8 @@ def step_with_logits_loss(model, optimizer, loss_fn, metrics, images, labels, sa
 
 def step_with_new_optimizer(model, optimizer, loss_fn, metrics, images, labels, sample_weight=None):
     """An optimizer created inside the step. Run eagerly, each step starts a new Adam: its moments
-    and step count start from 0 every time, so step 1 agrees with fit() and step 2 does not.
+    and step count start from 0 every time, so step 1 agrees with fit() (at the default learning
+    rate, which Adam() takes too) and step 2 does not.
     Traced by tf.function, the first trace creates it once and every call reuses it."""
     optimizer = keras.optimizers.Adam()
     with tf.GradientTape() as tape:

@@ -75,7 +75,8 @@ def test_every_mistake_leaves_fit_where_recorded(result):
     assert first["variable"].startswith("batch_normalization") and first["variable"].endswith(
         "/moving_mean"), first
     assert max(rows["no_training_flag"]["max_abs_by_step"]) < 0.1
-    assert result["fit"]["loop_epoch_s"] > 0
+    assert result["fit"]["loop_epoch_s"] > 0 and result["fit"]["loop_bit_identical"]
+    assert result["fit"]["loop_test_accuracy"] == result["fit"]["test_accuracy"]
     # Metrics never reset: the weights are fit()'s, the logs from epoch 2's first step are not.
     assert rows["metrics_not_reset"]["first_divergence"] is None
     assert rows["metrics_not_reset"]["callbacks_differ"].startswith("at step 5 ")
