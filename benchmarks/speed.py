@@ -404,7 +404,6 @@ def run(args: argparse.Namespace) -> dict:
         "flops_per_sample": flops,
         "floor_epoch_s": {f"batch {b}, hidden {h}": seconds for (b, h), seconds in floors.items()},
         "rows": rows}
-    print("\n" + markdown_table(rows, COLUMNS) + "\n\n" + AGREEMENT)
     write_results(record, out, n_full, floors)
     if gone:
         raise UserError(peers.missing_message(gone))
@@ -498,12 +497,14 @@ def result_rows(planned: list[Planned], runs: list, args: argparse.Namespace, n_
 
 
 def write_results(record: dict, out: Path, n_full: int, floors: dict) -> None:
-    """results.json, results.md, speed.png and scaling.png in ``out``."""
+    """The table printed; results.json, results.md, speed.png and scaling.png in ``out``."""
     from fit_vs_tape.rundir import RESULTS, write_json, write_text
 
     rows, env, peak, flops = record["rows"], record["environment"], record["matmul_peak"], \
         record["flops_per_sample"]
     versions = ", ".join(f"{k} {v}" for k, v in record["peer_environment"].items() if k != "keras_backend")
+    table = markdown_table(rows, COLUMNS)
+    print("\n" + table + "\n\n" + AGREEMENT)
     write_json(out / RESULTS, record)
     write_text(out / "results.md", "# Speed: seconds per epoch\n\n"
                f"Machine: {env.get('cpu')} ({env.get('cpu_cores')} cores), GPUs: "
@@ -514,7 +515,7 @@ def write_results(record: dict, out: Path, n_full: int, floors: dict) -> None:
                   f"products): {peak['peak_flops'] / 1e9:.1f} GFLOP/s. Training FLOPs per image, "
                   f"counted from the model's matmuls (benchmarks/limits.py): "
                   + ", ".join(f"{n:,} at H={h}" for h, n in flops.items()) + ".\n\n" if peak else "")
-               + f"{markdown_table(rows, COLUMNS)}\n\n{AGREEMENT}\n\n![seconds per epoch](speed.png)\n\n"
+               + f"{table}\n\n{AGREEMENT}\n\n![seconds per epoch](speed.png)\n\n"
                "![seconds per epoch against model size](scaling.png)\n")
     bar_chart(rows, out / "speed.png")
     scaling_chart(rows, peak, n_full, flops, out / "scaling.png", floors)
