@@ -1,44 +1,24 @@
-"""The trace's instrumentation: what `fit-vs-tape trace` watches, and how, in one table of patches.
+"""The trace's instrumentation: what `fit-vs-tape trace` watches while one side trains.
 
-Nothing here describes Keras, and nothing here imports the application: it watches Keras.
-While ``recording()`` is active (one at a time, under a lock), these methods are wrapped (and
-unwrapped on leaving, whatever happens):
+It watches, by observing (``sys.setprofile``: Python reports each call and return of a watched
+function; nothing is replaced):
 
-- ``keras.callbacks.CallbackList``'s hooks (``on_epoch_begin``, ``on_train_batch_end``, ...):
-  where fit() or the loop dispatches to the callbacks; what happens inside the dispatch
-  (Keras converting the logs to floats) is recorded as happening inside it;
-- a recording callback, first in the list: which hook each callback receives, with which batch or
-  epoch, the sorted keys of its logs, and the ``params`` it was given (``set_params``);
-- ``tf.function``'s ``__call__``: every call of a compiled function, and how many new concrete
-  functions (traces) it made (``experimental_get_tracing_count``);
-- ``keras.Variable``'s ``__init__``: every Keras variable created while training runs (a layer's
-  weights, a metric's totals, the optimizer's slots, a seed generator's state all are one), with
-  its owner: the innermost layer, metric, optimizer or seed generator whose method created it;
-- ``keras.optimizers.Optimizer.apply``: when the update's Python runs (inside a trace, or eagerly);
-- ``reset_state`` of every ``keras.metrics.Metric`` class that defines one;
-- each device-to-host read (a sync: where a device runs queued work, a GPU, Python waits for
-  it there). ``float()``, ``int()``,
-  ``bool()``, ``.numpy()`` and ``repr()`` of an eager tensor go through TensorFlow's
-  ``EagerTensor._numpy``; ``np.array()`` and ``np.asarray()`` do not: NumPy takes the tensor's
-  buffer, which TensorFlow implements in C (measured: 0 calls of ``_numpy``), and that is how
-  Keras 3.15's ``convert_to_numpy`` reads the logs (Keras 3.8's ``pythonify_logs`` calls
-  ``float()``, through ``_numpy``). So both are wrapped: ``_numpy``, and NumPy's
-  ``array``/``asarray``/``asanyarray`` when given an eager tensor. (A read by another way, such
-  as ``memoryview(tensor)`` or ``np.float32(tensor)``, is not seen.)
+- ``keras.callbacks.CallbackList``'s hooks: where fit() or the loop dispatches to the callbacks;
+- ``tf.function``'s ``__call__``: each call of a compiled function, and how many traces it made;
+- ``keras.Variable``'s ``__init__``: each variable created, with the layer, metric, optimizer or
+  seed generator whose method made it;
+- ``keras.optimizers.Optimizer.apply``, and ``reset_state`` of every metric class with its own;
+- each device-to-host read (a sync): ``float()``, ``.numpy()``, ``repr()`` of an eager tensor go
+  through TensorFlow's private ``EagerTensor._numpy``. ``np.array()``/``np.asarray()`` do not (NumPy
+  takes the buffer, in C; Keras 3.15's ``convert_to_numpy`` reads the logs so), and a profiler
+  cannot see a C function's argument: these three NumPy functions alone are wrapped.
 
-Each event keeps the frames of the installed Keras (``keras/src/``) and of the teaching code
-(``high_level/``, ``low_level/``, ``shared/``) that led to it, innermost first, with the line of
-source; ``driver`` is the statement of fit() (``TensorFlowTrainer.fit``) or of the loop
-(``low_level/train.py`` ``train``) it happened under. The wrappers only append to a list: every
-argument and result passes through untouched, so training is bit-identical with and without them
-(tests/test_trace.py checks every weight, in every mode, on all three rungs).
-
-What is private and relied on: ``EagerTensor._numpy`` (TensorFlow has no public hook for a
-device-to-host read; checked at start, a clear error if it is gone). Everything else wrapped is
-public API (NumPy's constructors, and): ``keras.callbacks.CallbackList``, ``keras.callbacks.Callback``,
-``keras.Variable``, ``keras.optimizers.Optimizer.apply``, ``keras.metrics.Metric.reset_state``,
-``tf.function``'s type (``tf.types.experimental.PolymorphicFunction``) and its
-``experimental_get_tracing_count``.
+A recording callback, put first in the callbacks, records which hook each callback receives, with
+which batch or epoch, its logs' keys and the ``params``. Each event keeps the frames of the
+installed Keras (``keras/src/``) and of the teaching code that led to it, innermost first, and
+``driver``: the statement of fit() or of the loop it happened under. Nothing touches an argument
+or a result, so training is bit-identical with and without the trace (tests/test_trace.py checks
+every weight, in every mode, on all three sides). Nothing here imports the application.
 """
 
 from __future__ import annotations
@@ -47,6 +27,7 @@ import contextlib
 import functools
 import inspect
 import linecache
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -68,15 +49,17 @@ DRIVERS = (("keras/src/backend/tensorflow/trainer.py", "fit"), ("low_level/train
 HOOKS = tuple(f"on_{what}_{when}" for what in ("train", "epoch", "train_batch", "test",
                                                  "test_batch", "predict", "predict_batch")
               for when in ("begin", "end"))
+#: Hooks given a batch or an epoch number (the others get nothing but logs).
+NUMBERED = tuple(hook for hook in HOOKS if "batch" in hook or "epoch" in hook)
 #: NumPy's functions that turn a tensor into an array through its buffer, not through _numpy.
 NUMPY_CONSTRUCTORS = ("array", "asarray", "asanyarray")
-#: Hooks given a batch number (the others get an epoch number or nothing).
-BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end", "on_test_batch_begin",
-               "on_test_batch_end", "on_predict_batch_begin", "on_predict_batch_end")
+#: What owns a Keras variable: the object whose method created it.
+OWNERS = (keras.layers.Layer, keras.metrics.Metric, keras.optimizers.Optimizer,
+          keras.random.SeedGenerator)
 
 
 class TraceUnsupported(RuntimeError):
-    """The installed TensorFlow or Keras lacks a method the trace wraps."""
+    """The installed TensorFlow or Keras lacks a method the trace watches."""
 
 
 def where(path: str) -> str | None:
@@ -94,46 +77,32 @@ def where(path: str) -> str | None:
 
 @dataclass
 class Recorder:
-    """The events of one side's run, in the order they happened, and the scopes open now (a
-    callback dispatch, a call of a compiled function): each event names its innermost open
-    scope as ``parent``."""
+    """The events of one side's run, in order, and the scopes open now (a callback dispatch, a
+    compiled call, an optimizer apply, a metric reset): each event names the innermost as
+    ``parent``."""
 
     events: list[dict] = field(default_factory=list)
-    open_scopes: list[int] = field(default_factory=list)
+    open_scopes: list[tuple[object, dict]] = field(default_factory=list)  # (frame, event)
     thread: int = field(default_factory=threading.get_ident)
     _files: dict = field(default_factory=dict)
 
-    def add(self, kind: str, **details) -> dict | None:
-        """Record an event of ``kind`` with ``details`` and where it came from; None if it
-        happened on another thread (none does in fit() on TensorFlow, nor in the loop)."""
+    def add(self, kind: str, frame, **details) -> dict | None:
+        """Record an event of ``kind`` with ``details``, caused by the code running ``frame``;
+        None if it happened on another thread (none does in fit() on TensorFlow, nor in the loop:
+        the profile function sees this thread only, the callback and NumPy's wrappers all)."""
         if threading.get_ident() != self.thread:
             return None
-        stack = self._stack()
-        driver = next((frame for frame in reversed(stack)
-                       if (frame["file"], frame["function"]) in DRIVERS), None)
+        stack = self._stack(frame)
+        driver = next((f for f in reversed(stack) if (f["file"], f["function"]) in DRIVERS), None)
         event = {"seq": len(self.events), "kind": kind, **details,
-                 "parent": self.open_scopes[-1] if self.open_scopes else None,
+                 "parent": self.open_scopes[-1][1]["seq"] if self.open_scopes else None,
                  "in_trace": tf.inside_function(), "driver": driver, "stack": stack}
         self.events.append(event)
         return event
 
-    @contextlib.contextmanager
-    def scope(self, kind: str, **details) -> Iterator[dict | None]:
-        """An event whose inner events are its children (``parent``) until the block ends."""
-        event = self.add(kind, **details)
-        if event is None:
-            yield None
-            return
-        self.open_scopes.append(event["seq"])
-        try:
-            yield event
-        finally:
-            self.open_scopes.pop()
-
-    def _stack(self) -> list[dict]:
-        """The Keras and teaching-code frames of the caller, innermost first."""
+    def _stack(self, frame) -> list[dict]:
+        """The Keras and teaching-code frames from ``frame`` outwards, innermost first."""
         frames = []
-        frame = inspect.currentframe()
         while frame is not None:
             code = frame.f_code
             name = self._files.get(code.co_filename)
@@ -146,6 +115,130 @@ class Recorder:
         return frames
 
 
+@dataclass(frozen=True)
+class Watch:
+    """A function the trace observes: the event it makes, and whether that event is a scope
+    (its inner events are its children until the function returns)."""
+
+    kind: str
+    details: Callable[[dict], dict]
+    """The event's details, from the function's local variables at its call."""
+    scope: bool = True
+    at_return: bool = False
+    """Record at the return, not the call (a variable: its name is known once made)."""
+
+
+def _owner(frame) -> str:
+    """``SparseCategoricalAccuracy 'accuracy'``: the innermost layer, metric, optimizer or seed
+    generator on the stack from ``frame`` whose method is running (``self``), or "?"."""
+    while frame is not None:
+        obj = frame.f_locals.get("self")
+        if isinstance(obj, OWNERS):
+            return f"{type(obj).__name__} {getattr(obj, 'name', '?')!r}"
+        frame = frame.f_back
+    return "?"
+
+
+def _function_name(function) -> str:
+    python_function = getattr(function, "python_function", None)
+    python_function = getattr(python_function, "func", python_function)  # a functools.partial
+    return getattr(python_function, "__name__", repr(python_function))
+
+
+def _own(cls: type, name: str) -> Callable:
+    """The function ``cls`` (or the first class of its MRO that has it) defines as ``name``,
+    unwrapped from its decorators: its code object is what Python reports calling."""
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            return inspect.unwrap(vars(klass)[name])
+    raise TraceUnsupported(f"{cls.__qualname__} has no method {name}")
+
+
+def _metric_classes() -> list[type]:
+    """Every loaded keras.metrics.Metric class that defines its own reset_state."""
+    seen, todo = set(), [keras.metrics.Metric]
+    while todo:
+        cls = todo.pop()
+        if cls not in seen:
+            seen.add(cls)
+            todo.extend(cls.__subclasses__())
+    return [cls for cls in seen if "reset_state" in vars(cls)]
+
+
+def watched() -> dict:
+    """The code object of every function the trace observes -> its Watch. Private TensorFlow API
+    (``_numpy``) is checked, never assumed."""
+    tensor = type(tf.constant(0.0))
+    if "_numpy" not in {name for klass in tensor.__mro__ for name in vars(klass)}:
+        raise TraceUnsupported(f"TensorFlow {tf.__version__}: eager tensors have no _numpy, "
+                               "through which float() and .numpy() read a tensor to the host")
+    function_type = type(tf.function(lambda: None))
+    if not issubclass(function_type, tf.types.experimental.PolymorphicFunction):
+        raise TraceUnsupported(f"TensorFlow {tf.__version__}: tf.function is not a "
+                               "PolymorphicFunction")
+    table = {}
+    for hook in HOOKS:  # CallbackList's own (a Callback's no-op hook would match every callback)
+        if hook not in vars(keras.callbacks.CallbackList):
+            raise TraceUnsupported(f"Keras {keras.__version__}: CallbackList has no {hook}")
+        code = _own(keras.callbacks.CallbackList, hook).__code__
+        number = code.co_varnames[1] if hook in NUMBERED else None  # batch or epoch
+        table[code] = Watch("callbacks", lambda f, hook=hook, number=number: {
+            "hook": hook, **({} if number is None else {"number": int(f[number])})})
+    table[_own(function_type, "__call__").__code__] = Watch("call", lambda f: {
+        "function": _function_name(f["self"]), "_tracings": f["self"].experimental_get_tracing_count()})
+    table[_own(keras.optimizers.Optimizer, "apply").__code__] = Watch(
+        "apply", lambda f: {"built_before": bool(f["self"].built)})
+    for cls in _metric_classes():
+        table[vars(cls)["reset_state"].__code__] = Watch("reset_state",
+                                                         lambda f: {"metric": f["self"].name})
+    table[_own(keras.Variable, "__init__").__code__] = Watch("variable", lambda f: {
+        "name": f["self"].name, "shape": list(f["self"].shape)}, scope=False, at_return=True)
+    table[_own(tensor, "_numpy").__code__] = Watch("sync", lambda f: {
+        "via": "EagerTensor._numpy", "dtype": f["self"].dtype.name,
+        "shape": list(f["self"].shape)}, scope=False)
+    return table
+
+
+def _observer(recorder: Recorder, table: dict) -> Callable:
+    """The profile function: on a watched function's call (or return), its event."""
+    def observe(frame, what, arg):
+        if what == "call":
+            watch = table.get(frame.f_code)
+            if watch is None or watch.at_return:
+                return
+            event = recorder.add(watch.kind, frame.f_back, **watch.details(frame.f_locals))
+            if watch.scope and event is not None:
+                recorder.open_scopes.append((frame, event))
+        elif what == "return":
+            if recorder.open_scopes and recorder.open_scopes[-1][0] is frame:
+                _, event = recorder.open_scopes.pop()
+                if "_tracings" in event:  # how many traces the call made
+                    count = frame.f_locals["self"].experimental_get_tracing_count()
+                    event["traces"] = count - event.pop("_tracings")
+                return
+            watch = table.get(frame.f_code)
+            if watch is not None and watch.at_return:
+                recorder.add(watch.kind, frame.f_back, **watch.details(frame.f_locals),
+                             owner=_owner(frame.f_back))
+    return observe
+
+
+def _numpy_wrappers(recorder: Recorder) -> list[tuple[str, Callable]]:
+    """np.array/asarray/asanyarray, each recording a sync when given an eager tensor."""
+    tensor = type(tf.constant(0.0))
+
+    def wrap(original, name):
+        @functools.wraps(original)
+        def wrapper(obj, *args, **kwargs):
+            if isinstance(obj, tensor):
+                recorder.add("sync", sys._getframe(1), via=f"np.{name}", dtype=obj.dtype.name,
+                             shape=list(obj.shape))
+            return original(obj, *args, **kwargs)
+        return wrapper
+
+    return [(name, wrap(getattr(np, name), name)) for name in NUMPY_CONSTRUCTORS]
+
+
 class RecordingCallback(keras.callbacks.Callback):
     """Records every hook it receives: batch or epoch, the sorted keys of its logs, and the
     params it was given. It reads no value, so it waits for nothing."""
@@ -156,18 +249,19 @@ class RecordingCallback(keras.callbacks.Callback):
 
     def set_params(self, params):
         super().set_params(params)
-        self.recorder.add("hook", hook="set_params", params=_plain(params))
+        self.recorder.add("hook", sys._getframe(1), hook="set_params", params=_plain(params))
 
     def _hook(self, hook: str, number=None, logs=None) -> None:
-        key = "batch" if hook in BATCH_HOOKS else "epoch"
-        self.recorder.add("hook", hook=hook, **({} if number is None else {key: int(number)}),
+        key = "batch" if "batch" in hook else "epoch"
+        self.recorder.add("hook", sys._getframe(2), hook=hook,
+                          **({} if number is None else {key: int(number)}),
                           logs=None if logs is None else sorted(logs),
                           log_types=sorted({type(v).__name__ for v in (logs or {}).values()}),
                           **({"params": _plain(self.params)} if hook == "on_train_begin" else {}))
 
 
 def _make_hook(hook: str) -> Callable:
-    if hook in BATCH_HOOKS or hook.startswith("on_epoch"):
+    if hook in NUMBERED:
         def method(self, number, logs=None):
             self._hook(hook, number, logs)
     else:
@@ -192,189 +286,28 @@ def _plain(obj):
     return repr(obj)
 
 
-def _metric_classes() -> list[type]:
-    """Every loaded keras.metrics.Metric class that defines its own reset_state."""
-    seen, todo, found = set(), [keras.metrics.Metric], []
-    while todo:
-        cls = todo.pop()
-        if cls in seen:
-            continue
-        seen.add(cls)
-        if "reset_state" in vars(cls):
-            found.append(cls)
-        todo.extend(cls.__subclasses__())
-    return found
-
-
-def _defining_class(cls: type, name: str) -> type:
-    """The class in ``cls``'s MRO whose own attributes hold ``name``."""
-    for klass in cls.__mro__:
-        if name in vars(klass):
-            return klass
-    raise TraceUnsupported(f"{cls.__qualname__} has no method {name}")
-
-
-def _eager_tensor_base() -> type:
-    """The class that defines ``_numpy``, the device-to-host read under float(), .numpy() and
-    repr() of an eager tensor (np.asarray() reads its buffer instead). Private TensorFlow API:
-    checked, never assumed."""
-    eager = type(tf.constant(0.0))
-    for klass in eager.__mro__:
-        if "_numpy" in vars(klass):
-            return klass
-    raise TraceUnsupported(
-        f"TensorFlow {tf.__version__}: eager tensors have no _numpy method, through which "
-        "float() and .numpy() read a tensor to the host; the trace cannot count "
-        "syncs with this TensorFlow")
-
-
-def _patches(recorder: Recorder) -> list[tuple[type, str, Callable]]:
-    """(class, method name, wrapper) for every method the trace wraps: the callbacks' hooks,
-    compiled functions, variables and the optimizer's apply, metric resets, host reads."""
-    return [*_callback_patches(recorder), *_function_patches(recorder),
-            *_creation_patches(recorder), *_metric_patches(recorder), *_sync_patches(recorder)]
-
-
-def _callback_patches(recorder: Recorder) -> list[tuple[type, str, Callable]]:
-    """CallbackList's hooks: each dispatch, with its batch or epoch number."""
-    def dispatch(original, hook):
-        @functools.wraps(original)
-        def wrapper(self, *args, **kwargs):
-            number = args[0] if args and (hook in BATCH_HOOKS or hook.startswith("on_epoch")) \
-                else None
-            with recorder.scope("callbacks", hook=hook,
-                                **({} if number is None else {"number": int(number)})):
-                return original(self, *args, **kwargs)
-        return wrapper
-
-    callback_list = keras.callbacks.CallbackList
-    return [(callback_list, hook, dispatch(getattr(callback_list, hook), hook)) for hook in HOOKS]
-
-
-def _function_patches(recorder: Recorder) -> list[tuple[type, str, Callable]]:
-    """tf.function's __call__: each call of a compiled function, and the traces it caused."""
-    function_type = type(tf.function(lambda: None))
-    if not issubclass(function_type, tf.types.experimental.PolymorphicFunction):
-        raise TraceUnsupported(f"TensorFlow {tf.__version__}: tf.function is not a "
-                               "PolymorphicFunction")
-    original_call = function_type.__call__
-
-    @functools.wraps(original_call)
-    def call(self, *args, **kwargs):
-        before = self.experimental_get_tracing_count()
-        with recorder.scope("call", function=_function_name(self)) as event:
-            try:
-                return original_call(self, *args, **kwargs)
-            finally:
-                if event is not None:
-                    event["traces"] = self.experimental_get_tracing_count() - before
-    return [(function_type, "__call__", call)]
-
-
-def _creation_patches(recorder: Recorder) -> list[tuple[type, str, Callable]]:
-    """Each Keras variable created (with its owner), and each optimizer apply (built before?)."""
-    variable_base = _defining_class(keras.Variable, "__init__")
-    original_init = vars(variable_base)["__init__"]
-
-    @functools.wraps(original_init)
-    def init(self, *args, **kwargs):
-        original_init(self, *args, **kwargs)
-        recorder.add("variable", name=self.name, shape=list(self.shape), owner=_owner())
-
-    apply_base = _defining_class(keras.optimizers.Optimizer, "apply")
-    original_apply = apply_base.apply
-
-    @functools.wraps(original_apply)
-    def apply(self, *args, **kwargs):
-        with recorder.scope("apply", built_before=bool(self.built)):
-            return original_apply(self, *args, **kwargs)
-    return [(variable_base, "__init__", init), (apply_base, "apply", apply)]
-
-
-def _metric_patches(recorder: Recorder) -> list[tuple[type, str, Callable]]:
-    """reset_state of every loaded metric class that defines its own."""
-    def reset(original):
-        @functools.wraps(original)
-        def wrapper(self, *args, **kwargs):
-            with recorder.scope("reset_state", metric=self.name):
-                return original(self, *args, **kwargs)
-        return wrapper
-
-    return [(cls, "reset_state", reset(vars(cls)["reset_state"])) for cls in _metric_classes()]
-
-
-def _sync_patches(recorder: Recorder) -> list[tuple[type, str, Callable]]:
-    """Every device-to-host read of an eager tensor: its _numpy, and NumPy's constructors."""
-    tensor_base = _eager_tensor_base()
-    original_numpy = vars(tensor_base)["_numpy"]
-
-    @functools.wraps(original_numpy)
-    def numpy(self):
-        recorder.add("sync", via="EagerTensor._numpy", dtype=self.dtype.name,
-                     shape=list(self.shape))
-        return original_numpy(self)
-
-    # np.array(tensor) and np.asarray(tensor) do not call _numpy: NumPy takes the tensor's
-    # buffer (the buffer protocol, implemented in C by TensorFlow), the read Keras'
-    # convert_to_numpy makes. So NumPy's array constructors are wrapped too.
-    eager_tensor = type(tf.constant(0.0))
-
-    def from_buffer(original, name):
-        @functools.wraps(original)
-        def wrapper(obj, *args, **kwargs):
-            if isinstance(obj, eager_tensor):
-                recorder.add("sync", via=f"np.{name}", dtype=obj.dtype.name, shape=list(obj.shape))
-            return original(obj, *args, **kwargs)
-        return wrapper
-
-    return [(tensor_base, "_numpy", numpy),
-            *((np, name, from_buffer(getattr(np, name), name)) for name in NUMPY_CONSTRUCTORS)]
-
-
-#: What owns a Keras variable: the object whose method created it.
-OWNERS = (keras.layers.Layer, keras.metrics.Metric, keras.optimizers.Optimizer,
-          keras.random.SeedGenerator)
-
-
-def _owner() -> str:
-    """``SparseCategoricalAccuracy 'accuracy'``: the innermost layer, metric, optimizer or seed
-    generator on the stack whose method is running (``self``), or "?" if none."""
-    frame = inspect.currentframe()
-    while frame is not None:
-        obj = frame.f_locals.get("self")
-        if isinstance(obj, OWNERS):
-            return f"{type(obj).__name__} {getattr(obj, 'name', '?')!r}"
-        frame = frame.f_back
-    return "?"
-
-
-def _function_name(function) -> str:
-    python_function = getattr(function, "python_function", None)
-    python_function = getattr(python_function, "func", python_function)  # a functools.partial
-    return getattr(python_function, "__name__", repr(python_function))
-
-
-#: One recording at a time: the patches are process-wide, and a second set applied over the
-#: first would restore the first's wrappers, not the originals.
-_PATCHING = threading.Lock()
+#: One recording at a time: the profile function and NumPy's wrappers are process-wide.
+_RECORDING = threading.Lock()
 
 
 @contextlib.contextmanager
 def recording(recorder: Recorder) -> Iterator[RecordingCallback]:
-    """Wrap the methods the trace watches while the block runs; yield the recording callback
-    to put first in the callbacks. Every wrapper is removed on leaving, even on an error. A
-    RuntimeError if another recording is active in this process."""
-    if not _PATCHING.acquire(blocking=False):
+    """Observe this thread's training while the block runs; yield the recording callback to put
+    first in the callbacks. Everything is undone on leaving, even on an error. A RuntimeError if
+    another recording is active in this process."""
+    if not _RECORDING.acquire(blocking=False):
         raise RuntimeError("another trace recording is active in this process")
     try:
-        patches = _patches(recorder)
-        saved = [(cls, name, vars(cls)[name]) for cls, name, _ in patches]
+        table, wrappers = watched(), _numpy_wrappers(recorder)
+        saved, profiler = [(name, getattr(np, name)) for name, _ in wrappers], sys.getprofile()
         try:
-            for cls, name, wrapper in patches:
-                setattr(cls, name, wrapper)
+            for name, wrapper in wrappers:
+                setattr(np, name, wrapper)
+            sys.setprofile(_observer(recorder, table))
             yield RecordingCallback(recorder)
         finally:
-            for cls, name, original in reversed(saved):
-                setattr(cls, name, original)
+            sys.setprofile(profiler)
+            for name, original in saved:
+                setattr(np, name, original)
     finally:
-        _PATCHING.release()
+        _RECORDING.release()
