@@ -73,3 +73,18 @@ def test_a_hook_one_side_lacks_is_named(recorded):
     assert any("on_train_end" in line for line in summary.hook_differences), summary.hook_differences
     text = trace_tree.report(events, recorded["labels"], 140, summary)
     assert "What the callbacks received differs:" in text
+
+
+def test_a_hook_numbered_otherwise_is_paired_and_its_other_differences_named(recorded):
+    """A hook one side numbers differently is still the same hook: its number is named, and so is
+    any other difference in it (its logs here), not reported as one hook missing, another extra."""
+    hooks = {side: trace_tree.hooks(events) for side, events in recorded["events"].items()}
+    loop = next(h for h in hooks["low_level"] if h["hook"] == "on_train_batch_end")
+    loop["batch"] += 5
+    loop["logs"] = [*loop["logs"], "extra"]
+    lines = trace_tree.hook_differences(hooks, recorded["labels"])
+    assert lines[0] == "GradientTape loop vs fit():"
+    assert "  on_train_batch_end: batch fit() 0, GradientTape loop 5 (1x)" in lines
+    assert ("  on_train_batch_end: logs fit() [accuracy, loss], GradientTape loop "
+            "[accuracy, loss, extra] (1x)") in lines
+    assert not any("only" in line for line in lines), lines
