@@ -19,6 +19,7 @@ from pathlib import Path
 from benchmarks.common import bench_main, markdown_table
 from fit_vs_tape import options
 from fit_vs_tape.errors import PROG
+from fit_vs_tape.rundir import RunDir, new_run_dir, write_json, write_text
 from shared.config import SIDES
 
 ANCHORS = {
@@ -90,7 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> dict:
     """Train every side for each seed; write results.json, results.md, accuracy.png."""
-    from fit_vs_tape.rundir import new_run_dir
     from fit_vs_tape.runtime import choose_device, environment, import_tensorflow, load_dataset
 
     configs = [options.make_config(args, seed=seed) for seed in range(args.seeds)]
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> dict:
     dataset = load_dataset(args.data_dir)
     options.checked(lambda: configs[0].check_data(len(dataset.x_train)))
     import_tensorflow(args.device, args.cpu_replicas)  # --device gpu without one fails here
-    out = new_run_dir(args.out)
+    out = RunDir(new_run_dir(args.out))
     accuracies = accuracies_by_side(configs, dataset, args)
     record = {
         "benchmark": "accuracy", "command": " ".join(sys.argv),
@@ -134,10 +134,8 @@ def accuracies_by_side(configs: list, dataset, args: argparse.Namespace) -> dict
     return accuracies
 
 
-def write_results(record: dict, out: Path, args: argparse.Namespace) -> None:
+def write_results(record: dict, out: RunDir, args: argparse.Namespace) -> None:
     """The table printed; results.json, results.md and accuracy.png in ``out``."""
-    from fit_vs_tape.rundir import RESULTS, write_json, write_text
-
     rows = [{"implementation": side, **{k: v for k, v in record[side].items() if k != "runs"},
              "runs": len(record[side]["runs"])} for side in SIDES]
     table = markdown_table(rows, ["implementation", "mean", "std", "min", "max", "runs"])
@@ -149,13 +147,15 @@ def write_results(record: dict, out: Path, args: argparse.Namespace) -> None:
              *(f"published: {name}: {value}" for name, value in ANCHORS.items())]
     print("\n" + "\n".join(lines))
     env = record["environment"]
-    write_json(out / RESULTS, record)
-    write_text(out / "results.md", "# Accuracy over seeds\n\n"
+    write_json(out.results, record)
+    write_text(out.results_table, "# Accuracy over seeds\n\n"
                f"Machine: {env['cpu']} ({env['cpu_cores']} cores); TensorFlow {env['tensorflow']}, "
                f"Keras {env['keras']}. {args.epochs} epochs, mode {args.mode}.\n\n"
-               + "\n\n".join(["\n".join(lines[:1]), *lines[2:]]) + "\n\n![accuracy](accuracy.png)\n")
-    dot_plot(record, out / "accuracy.png")
-    print(f"\nwrote {out}/results.json, results.md, accuracy.png")
+               + "\n\n".join(["\n".join(lines[:1]), *lines[2:]])
+               + f"\n\n![accuracy]({out.accuracy_chart.name})\n")
+    dot_plot(record, out.accuracy_chart)
+    print(f"\nwrote {out.path}/" + ", ".join(path.name for path in (
+        out.results, out.results_table, out.accuracy_chart)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,6 +27,7 @@ from benchmarks import limits, peers
 from benchmarks.common import THREAD_POLICIES, bench_main, gpu_names, markdown_table, run_worker, worker_main
 from fit_vs_tape import options
 from fit_vs_tape.errors import PROG, UserError
+from fit_vs_tape.rundir import RunDir, new_run_dir, write_json, write_text
 from shared.config import SIDES, TrainConfig
 from shared.model import parameter_count
 from shared.order import steps_per_epoch
@@ -374,7 +375,6 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> dict:
     """The whole matrix; writes results.json, results.md, speed.png and scaling.png into
     ``args.out``. Peers whose packages are missing are one line, and the rest still runs."""
-    from fit_vs_tape.rundir import new_run_dir
     from fit_vs_tape.runtime import load_dataset
 
     configs = checked_configs(args)
@@ -387,7 +387,7 @@ def run(args: argparse.Namespace) -> dict:
         print(f"peers skipped: {', '.join(gone)} (not installed; see the error at the end)")
     if args.peers and "cpu" not in devices:
         print("--peers: the peer rows run on the CPU only; there are none in this run.")
-    out = new_run_dir(args.out)
+    out = RunDir(new_run_dir(args.out))
     planned = plan_all(args, configs[0].model, devices, n_full, out,
                        peer_rows=peers.rows([name for name in args.peers if name not in gone]))
     runs = interleaved(planned, args.repeats, quiet=args.quiet)
@@ -447,23 +447,23 @@ def devices_to_time(args: argparse.Namespace) -> list[str]:
     return devices
 
 
-def plan_all(args: argparse.Namespace, model: str, devices: list[str], n_full: int, out: Path, *,
+def plan_all(args: argparse.Namespace, model: str, devices: list[str], n_full: int, out: RunDir, *,
              peer_rows: list) -> list[Planned]:
     """Every process to run once per repeat: the two limits (the matmul peak, and per batch and
     model size the floor: the step's own matmuls alone, benchmarks/limits.py floor_worker), then
     each row per device, batch size and model size, the peers' on the CPU only."""
     weights = {}
     if peer_rows and "cpu" in devices:  # one start for the peers, saved where their workers read it
-        (out / "initial_weights").mkdir(exist_ok=True)
         for h in args.hidden_sizes:
-            weights[h] = out / "initial_weights" / f"hidden{h}_seed{args.seed}.npz"
+            weights[h] = out.initial_weights(h, args.seed)
+            weights[h].parent.mkdir(exist_ok=True)
             peers.save_initial_weights(h, args.seed, weights[h])
     planned = limit_jobs(args, model, n_full) if "cpu" in devices else []
     for device in devices:
         jobs = [(impl, name, mode, spe, None) for impl, name, mode, spe in rows_for(args.strategy, args.rows)]
         if device == "cpu":
             # torch.compile's C++ and its caches go into the run directory, not /tmp
-            cache = (("TORCHINDUCTOR_CACHE_DIR", str(out / "torchinductor")),)
+            cache = (("TORCHINDUCTOR_CACHE_DIR", str(out.torch_cache)),)
             jobs += [(impl, name, "graph", None if name == "spe" else 1, penv + cache)
                      for impl, name, penv in peer_rows]
         planned += [plan(implementation, name, mode, spe, batch_size, hidden, device, args, n_full,
@@ -496,17 +496,15 @@ def result_rows(planned: list[Planned], runs: list, args: argparse.Namespace, n_
     return rows, env, peer_env
 
 
-def write_results(record: dict, out: Path, n_full: int, floors: dict) -> None:
+def write_results(record: dict, out: RunDir, n_full: int, floors: dict) -> None:
     """The table printed; results.json, results.md, speed.png and scaling.png in ``out``."""
-    from fit_vs_tape.rundir import RESULTS, write_json, write_text
-
     rows, env, peak, flops = record["rows"], record["environment"], record["matmul_peak"], \
         record["flops_per_sample"]
     versions = ", ".join(f"{k} {v}" for k, v in record["peer_environment"].items() if k != "keras_backend")
     table = markdown_table(rows, COLUMNS)
     print("\n" + table + "\n\n" + AGREEMENT)
-    write_json(out / RESULTS, record)
-    write_text(out / "results.md", "# Speed: seconds per epoch\n\n"
+    write_json(out.results, record)
+    write_text(out.results_table, "# Speed: seconds per epoch\n\n"
                f"Machine: {env.get('cpu')} ({env.get('cpu_cores')} cores), GPUs: "
                f"{', '.join(env.get('gpus', [])) or 'none'}; TensorFlow {env.get('tensorflow')}, "
                f"Keras {env.get('keras')}, NumPy {env.get('numpy')}"
@@ -515,11 +513,12 @@ def write_results(record: dict, out: Path, n_full: int, floors: dict) -> None:
                   f"products): {peak['peak_flops'] / 1e9:.1f} GFLOP/s. Training FLOPs per image, "
                   f"counted from the model's matmuls (benchmarks/limits.py): "
                   + ", ".join(f"{n:,} at H={h}" for h, n in flops.items()) + ".\n\n" if peak else "")
-               + f"{table}\n\n{AGREEMENT}\n\n![seconds per epoch](speed.png)\n\n"
-               "![seconds per epoch against model size](scaling.png)\n")
-    bar_chart(rows, out / "speed.png")
-    scaling_chart(rows, peak, n_full, flops, out / "scaling.png", floors)
-    print(f"\nwrote {out}/results.json, results.md, speed.png, scaling.png")
+               + f"{table}\n\n{AGREEMENT}\n\n![seconds per epoch]({out.speed_chart.name})\n\n"
+               f"![seconds per epoch against model size]({out.scaling_chart.name})\n")
+    bar_chart(rows, out.speed_chart)
+    scaling_chart(rows, peak, n_full, flops, out.scaling_chart, floors)
+    print(f"\nwrote {out.path}/" + ", ".join(path.name for path in (
+        out.results, out.results_table, out.speed_chart, out.scaling_chart)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

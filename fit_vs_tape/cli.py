@@ -123,9 +123,9 @@ def _add_other_commands(sub) -> None:
 def _train_or_compare(args: argparse.Namespace) -> int:
     """`compare` and `train`: every check that needs no TensorFlow first, then train."""
     if args.resume:
-        from fit_vs_tape.rundir import read_run
+        from fit_vs_tape.rundir import RunDir
 
-        sides, config, source = read_run(Path(args.resume), args.command)
+        sides, config, source = RunDir(Path(args.resume)).read_run(args.command)
         data_dir = args.data_dir or source
         print(f"resuming {args.resume} with its own configuration")
     else:
@@ -148,9 +148,9 @@ def _train_or_compare(args: argparse.Namespace) -> int:
     # Room for what the run writes; for --profile, each side's profile (11-18 MB measured).
     room = rundir.room_for_run(config.hidden_units, len(sides), config.model,
                                figures=args.command == "compare", profile=args.profile,
-                               resuming=Path(args.resume) if args.resume else None)
-    out = rundir.new_run_dir(args.resume or args.out, room=room)
-    print(f"data: {dataset.source}   run directory: {out}")
+                               resuming=rundir.RunDir(Path(args.resume)) if args.resume else None)
+    out = rundir.RunDir(rundir.new_run_dir(args.resume or args.out, room=room))
+    print(f"data: {dataset.source}   run directory: {out.path}")
     run = runs.RunOptions(verbose=not args.quiet, resume=bool(args.resume), strategy=strategy,
                           tensorboard=not args.no_tensorboard, profile=args.profile)
     try:
@@ -159,15 +159,15 @@ def _train_or_compare(args: argparse.Namespace) -> int:
         return runs.train(sides[0], config, dataset, out, run)
     except OSError as e:  # a write failed: a full disk, a lost permission, a directory gone
         hint = ""
-        if (out / rundir.STATE).is_dir():  # else nothing to resume: the run dir is gone, or done
-            hint = (f"; completed epochs are kept in {out}; make room (or fix the directory), "
-                    f"then {resume_hint(args.command, out)}")
+        if out.resumable:  # else nothing to resume: the run dir is gone, or done
+            hint = (f"; completed epochs are kept in {out.path}; make room (or fix the directory), "
+                    f"then {resume_hint(args.command, out.path)}")
         raise WriteFailed(describe_os_error(e) + hint) from None
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM outside training (evaluating, writing)
         stop = RunStopped.of(e)
-        if stop.hint or not (out / rundir.STATE).is_dir():  # said already, or nothing to resume
+        if stop.hint or not out.resumable:  # said already, or nothing to resume
             raise stop from None
-        raise stop.with_hint(resume_hint(args.command, out)) from None
+        raise stop.with_hint(resume_hint(args.command, out.path)) from None
 
 
 def _trace(args: argparse.Namespace) -> int:
@@ -213,8 +213,8 @@ def _mistakes(args: argparse.Namespace) -> int:
     config, dataset, x, y = _short_run(args)
     from fit_vs_tape import gallery, rundir
 
-    out = rundir.new_run_dir(args.out, room=rundir.SMALL_RUN_BYTES)
-    print(f"data: {dataset.source}   run directory: {out}")
+    out = rundir.RunDir(rundir.new_run_dir(args.out, room=rundir.SMALL_RUN_BYTES))
+    print(f"data: {dataset.source}   run directory: {out.path}")
     result = gallery.run_gallery(x, y, dataset.x_test, dataset.y_test, config)
     try:
         written = gallery.write_gallery(result, out)

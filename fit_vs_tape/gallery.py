@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from fit_vs_tape import check
-from fit_vs_tape.rundir import write_json, write_text
+from fit_vs_tape.rundir import RunDir, write_json, write_text
 from low_level import mistakes as gallery
 from low_level import train as loop_lib
 from shared.config import TrainConfig
@@ -199,10 +199,10 @@ def figure(result: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
-def write_gallery(result: dict, out: Path) -> list[Path]:
-    """gallery.json, mistakes.png and diffs.md in ``out``."""
-    write_json(out / "gallery.json", result)
-    figure(result, out / "mistakes.png")
-    write_text(out / "diffs.md", "# The mistakes, as diffs\n\n" + "\n".join(
+def write_gallery(result: dict, out: RunDir) -> list[Path]:
+    """gallery.json, mistakes.png and diffs.md in ``out``; returns their paths."""
+    write_json(out.gallery, result)
+    figure(result, out.mistakes_figure)
+    write_text(out.diffs, "# The mistakes, as diffs\n\n" + "\n".join(
         f"## {row['name']}: {row['title']}\n\n```diff\n{row['diff']}```\n" for row in result["mistakes"]))
-    return [out / "gallery.json", out / "mistakes.png", out / "diffs.md"]
+    return [out.gallery, out.mistakes_figure, out.diffs]

@@ -7,24 +7,16 @@ from pathlib import Path
 import numpy as np
 
 from fit_vs_tape.errors import UserError
-from fit_vs_tape.rundir import load_model, new_run_dir
+from fit_vs_tape.rundir import RunDir, load_model, new_run_dir
 from fit_vs_tape.runtime import load_dataset
 from shared import data as data_lib
 from shared import plotting
-from shared.config import SIDES
-
-MODEL_FILES = ("model.keras", *(f"{side}.keras" for side in SIDES))
 
 
 def latest_model(runs_root: Path = Path("runs")) -> Path:
     """The model of the most recent run under ``runs/`` (model.keras, else fit()'s model)."""
-    candidates = []
-    if runs_root.is_dir():
-        for run in runs_root.iterdir():
-            for name in MODEL_FILES:
-                if (run / name).is_file():
-                    candidates.append(run / name)
-                    break
+    runs = runs_root.iterdir() if runs_root.is_dir() else ()
+    candidates = [model for run in runs if (model := RunDir(run).saved_model())]
     if not candidates:
         raise UserError(f"no --model given and no saved model under {runs_root}/: "
                         "run `fit-vs-tape compare` first, or pass --model PATH")

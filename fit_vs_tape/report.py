@@ -10,13 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from fit_vs_tape import profile_timeline
-from fit_vs_tape.rundir import write_text
+from fit_vs_tape.rundir import RunDir, write_text
 from fit_vs_tape.runtime import quiet_tensorflow
-from fit_vs_tape.tb_logs import TENSORBOARD
 from shared import plotting
 from shared.config import SIDES
 
-FIGURES = "figures"
 #: The tutorial shows test images 0 and 12 beside their probability bars.
 TUTORIAL_TEST_IMAGES = (0, 12)
 
@@ -50,19 +48,18 @@ def _fmt(value, spec=".4f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _image(out: Path, caption: str, path: Path) -> str:
+def _image(out: RunDir, caption: str, path: Path) -> str:
     # Relative links: the run directory can be moved or shared as it is.
-    return f"**{caption}**\n\n![{caption}]({path.relative_to(out).as_posix()})\n"
+    return f"**{caption}**\n\n![{caption}]({path.relative_to(out.path).as_posix()})\n"
 
 
-def _newest_profile(out: Path, side: str) -> Path | None:
+def _newest_profile(out: RunDir, side: str) -> Path | None:
     # Timestamped folders: the last one sorted by name is the newest profile.
-    profiles = sorted((out / TENSORBOARD / side).glob("train/plugins/profile/*/*.xplane.pb"))
+    profiles = sorted(out.logs(side).glob("train/plugins/profile/*/*.xplane.pb"))
     return profiles[-1] if profiles else None
 
 
-def profile_pictures(out: Path, fig_dir: Path, labels: Mapping[str, str],
-                     mode: str) -> list[str]:
+def profile_pictures(out: RunDir, labels: Mapping[str, str], mode: str) -> list[str]:
     """A timeline PNG of a few traced training steps per profiled side
     (figures/profile_<side>.png) and its report.md lines; without the profiler plugin, one line
     on how to get them. A side whose profile cannot be drawn gets one line saying so: a picture
@@ -70,7 +67,7 @@ def profile_pictures(out: Path, fig_dir: Path, labels: Mapping[str, str],
     profiles = {side: profile for side in labels if (profile := _newest_profile(out, side))}
     lines = []
     for side, profile in profiles.items():
-        png = fig_dir / f"profile_{side}.png"
+        png = out.figures / f"profile_{side}.png"
         try:
             # The converter's C++ side logs its progress (and a harmless "No
             # UnifiedProfileProcessor registered") to stderr: keep it off the terminal.
@@ -89,14 +86,14 @@ def profile_pictures(out: Path, fig_dir: Path, labels: Mapping[str, str],
     return lines
 
 
-def tensorboard_section(out: Path, sides) -> list[str]:
+def tensorboard_section(out: RunDir, sides) -> list[str]:
     """Where the TensorBoard logs are and the command that shows them (nothing if none)."""
-    logs = out / TENSORBOARD
+    logs = out.tensorboard
     if not logs.is_dir():
         return []
     profiled = sorted({p.relative_to(logs).parts[0] for p in logs.glob("*/train/plugins/profile/*")})
     lines = ["## TensorBoard", "",
-             f"Per-epoch loss and accuracy of every side, overlaid: [`{TENSORBOARD}/`]({TENSORBOARD}/), "
+             f"Per-epoch loss and accuracy of every side, overlaid: [`{logs.name}/`]({logs.name}/), "
              "one folder per side. To look at them:", "",
              "```", f"tensorboard --logdir {logs}", "```", ""]
     if profiled:
@@ -174,10 +171,10 @@ class Comparison:
                 "pairs": {pair.key: pair.to_dict() for pair in self.pairs}}
 
 
-def write_report(out: Path, record: Mapping, comparison: Comparison, data, class_names) -> Path:
-    """Draw every figure of a compare run into ``out/figures`` and write ``out/report.md``.
+def write_report(out: RunDir, record: Mapping, comparison: Comparison, data, class_names) -> Path:
+    """Draw every figure of a compare run into its ``figures/`` and write its ``report.md``.
     ``record``: its results.json; ``data``: the arrays it trained and tested on (runs.Splits)."""
-    fig_dir = out / FIGURES
+    fig_dir = out.figures
     fig_dir.mkdir(exist_ok=True)
     labels, sides = comparison.labels, list(comparison.labels)
     predicted = {labels[s]: comparison.probabilities[s].argmax(axis=1) for s in sides}
@@ -194,15 +191,14 @@ def write_report(out: Path, record: Mapping, comparison: Comparison, data, class
     lines = [*_summary(out, record, comparison, len(data.y_test)),
              *(_image(out, c, p) for c, p in curves),
              *tensorboard_section(out, sides),
-             *profile_pictures(out, fig_dir, labels, record["config"]["mode"]),
+             *profile_pictures(out, labels, record["config"]["mode"]),
              *_configuration(record),
-             *_data_and_tutorial(out, fig_dir, comparison, data, class_names)]
-    path = out / "report.md"
-    write_text(path, "\n".join(lines))
-    return path
+             *_data_and_tutorial(out, comparison, data, class_names)]
+    write_text(out.report, "\n".join(lines))
+    return out.report
 
 
-def _summary(out: Path, record: Mapping, comparison: Comparison, n_test: int) -> list[str]:
+def _summary(out: RunDir, record: Mapping, comparison: Comparison, n_test: int) -> list[str]:
     """The title, each side's numbers side by side, and every pair."""
     labels, sides = comparison.labels, list(comparison.labels)
     rows = [
@@ -215,7 +211,7 @@ def _summary(out: Path, record: Mapping, comparison: Comparison, n_test: int) ->
          lambda s: _fmt(_median_after_first(record[s]["epoch_seconds"]), ".2f")),
     ]
     return [
-        f"# {' vs '.join(labels[s] for s in sides)}: run `{out.name}`",
+        f"# {' vs '.join(labels[s] for s in sides)}: run `{out.path.name}`",
         "",
         f"All {len(sides)} models started from the same initial weights and saw the same batches "
         "in the same order" + (", and ended bit-identical." if comparison.bit_identical else "."),
@@ -251,9 +247,9 @@ def _configuration(record: Mapping) -> list[str]:
     ]
 
 
-def _data_and_tutorial(out: Path, fig_dir: Path, comparison: Comparison, data,
-                       class_names) -> list[str]:
+def _data_and_tutorial(out: RunDir, comparison: Comparison, data, class_names) -> list[str]:
     """The tutorial's first look at the data, and its prediction figures for each model."""
+    fig_dir = out.figures
     data_figures = [
         ("A training image and its pixel values", plotting.image_with_colorbar(
             data.x_train[0], fig_dir / "training_image.png", title="training image 0: pixel values")),

@@ -1,6 +1,7 @@
-"""The run directory: what a run writes, always whole (temporary name, then rename), and what
-``--resume`` reads back. Nothing here imports TensorFlow, except saving and loading models, so a
-wrong ``--resume`` path is reported before the slow import."""
+"""The run directory: every name in it (RunDir), what a run writes, always whole (temporary name,
+then rename), the room it needs, and what ``--resume`` reads back. Nothing here imports
+TensorFlow, except saving and loading models, so a wrong ``--resume`` path is reported before
+the slow import."""
 
 from __future__ import annotations
 
@@ -23,24 +24,12 @@ from shared.data import CLASS_NAMES, IMAGE_SIZE
 from shared.files import atomic_path
 from shared.model import parameter_count
 
-#: Inside a run directory: what the run is (for --resume), written before training starts.
-RUN_FILE = "run.json"
-#: Inside a run directory: what --resume needs, one folder per side; removed once the run is done.
-STATE = "state"
-#: Inside a run directory: its results, written at the end (and at a stop, with the progress so far).
-RESULTS = "results.json"
-
 
 @dataclass(frozen=True)
 class SideState:
     """One side's folder in a run directory's ``state/``: what --resume needs of it."""
 
     directory: Path
-
-    @classmethod
-    def of(cls, run_dir: Path, side: str) -> SideState:
-        """Side ``side``'s folder in ``run_dir``."""
-        return cls(Path(run_dir) / STATE / side)
 
     @property
     def progress(self) -> Path:
@@ -61,6 +50,170 @@ class SideState:
     def checkpoint(self) -> Path:
         """The side's checkpoint folder (fit_checkpoint.py or low_level/checkpoint.py)."""
         return self.directory / "checkpoint"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """A run directory and every name in it: the one place that spells what each command
+    writes there (train, compare, trace, mistakes, bench) and what --resume reads back. The
+    folders ``figures/`` and each side's TensorBoard logs are named here; what is inside them
+    is their writers' (report.py, the TensorBoard callbacks)."""
+
+    path: Path
+
+    # What train and compare write.
+
+    @property
+    def run_file(self) -> Path:
+        """What the run is (for --resume), written before training starts."""
+        return self.path / "run.json"
+
+    @property
+    def state(self) -> Path:
+        """What --resume needs, one folder per side; removed once the run is done."""
+        return self.path / "state"
+
+    def side_state(self, side: str) -> SideState:
+        """Side ``side``'s folder in ``state/``."""
+        return SideState(self.state / side)
+
+    @property
+    def resumable(self) -> bool:
+        """Whether the run has state to carry on: it started and did not finish."""
+        return self.state.is_dir()
+
+    def remove_state(self) -> None:
+        """Drop ``state/``, once the run is complete: nothing is left to resume."""
+        shutil.rmtree(self.state)
+
+    @property
+    def results(self) -> Path:
+        """The results, written at the end (and at a stop, with the progress so far); a
+        benchmark's too."""
+        return self.path / "results.json"
+
+    def model(self, side: str | None = None) -> Path:
+        """Side ``side``'s trained model in a compare run; with no side, a train run's one
+        model."""
+        return self.path / ("model.keras" if side is None else f"{side}.keras")
+
+    def saved_model(self) -> Path | None:
+        """The model the run saved: a train run's, else a compare run's first side in SIDES'
+        order (fit()'s when it trained); None if it saved none."""
+        candidates = (self.model(), *(self.model(side) for side in SIDES))
+        return next((path for path in candidates if path.is_file()), None)
+
+    @property
+    def tensorboard(self) -> Path:
+        """One folder of TensorBoard logs per side."""
+        return self.path / "tensorboard"
+
+    def logs(self, side: str) -> Path:
+        """Side ``side``'s TensorBoard logs (tb_logs.py), its profile among them."""
+        return self.tensorboard / side
+
+    @property
+    def report(self) -> Path:
+        """A compare run's report, which links its figures by relative paths."""
+        return self.path / "report.md"
+
+    @property
+    def figures(self) -> Path:
+        """The figures of a compare run's report (report.py names each)."""
+        return self.path / "figures"
+
+    # What trace writes.
+
+    @property
+    def trace(self) -> Path:
+        """Every event `trace` recorded."""
+        return self.path / "trace.json"
+
+    @property
+    def trace_checkpoints(self) -> Path:
+        """A resumed trace's checkpoints, one folder per side, while it runs."""
+        return self.path / "checkpoints"
+
+    # What mistakes writes.
+
+    @property
+    def gallery(self) -> Path:
+        """What `mistakes` found, each mistake against fit()."""
+        return self.path / "gallery.json"
+
+    @property
+    def mistakes_figure(self) -> Path:
+        """Each mistake's weight difference from fit(), step by step."""
+        return self.path / "mistakes.png"
+
+    @property
+    def diffs(self) -> Path:
+        """Each mistake as a diff against the code it changes."""
+        return self.path / "diffs.md"
+
+    # What bench writes, beside results.json.
+
+    @property
+    def results_table(self) -> Path:
+        """A benchmark's results as Markdown, its charts linked by name."""
+        return self.path / "results.md"
+
+    @property
+    def speed_chart(self) -> Path:
+        """`bench speed`: seconds per epoch of every row."""
+        return self.path / "speed.png"
+
+    @property
+    def scaling_chart(self) -> Path:
+        """`bench speed`: seconds per epoch against model size."""
+        return self.path / "scaling.png"
+
+    @property
+    def accuracy_chart(self) -> Path:
+        """`bench accuracy`: each side's test accuracy over the seeds."""
+        return self.path / "accuracy.png"
+
+    def initial_weights(self, hidden_units: int, seed: int) -> Path:
+        """`bench speed`: the peers' one start for a model size and seed, where their workers
+        read it."""
+        return self.path / "initial_weights" / f"hidden{hidden_units}_seed{seed}.npz"
+
+    @property
+    def torch_cache(self) -> Path:
+        """`bench speed`: torch.compile's C++ and caches, kept in the run, not in /tmp."""
+        return self.path / "torchinductor"
+
+    # What the directory holds, and what the run is (for --resume).
+
+    def bytes_held(self) -> int:
+        """What the directory's files hold, in bytes (a run being resumed counts against the
+        room it needs)."""
+        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+
+    def start_run(self, command: str, sides: list[str], config: TrainConfig, source: str) -> None:
+        """Record what the run is, before training, so that --resume can carry it on."""
+        write_json(self.run_file, {"command": command, "sides": sides,
+                                   "config": config.to_dict(), "data": source})
+
+    def read_run(self, command: str) -> tuple[list[str], TrainConfig, str]:
+        """What an earlier run was (for --resume): its sides, configuration and data."""
+        name = self.run_file.name
+        if not self.run_file.is_file():
+            raise UserError(f"--resume {self.path}: not a run directory (no {name})")
+        try:
+            record = json.loads(self.run_file.read_text())
+            config = TrainConfig(**record["config"])
+            sides = list(record["sides"])
+            if not sides or not set(sides) <= set(SIDES):
+                raise ValueError(f"unknown sides {sides}")
+        except (ValueError, KeyError, TypeError) as e:
+            raise UserError(f"--resume {self.path}: {name} is damaged ({e})") from None
+        if record.get("command") != command:
+            raise UserError(f"--resume {self.path}: that run was `{record.get('command')}`, "
+                            f"not `{command}`")
+        if not self.resumable:
+            raise UserError(f"--resume {self.path}: nothing to resume, that run is complete")
+        return sides, config, record["data"]
 
 
 #: What a run writes, in bytes. Every model file and checkpoint holds float32 weights; with
@@ -104,14 +257,14 @@ def run_bytes(hidden_units: int, sides: int, figures: bool, model: str = "tutori
 
 
 def room_for_run(hidden_units: int, sides: int, model: str, *, figures: bool, profile: bool,
-                 resuming: Path | None = None) -> int:
+                 resuming: RunDir | None = None) -> int:
     """Bytes a train or compare run will write: ``run_bytes``, with each side's profile if
     ``profile``; less what ``resuming``, a run directory being resumed, holds already."""
     room = run_bytes(hidden_units, sides, figures, model)
     if profile:
         room += sides * PROFILE_BYTES
     if resuming is not None:
-        room -= sum(f.stat().st_size for f in Path(resuming).rglob("*") if f.is_file())
+        room -= resuming.bytes_held()
     return room
 
 
@@ -234,30 +387,3 @@ def load_model(path: str | os.PathLike):
             f"takes (28, 28) and gives (10,)"
         )
     return model
-
-
-def start_run(out: Path, command: str, sides: list[str], config: TrainConfig, source: str) -> None:
-    """Record what the run is, before training, so that --resume can carry it on."""
-    write_json(out / RUN_FILE, {"command": command, "sides": sides, "config": config.to_dict(),
-                                "data": source})
-
-
-def read_run(run_dir: Path, command: str) -> tuple[list[str], TrainConfig, str]:
-    """What an earlier run was (for --resume): its sides, configuration and data."""
-    path = Path(run_dir) / RUN_FILE
-    if not path.is_file():
-        raise UserError(f"--resume {run_dir}: not a run directory (no {RUN_FILE})")
-    try:
-        record = json.loads(path.read_text())
-        config = TrainConfig(**record["config"])
-        sides = list(record["sides"])
-        if not sides or not set(sides) <= set(SIDES):
-            raise ValueError(f"unknown sides {sides}")
-    except (ValueError, KeyError, TypeError) as e:
-        raise UserError(f"--resume {run_dir}: {RUN_FILE} is damaged ({e})") from None
-    if record.get("command") != command:
-        raise UserError(f"--resume {run_dir}: that run was `{record.get('command')}`, "
-                        f"not `{command}`")
-    if not (Path(run_dir) / STATE).is_dir():
-        raise UserError(f"--resume {run_dir}: nothing to resume, that run is complete")
-    return sides, config, record["data"]

@@ -6,7 +6,6 @@ import importlib
 import itertools
 import json
 import math
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +17,9 @@ from fit_vs_tape import fit_checkpoint
 from fit_vs_tape.callbacks import GracefulInterrupt, RunRecorder, StopOnNaN
 from fit_vs_tape.errors import RunStopped, UserError, resume_hint
 from fit_vs_tape.report import Comparison, Pair, write_report
-from fit_vs_tape.rundir import RESULTS, STATE, SideState, load_model, save_model, start_run, write_json
+from fit_vs_tape.rundir import RunDir, SideState, load_model, save_model, write_json
 from fit_vs_tape.runtime import environment, make_strategy
-from fit_vs_tape.tb_logs import TENSORBOARD, tensorboard_callback
+from fit_vs_tape.tb_logs import tensorboard_callback
 from low_level import checkpoint as loop_checkpoint
 from low_level.checkpoint import CheckpointMismatch
 from shared import data as data_lib
@@ -268,16 +267,16 @@ def compare_sides(results: dict[str, SideResult]) -> Comparison:
 
 
 def save_run(
-    out: Path,
+    out: RunDir,
     config: TrainConfig,
     source: str,
     results: dict[str, SideResult],
     extra: dict,
-    model_files: dict[str, str],
+    model_files: dict[str, Path],
 ) -> dict:
-    """Write the models (``model_files``: side -> file name) and results.json; return the JSON."""
-    for name, filename in model_files.items():
-        save_model(results[name].model, out / filename)
+    """Write the models (``model_files``: side -> its file) and results.json; return the JSON."""
+    for name, path in model_files.items():
+        save_model(results[name].model, path)
     stopped = any(r.stopped for r in results.values())
     record = {
         "status": "stopped: non-finite loss" if stopped else "complete",
@@ -287,11 +286,11 @@ def save_run(
         **{name: result.to_dict() for name, result in results.items()},
         **extra,
     }
-    write_json(out / RESULTS, record)
+    write_json(out.results, record)
     return record
 
 
-def _train_sides(names: Sequence[str], config: TrainConfig, splits: Splits, out: Path,
+def _train_sides(names: Sequence[str], config: TrainConfig, splits: Splits, out: RunDir,
                  run: RunOptions, command: str) -> dict[str, SideResult]:
     """Train each side resumably; on Ctrl-C or SIGTERM save the history so far and say how to
     resume."""
@@ -304,15 +303,15 @@ def _train_sides(names: Sequence[str], config: TrainConfig, splits: Splits, out:
                     print(f"\n== {LABELS[name]} ({SIDES[name].module.replace('.', '/')}.py), "
                           f"mode {config.mode}")
                 results[name] = run_side(
-                    name, weights, splits, config, run, state=SideState.of(out, name),
-                    callbacks=[interrupt], log_dir=out / TENSORBOARD / name if run.tensorboard else None)
+                    name, weights, splits, config, run, state=out.side_state(name),
+                    callbacks=[interrupt], log_dir=out.logs(name) if run.tensorboard else None)
         except RunStopped as stop:
-            so_far = {name: RunRecorder.load(SideState.of(out, name).progress)
-                      for name in names if SideState.of(out, name).directory.is_dir()}
-            write_json(out / RESULTS, {"status": "interrupted", "config": config.to_dict(),
-                                               **{n: p for n, p in so_far.items() if p}})
-            raise stop.with_hint(f"completed epochs are checkpointed in {out}; "
-                                 f"{resume_hint(command, out)}") from None
+            so_far = {name: RunRecorder.load(out.side_state(name).progress)
+                      for name in names if out.side_state(name).directory.is_dir()}
+            write_json(out.results, {"status": "interrupted", "config": config.to_dict(),
+                                     **{n: p for n, p in so_far.items() if p}})
+            raise stop.with_hint(f"completed epochs are checkpointed in {out.path}; "
+                                 f"{resume_hint(command, out.path)}") from None
     return results
 
 
@@ -324,32 +323,32 @@ def _report_nan(results: dict[str, SideResult]) -> bool:
     return any(r.stopped for r in results.values())
 
 
-def train(side: str, config: TrainConfig, dataset: data_lib.FashionMNIST, out: Path,
+def train(side: str, config: TrainConfig, dataset: data_lib.FashionMNIST, out: RunDir,
           run: RunOptions = RunOptions()) -> int:
     """Train one side, print its test numbers, write model.keras and results.json.
     Returns the exit code: 0, or 1 when a non-finite loss stopped training."""
     splits = make_splits(dataset, config)
     if not run.resume:
-        start_run(out, "train", [side], config, dataset.source)
+        out.start_run("train", [side], config, dataset.source)
     result = _train_sides([side], config, splits, out, run, "train")[side]
     print(epoch_table({side: result}))
     print(f"\ntest loss {result.test_loss:.4f}   test accuracy {result.test_accuracy:.4f}")
     stopped = _report_nan({side: result})
-    save_run(out, config, dataset.source, {side: result}, {"side": side}, {side: "model.keras"})
-    shutil.rmtree(out / STATE)
-    print(f"wrote {out / 'model.keras'} and {out / RESULTS}")
+    save_run(out, config, dataset.source, {side: result}, {"side": side}, {side: out.model()})
+    out.remove_state()
+    print(f"wrote {out.model()} and {out.results}")
     if run.tensorboard:
-        print(f"TensorBoard: tensorboard --logdir {out / TENSORBOARD}")
+        print(f"TensorBoard: tensorboard --logdir {out.tensorboard}")
     return 1 if stopped else 0
 
 
-def compare(config: TrainConfig, dataset: data_lib.FashionMNIST, out: Path,
+def compare(config: TrainConfig, dataset: data_lib.FashionMNIST, out: RunDir,
             sides: Sequence[str] = tuple(SIDES), run: RunOptions = RunOptions()) -> int:
     """Train ``sides`` (two or more rungs) from the same initial weights on the same batches and
     compare every pair. Returns the exit code: 0, or 1 when a non-finite loss stopped training."""
     splits = make_splits(dataset, config)
     if not run.resume:
-        start_run(out, "compare", list(sides), config, dataset.source)
+        out.start_run("compare", list(sides), config, dataset.source)
     results = _train_sides(list(sides), config, splits, out, run, "compare")
     comparison = compare_sides(results)
     print("\n" + epoch_table(results))
@@ -366,11 +365,12 @@ def compare(config: TrainConfig, dataset: data_lib.FashionMNIST, out: Path,
           f" ({100 * comparison.agreement:.2f}%)")
     stopped = _report_nan(results)
     record = save_run(out, config, dataset.source, results, comparison.to_dict(),
-                      {name: f"{name}.keras" for name in results})
+                      {name: out.model(name) for name in results})
     report = write_report(out, record, comparison, splits, dataset.class_names)
-    shutil.rmtree(out / STATE)
-    print(f"wrote {out / RESULTS}, {', '.join(f'{name}.keras' for name in results)}, figures/")
+    out.remove_state()
+    print(f"wrote {out.results}, {', '.join(out.model(name).name for name in results)}, "
+          f"{out.figures.name}/")
     print(f"report: {report}")
     if run.tensorboard:
-        print(f"TensorBoard: tensorboard --logdir {out / TENSORBOARD}")
+        print(f"TensorBoard: tensorboard --logdir {out.tensorboard}")
     return 1 if stopped else 0

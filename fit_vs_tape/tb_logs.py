@@ -14,9 +14,6 @@ from pathlib import Path
 
 from shared.config import SIDES, TrainConfig
 
-#: Inside a run directory: one folder of TensorBoard logs per side.
-TENSORBOARD = "tensorboard"
-
 
 def calls_per_epoch(side: str, config: TrainConfig, n_train: int) -> int:
     """How many times per epoch ``side`` calls its compiled function (and its batch callbacks):

@@ -12,6 +12,7 @@ from PIL import Image
 
 from fit_vs_tape import profile_timeline, report
 from fit_vs_tape.cli import main
+from fit_vs_tape.rundir import RunDir
 from tests.conftest import write_dataset
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -95,7 +96,7 @@ def test_a_trace_that_cannot_be_drawn_gets_one_line(tmp_path, monkeypatch):
         {"ph": "M", "name": "thread_name", "pid": 1, "tid": 1, "args": {"name": "python"}},
         {"ph": "X", "name": "EagerExecute", "pid": 1, "tid": 1, "ts": 0.0, "dur": 5.0}])
 
-    lines = report.profile_pictures(out, fig_dir, {"high_level": "fit()", "low_level": "loop"},
+    lines = report.profile_pictures(RunDir(out), {"high_level": "fit()", "low_level": "loop"},
                                     "graph")
     said = [line for line in lines if line]
     assert len(said) == len(SIDES)
