@@ -180,17 +180,19 @@ def _trace(args: argparse.Namespace) -> int:
     options.checked(lambda: config.check_data(len(dataset.x_train)))
     runtime.import_tensorflow(args.device)
     from fit_vs_tape import rundir
-    from fit_vs_tape.trace import TraceUnsupported, write_trace
+    from fit_vs_tape.trace import write_trace
+    from fit_vs_tape.trace_record import TraceUnsupported
 
     room = rundir.room_for_trace(config.hidden_units, len(args.sides), config.model,
                                  args.resumed_after)
     with rundir.disposable_run_dir(args.out, room=room) as out:  # a failed trace leaves none
         print(f"data: {dataset.source}   run directory: {out}")
         try:
-            text, path = write_trace(out, args.sides, config, dataset, args.resumed_after, args.width)
+            text, path = write_trace(rundir.RunDir(out), args.sides, config, dataset,
+                                     args.resumed_after, args.width)
         except OSError as e:
             raise WriteFailed(describe_os_error(e)) from None
-        except TraceUnsupported as e:  # this TensorFlow or Keras lacks a method the trace wraps
+        except TraceUnsupported as e:  # this TensorFlow or Keras lacks a method the trace watches
             raise UserError(f"trace: {e}") from None
     print(text)
     print(f"\nwrote {path} (every event, with the Keras and loop frames that caused it)")

@@ -17,15 +17,13 @@ import keras
 import numpy as np
 
 from fit_vs_tape import trace_tree
-from fit_vs_tape.rundir import write_json
+from fit_vs_tape.rundir import RunDir, write_json
 from fit_vs_tape.runs import Splits, checkpointing, implementation, make_splits
 from fit_vs_tape.runtime import environment
 from fit_vs_tape.trace_record import DRIVERS, KERAS_SRC, Recorder, TraceUnsupported, recording
 from shared.config import SIDES, TrainConfig
 from shared.data import FashionMNIST
 from shared.model import initial_weights, model_from_weights
-
-__all__ = ["Recorder", "TraceUnsupported", "recording", "trace_side", "trace_sides", "write_trace"]
 
 
 class _StopAfter(keras.callbacks.Callback):
@@ -90,17 +88,13 @@ def trace_sides(sides: Sequence[str], splits: Splits, config: TrainConfig,
             for side in sides}
 
 
-#: The file `trace` writes into its run directory.
-TRACE_FILE = "trace.json"
-
-
-def write_trace(out: Path, sides: Sequence[str], config: TrainConfig, dataset: FashionMNIST,
+def write_trace(out: RunDir, sides: Sequence[str], config: TrainConfig, dataset: FashionMNIST,
                 resumed_after: int = 0, width: int | None = None) -> tuple[str, Path]:
     """Trace ``sides`` on ``dataset`` (after --limit and --validation-split) and write every
-    event into ``out``/trace.json, atomically; return the printed report and the file's path.
-    A resumed trace's checkpoints live in ``out``/checkpoints while it runs, then go."""
+    event into ``out.trace``, atomically; return the printed report and the file's path. A
+    resumed trace's checkpoints live in ``out.trace_checkpoints`` while it runs, then go."""
     splits = make_splits(dataset, config)
-    checkpoints = out / "checkpoints" if resumed_after else None
+    checkpoints = out.trace_checkpoints if resumed_after else None
     try:
         traces = trace_sides(sides, splits, config, resumed_after, checkpoints)
     finally:
@@ -121,5 +115,5 @@ def write_trace(out: Path, sides: Sequence[str], config: TrainConfig, dataset: F
                          "syncs": summary.syncs[side], "events": events[side]} for side in sides},
         "hook_differences": summary.hook_differences,
     }
-    write_json(out / TRACE_FILE, record)
-    return text, out / TRACE_FILE
+    write_json(out.trace, record)
+    return text, out.trace

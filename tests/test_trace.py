@@ -20,7 +20,7 @@ from tests.conftest import synthetic
 tf = pytest.importorskip("tensorflow")
 import keras  # noqa: E402 - after TensorFlow
 
-from fit_vs_tape import trace  # noqa: E402 - after TensorFlow
+from fit_vs_tape import trace, trace_record  # noqa: E402 - after TensorFlow
 
 RUNGS = list(SIDES)  # high_level (fit()), custom_step (fit() + own train_step), low_level (loop)
 LABELS = {side: SIDES[side].label for side in RUNGS}
@@ -198,8 +198,8 @@ def _fit_traces(metrics, build_optimizer: bool) -> tuple[int, list[dict]]:
     if build_optimizer:
         optimizer.build(model.trainable_variables)
     model.compile(optimizer, "sparse_categorical_crossentropy", metrics=metrics)
-    recorder = trace.Recorder()
-    with trace.recording(recorder):
+    recorder = trace_record.Recorder()
+    with trace_record.recording(recorder):
         model.fit(x, y, batch_size=32, epochs=1, verbose=0)
     steps = [e for e in recorder.events if e["kind"] == "call" and e["function"] == "one_step_on_data"]
     made = [e for e in recorder.events if e["kind"] == "variable" and e["in_trace"]]
@@ -234,8 +234,8 @@ def test_a_smaller_last_batch_retraces_predict_but_not_fit_or_evaluate():
     for what, run in (("fit", lambda: model.fit(x, y, batch_size=4, epochs=2, verbose=0)),
                       ("evaluate", lambda: model.evaluate(x, y, batch_size=4, verbose=0)),
                       ("predict", lambda: model.predict(x, batch_size=4, verbose=0))):
-        recorder = trace.Recorder()
-        with trace.recording(recorder):
+        recorder = trace_record.Recorder()
+        with trace_record.recording(recorder):
             run()
         calls = [e for e in recorder.events if e["kind"] == "call"]
         assert len(calls) >= 3, what  # 3 batches of 4, 4 and 2 (fit: in each of 2 epochs)
@@ -282,13 +282,13 @@ def test_one_recording_at_a_time():
     import sys
 
     before = sys.getprofile(), np.asarray
-    with trace.recording(trace.Recorder()):
+    with trace_record.recording(trace_record.Recorder()):
         with pytest.raises(RuntimeError, match="another trace recording"), \
-                trace.recording(trace.Recorder()):
+                trace_record.recording(trace_record.Recorder()):
             pass
         assert sys.getprofile() is not None and np.asarray is not before[1]
     assert (sys.getprofile(), np.asarray) == before
-    with trace.recording(trace.Recorder()):  # and a new one may start
+    with trace_record.recording(trace_record.Recorder()):  # and a new one may start
         pass
 
 
@@ -303,7 +303,7 @@ def test_recording_undoes_everything_even_after_an_error_and_replaces_nothing_el
                (type(tf.function(lambda: None)), "__call__"), (keras.metrics.Mean, "reset_state")]
     before = [vars(owner)[name] for owner, name in watched]
     numpy_before = [np.array, np.asarray, np.asanyarray]
-    with pytest.raises(RuntimeError, match="boom"), trace.recording(trace.Recorder()):
+    with pytest.raises(RuntimeError, match="boom"), trace_record.recording(trace_record.Recorder()):
         assert [vars(owner)[name] for owner, name in watched] == before
         assert all(now is not b for now, b in zip([np.array, np.asarray, np.asanyarray], numpy_before))
         raise RuntimeError("boom")
@@ -361,8 +361,8 @@ def test_a_failed_trace_leaves_no_run_directory(tiny_data_dir, tmp_path, capsys,
     from fit_vs_tape import trace
 
     def unsupported(out, *args):
-        (out / "partial.json").write_text("{")  # whatever it had written by then goes too
-        raise trace.TraceUnsupported("this Keras has no TensorFlowTrainer.make_train_function")
+        (out.path / "partial.json").write_text("{")  # whatever it had written by then goes too
+        raise trace_record.TraceUnsupported("this Keras has no TensorFlowTrainer.make_train_function")
 
     monkeypatch.setattr(trace, "write_trace", unsupported)
     out = tmp_path / "run"
