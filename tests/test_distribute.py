@@ -18,6 +18,9 @@ from fit_vs_tape.rundir import load_model
 from shared.model import max_abs_weight_diff
 from tests.conftest import write_dataset
 
+#: Its tests share a module-scoped fixture or cache: they run on one xdist worker (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("distribute")
+
 
 def _cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "fit_vs_tape", *args], capture_output=True,

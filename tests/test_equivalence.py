@@ -16,6 +16,9 @@ from shared.config import MODELS, TrainConfig
 from shared.model import initial_weights, max_abs_weight_diff, model_from_weights, seed_generators
 from tests.conftest import synthetic
 
+#: Its tests share a module-scoped fixture or cache: they run on one xdist worker (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("equivalence")
+
 
 @pytest.fixture(scope="module")
 def small():

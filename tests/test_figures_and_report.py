@@ -14,6 +14,9 @@ from shared import plotting
 from shared.data import CLASS_NAMES
 from tests.conftest import synthetic
 
+#: Its tests share a module-scoped fixture or cache: they run on one xdist worker (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("figures_and_report")
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

@@ -24,6 +24,9 @@ from low_level.train import train_step  # noqa: E402
 from shared.config import TrainConfig  # noqa: E402
 from shared.model import build_model, make_optimizer  # noqa: E402
 
+#: Its tests share a module-scoped fixture or cache: they run on one xdist worker (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("mistakes")
+
 #: 2 epochs of 4 steps (128 images), the regularized model: dropout, batch norm and L2 all act.
 CONFIG = TrainConfig(model="regularized", epochs=2, limit=128, hidden_units=16, seed=5)
 STEPS = 8

@@ -19,6 +19,9 @@ from fit_vs_tape.tb_logs import calls_per_epoch, profile_window, read_scalars
 from shared.config import SIDES, TrainConfig
 from tests.conftest import write_dataset
 
+#: Its tests share a module-scoped fixture or cache: they run on one xdist worker (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("tensorboard")
+
 SIDE_NAMES = list(SIDES)
 
 

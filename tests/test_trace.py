@@ -22,6 +22,9 @@ import keras  # noqa: E402 - after TensorFlow
 
 from fit_vs_tape import trace, trace_record  # noqa: E402 - after TensorFlow
 
+#: Its tests share a module-scoped fixture or cache: they run on one xdist worker (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("trace")
+
 RUNGS = list(SIDES)  # high_level (fit()), custom_step (fit() + own train_step), low_level (loop)
 LABELS = {side: SIDES[side].label for side in RUNGS}
 STEPS = 3  # 96 images, batch 32

@@ -19,6 +19,9 @@ import pytest
 
 from fit_vs_tape import trace_tree
 
+#: Its tests share a module-scoped fixture or cache: they run on one xdist worker (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("trace_analysis")
+
 FIXTURE = Path(__file__).resolve().parent / "data" / "trace_two_sides.json"
 
 
