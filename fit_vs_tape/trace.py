@@ -55,7 +55,7 @@ def trace_side(side: str, splits: Splits, config: TrainConfig, weights: list[np.
     ``resumed_after`` > 0: first train that many epochs unrecorded, saving a checkpoint in
     ``checkpoint_dir`` and stopping as an interrupted run stops; then record the resumed run,
     which restores it and trains the remaining epochs. ``record=False``: the same training with
-    nothing wrapped (to check the trace changes nothing)."""
+    nothing observed (to check the trace changes nothing)."""
     impl = implementation(side)
     initial_epoch = 0
     if resumed_after:

@@ -188,11 +188,12 @@ def _without_root_powers() -> list[str]:
 
 
 @pytest.mark.parametrize("impl", ["high", "low"])
-def test_write_permission_lost_mid_run_then_resume_is_bit_identical(
+def test_write_permission_lost_mid_run_is_one_line_and_keeps_the_last_checkpoint(
         tmp_path, resume_reference, impl):
     """The side's state directory stops being writable during epoch 2: one line naming the file
-    and the cause; with the permission back, --resume ends bit-identical."""
-    data_dir, reference = resume_reference
+    and the cause, and epoch 1's checkpoint whole. (That a whole checkpoint resumes bit-identical
+    is what the full-disk and signal tests prove; resuming here too cost 12 s and proved no more.)"""
+    data_dir, _ = resume_reference
     run = tmp_path / "locked"
     state = run / "state" / SHORT_NAMES[impl]
     proc = subprocess.Popen([*_without_root_powers(), sys.executable, "-m", "fit_vs_tape", "train",
@@ -214,11 +215,6 @@ def test_write_permission_lost_mid_run_then_resume_is_bit_identical(
     assert lines[0].endswith(f"resume with: fit-vs-tape train --resume {run}"), lines[0]
     assert saved_epochs(SHORT_NAMES[impl], state / "checkpoint") == 1
     assert not list(run.rglob(".*"))
-
-    resumed = start_cli("train", "--resume", str(run), "--quiet")
-    _, err = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, err
-    _same_weights(run / "model.keras", reference, SHORT_NAMES[impl])
 
 
 def test_run_directory_removed_mid_run(tmp_path, resume_reference):

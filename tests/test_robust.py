@@ -75,13 +75,13 @@ def test_nonfinite_loss_through_the_cli(tiny_data_dir, tmp_path, capsys):
     assert record["max_abs_weight_diff"] == 0.0  # diverged identically
 
 
-#: fit() and the loop, each stopped by each real signal and resumed; the middle rung is stopped
+#: fit() stopped by SIGTERM and the loop by Ctrl-C, each then resumed; the middle rung is stopped
 #: by Ctrl-C inside a three-way compare (below). What differs between the two signals is only
 #: the application's handler (fit_vs_tape/callbacks.py GracefulInterrupt: the words and the exit
-#: code); what differs between the sides is how their checkpoints restore. tests/test_faults.py
-#: stops every side with SIGTERM in every mode, in process.
-SIGNALS = [("high", signal.SIGTERM), ("high", signal.SIGINT), ("low", signal.SIGTERM),
-           ("low", signal.SIGINT)]
+#: code); what differs between the sides is how their checkpoints restore: one pair crossed
+#: covers both (the other two pairs, 40 s each, proved nothing more). tests/test_faults.py stops
+#: every side with SIGTERM in every mode, in process.
+SIGNALS = [("high", signal.SIGTERM), ("low", signal.SIGINT)]
 HOW = {signal.SIGINT: ("interrupted", 130), signal.SIGTERM: ("terminated (SIGTERM)", 143)}
 
 
@@ -118,11 +118,17 @@ def test_a_signal_then_resume_is_bit_identical(tmp_path, resume_reference, impl,
     assert not (run / "state").exists()  # checkpoints go once the run is complete
 
 
-def test_interrupted_three_way_compare_resumes_bit_identical(tmp_path, resume_reference):
-    data_dir, reference = resume_reference
+def test_interrupted_three_way_compare_resumes_bit_identical(tmp_path):
+    """Ctrl-C while the middle rung trains its second epoch of the regularized model, then
+    --resume: fit() ran unstopped, the middle rung resumed from its checkpoint, the loop ran after;
+    all three end bit-identical only if the resumed one carried on with the stopped run's dropout
+    masks and batch norm statistics, read back by a fresh process. (This was two tests, the
+    tutorial's model checked against a reference run and this model: 40 s more, nothing more
+    proven. The signal tests above check resumed runs against the reference.)"""
+    data_dir = write_dataset(tmp_path / "data", n_train=800, n_test=50)
     run = tmp_path / "interrupted"
-    proc = start_cli("compare", *resume_options(data_dir), "--out", str(run))
-    # Ctrl-C while the middle rung trains its second epoch: fit() is done, the loop has not started.
+    proc = start_cli("compare", "--model", "regularized", *resume_options(data_dir), "--out", str(run))
+    # fit() is done, the loop has not started.
     wait_for_file(run / "state" / "custom_step" / "progress.json", proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
@@ -135,10 +141,9 @@ def test_interrupted_three_way_compare_resumes_bit_identical(tmp_path, resume_re
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     record = json.loads((run / "results.json").read_text())
-    assert record["max_abs_weight_diff"] == 0.0 and len(record["pairs"]) == 3
-    for side in ("high_level", "custom_step", "low_level"):
-        assert max_abs_weight_diff(load_model(run / f"{side}.keras"),
-                                   load_model(reference / f"{side}.keras")) == 0.0, side
+    assert record["config"]["model"] == "regularized" and len(record["pairs"]) == 3
+    assert record["bit_identical"] and "all bit-identical" in out, out
+    assert all(pair["max_abs_weight_diff"] == 0.0 for pair in record["pairs"].values())
 
 
 @pytest.mark.parametrize("impl", ["high", "step", "low"])
@@ -177,27 +182,6 @@ def test_a_resumed_regularized_run_restores_dropout_and_batch_norm_state(tmp_pat
         resumed, _ = stop_then_resume(tmp_path / "keras", lambda d: ([], d))
         assert seed_generators(resumed)[0].numpy().tolist()[1] == 7  # counted from 0 again
         assert max_abs_weight_diff(resumed, unstopped) > 0
-
-
-def test_an_interrupted_regularized_compare_resumes_bit_identical(tmp_path):
-    """SIGTERM while the middle rung trains its second epoch, then --resume: fit() ran
-    unstopped, the middle rung resumed from its checkpoint, the loop ran after; all three end
-    bit-identical only if the resumed one carried on with the stopped run's dropout masks."""
-    data_dir = write_dataset(tmp_path / "data", n_train=800, n_test=50)
-    run = tmp_path / "interrupted"
-    proc = start_cli("compare", "--model", "regularized", *resume_options(data_dir), "--out", str(run))
-    wait_for_file(run / "state" / "custom_step" / "progress.json", proc)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err
-    assert json.loads((run / "results.json").read_text())["custom_step"]["completed_epochs"] == 1
-    resumed = start_cli("compare", "--resume", str(run), "--quiet")
-    out, err = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, err
-    record = json.loads((run / "results.json").read_text())
-    assert record["config"]["model"] == "regularized"
-    assert record["bit_identical"] and "all bit-identical" in out, out
-    assert all(pair["max_abs_weight_diff"] == 0.0 for pair in record["pairs"].values())
 
 
 def test_resume_mistakes(tmp_path, tiny_data_dir, capsys):
