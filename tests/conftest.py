@@ -22,7 +22,8 @@ quiet_log_level()
 
 def pytest_terminal_summary(terminalreporter) -> None:
     """The suite's count in two parts: tests of behaviour, and checks that a quoted line of Keras
-    is still where a sentence cites it (tests/test_citations.py, marked ``citation``)."""
+    is still where a sentence cites it (tests/test_citations.py, marked ``citation``); and whether
+    the slow tests were left out."""
     outcomes: dict[str, dict[str, str]] = {"behaviour tests": {}, "citation checks": {}}
     for outcome in ("passed", "failed", "error", "skipped", "xfailed", "xpassed"):
         for report in terminalreporter.stats.get(outcome, []):
@@ -34,6 +35,8 @@ def pytest_terminal_summary(terminalreporter) -> None:
     for kind, by_test in outcomes.items():
         counts = {o: list(by_test.values()).count(o) for o in dict.fromkeys(by_test.values())}
         parts.append(f"{kind}: " + (", ".join(f"{n} {o}" for o, n in counts.items()) or "none"))
+    if "not slow" in (terminalreporter.config.option.markexpr or ""):  # pyproject.toml's addopts
+        parts.append("left out: the slow end-to-end tests (pytest -m slow runs them)")
     terminalreporter.write_line("; ".join(parts))
 
 

@@ -14,6 +14,7 @@ from fit_vs_tape.runtime import import_tensorflow
 from tests.conftest import run_in_empty_directory
 
 
+@pytest.mark.slow
 def test_speed_harness_writes_every_output_and_nothing_else(tiny_data_dir, tmp_path):
     # Three of the twelve rows (a fresh TensorFlow process each): fit() at its default, and the
     # loop eager and in graph mode (not as one XLA epoch, whose compiling cost 20 s for nothing
@@ -110,6 +111,7 @@ def test_speed_times_every_row_unless_told_otherwise(capsys):
         speed.run(args)
 
 
+@pytest.mark.slow
 def test_accuracy_harness_writes_every_output_and_nothing_else(tiny_data_dir, tmp_path):
     out, cwd = tmp_path / "acc", tmp_path / "cwd"
     done = run_in_empty_directory(["bench", "accuracy", "--seeds", "2", "--epochs", "1",

@@ -18,8 +18,9 @@ from fit_vs_tape.rundir import load_model
 from shared.model import max_abs_weight_diff
 from tests.conftest import write_dataset
 
-#: Its tests share a module-scoped fixture or cache: they run on one xdist worker (--dist loadgroup).
-pytestmark = pytest.mark.xdist_group("distribute")
+#: Its tests share a module-scoped fixture: they run on one xdist worker (--dist loadgroup). They
+#: are end-to-end runs on two devices, in fresh processes: `pytest -m slow` (and CI) runs them.
+pytestmark = [pytest.mark.xdist_group("distribute"), pytest.mark.slow]
 
 
 def _cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -74,6 +74,7 @@ def test_sigterm_stops_every_side_between_steps_in_every_mode(impl, mode):
     assert signal.getsignal(signal.SIGTERM) != interrupt._handle  # handler given back
 
 
+@pytest.mark.slow
 def test_full_disk_mid_run_then_resume_is_bit_identical(tmp_path, resume_reference):
     data_dir, reference = resume_reference
     with tmpfs(tmp_path / "small", "40m") as disk:
@@ -144,6 +145,7 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("impl", ["high", "low"])
 def test_disk_full_during_the_checkpoint_write_then_resume_is_bit_identical(
         tmp_path, resume_reference, impl):
@@ -187,6 +189,7 @@ def _without_root_powers() -> list[str]:
     return ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", "--"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("impl", ["high", "low"])
 def test_write_permission_lost_mid_run_is_one_line_and_keeps_the_last_checkpoint(
         tmp_path, resume_reference, impl):
@@ -217,6 +220,7 @@ def test_write_permission_lost_mid_run_is_one_line_and_keeps_the_last_checkpoint
     assert not list(run.rglob(".*"))
 
 
+@pytest.mark.slow
 def test_run_directory_removed_mid_run(tmp_path, resume_reference):
     data_dir, _ = resume_reference
     run = tmp_path / "gone"

@@ -28,6 +28,7 @@ def test_committed_notebook_has_its_outputs():
     assert "max |w_fit - w_loop|: 0.0" in text and "Traceback" not in text
 
 
+@pytest.mark.slow
 def test_notebook_runs_top_to_bottom(tmp_path):
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     parameters = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))

@@ -81,6 +81,7 @@ def test_bad_peers_and_hidden_units_are_one_line(tiny_data_dir, tmp_path, capsys
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_sweep_figure_limits_and_a_missing_extra(tiny_data_dir, tmp_path, capsys, monkeypatch):
     # A peer whose package is not installed: one line naming it, and the other rows still run.
     monkeypatch.setitem(peers.PEERS, "torch", peers.Peer(("fit_vs_tape_no_such_package",),
@@ -124,6 +125,7 @@ INSTALLED = [name for name, peer in peers.PEERS.items()
              if all(importlib.util.find_spec(p) for p in peer.packages)]
 
 
+@pytest.mark.slow
 @needs_real_data
 @pytest.mark.skipif(not INSTALLED, reason="no peer installed (pip install -e '.[peers]')")
 def test_peer_rows_agree_with_tensorflow_in_accuracy(tmp_path, monkeypatch):

@@ -28,6 +28,7 @@ def _profiled_run(root: Path, sides: str, limit: int) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_report_shows_a_timeline_of_every_profiled_side(tmp_path, monkeypatch, capfd):
     raw_to_tool_data = pytest.importorskip(
         "xprof.convert.raw_to_tool_data",

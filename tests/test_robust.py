@@ -85,6 +85,7 @@ SIGNALS = [("high", signal.SIGTERM), ("low", signal.SIGINT)]
 HOW = {signal.SIGINT: ("interrupted", 130), signal.SIGTERM: ("terminated (SIGTERM)", 143)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("impl, signum", SIGNALS, ids=[f"{i}-{s.name}" for i, s in SIGNALS])
 def test_a_signal_then_resume_is_bit_identical(tmp_path, resume_reference, impl, signum):
     data_dir, reference = resume_reference
@@ -118,6 +119,7 @@ def test_a_signal_then_resume_is_bit_identical(tmp_path, resume_reference, impl,
     assert not (run / "state").exists()  # checkpoints go once the run is complete
 
 
+@pytest.mark.slow
 def test_interrupted_three_way_compare_resumes_bit_identical(tmp_path):
     """Ctrl-C while the middle rung trains its second epoch of the regularized model, then
     --resume: fit() ran unstopped, the middle rung resumed from its checkpoint, the loop ran after;

@@ -65,6 +65,7 @@ def test_a_keras_that_restores_from_elsewhere_fails_when_the_callback_is_made(tm
     checkpoint.BackupAndRestore(tmp_path / "ck")  # this Keras: no error
 
 
+@pytest.mark.slow
 def test_no_command_writes_in_the_directory_it_was_started_from(tmp_path):
     """compare, train (with --profile, so the profiler and the timeline picture run too),
     predict and explore, started in an empty directory with their output sent elsewhere: the
