@@ -220,10 +220,9 @@ TRACE_DEFAULTS = dict(limit=96, epochs=2, batch_size=32)
 
 
 #: The training options `mistakes` and `check` take: one short run on one device.
-GALLERY_OPTIONS = ("--model", "--mode", "--epochs", "--batch-size", "--hidden-units", "--seed",
-                   "--limit", "--data-dir", "--out", "--device")
 CHECK_OPTIONS = ("--model", "--mode", "--epochs", "--batch-size", "--hidden-units", "--seed",
                  "--limit", "--data-dir", "--device")
+GALLERY_OPTIONS = (*CHECK_OPTIONS, "--out")  # the checker writes nothing
 #: The gallery's defaults: the regularized model (dropout, batch norm and L2 are where mistakes
 #: show), 2 epochs of 3,200 images; the checker's: 2 epochs of 8 steps.
 GALLERY_DEFAULTS = dict(model="regularized", epochs=2, limit=3200)
