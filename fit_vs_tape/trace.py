@@ -69,7 +69,7 @@ def trace_side(side: str, splits: Splits, config: TrainConfig, weights: list[np.
     model = model_from_weights(config.hidden_units, weights, model=config.model)
     recorder = Recorder()
     saving, directory = checkpointing(side, checkpoint_dir)
-    with recording(recorder) if record else contextlib.nullcontext(None) as callback:
+    with (recording(recorder) if record else contextlib.nullcontext(None)) as callback:
         impl.train(model, splits.x_train, splits.y_train, config, splits.validation,
                    [*([callback] if callback else []), *saving], verbose=False,
                    initial_epoch=initial_epoch, checkpoint_dir=directory)

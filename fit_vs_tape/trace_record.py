@@ -8,10 +8,12 @@ function; nothing is replaced):
 - ``keras.Variable``'s ``__init__``: each variable created, with the layer, metric, optimizer or
   seed generator whose method made it;
 - ``keras.optimizers.Optimizer.apply``, and ``reset_state`` of every metric class with its own;
-- each device-to-host read (a sync): ``float()``, ``.numpy()``, ``repr()`` of an eager tensor go
-  through TensorFlow's private ``EagerTensor._numpy``. ``np.array()``/``np.asarray()`` do not (NumPy
-  takes the buffer, in C; Keras 3.15's ``convert_to_numpy`` reads the logs so), and a profiler
-  cannot see a C function's argument: these three NumPy functions alone are wrapped.
+- device-to-host reads (syncs): ``float()``, ``.numpy()``, ``repr()`` of an eager tensor go
+  through TensorFlow's private ``EagerTensor._numpy``. ``np.array()``, ``np.asarray()`` and
+  ``np.asanyarray()`` of a tensor do not (NumPy takes the buffer, in C; Keras 3.15's
+  ``convert_to_numpy`` reads the logs so), and a profiler cannot see a C function's argument: these
+  three NumPy functions alone are wrapped. A read by another way (``np.stack``, ``np.array`` of a
+  list of tensors, ``memoryview``) is not seen.
 
 A recording callback, put first in the callbacks, records which hook each callback receives, with
 which batch or epoch, its logs' keys and the ``params``. Each event keeps the frames of the
@@ -84,12 +86,18 @@ class Recorder:
     events: list[dict] = field(default_factory=list)
     open_scopes: list[tuple[object, dict]] = field(default_factory=list)  # (frame, event)
     thread: int = field(default_factory=threading.get_ident)
+    failures: list[str] = field(default_factory=list)
+    """What the profile function could not read (it records nothing rather than break training)."""
+    in_numpy: int = 0
+    """Inside a NumPy wrapper: a ``_numpy`` under it (NumPy's fallback) is the same read."""
     _files: dict = field(default_factory=dict)
 
     def add(self, kind: str, frame, **details) -> dict | None:
         """Record an event of ``kind`` with ``details``, caused by the code running ``frame``;
-        None if it happened on another thread (none does in fit() on TensorFlow, nor in the loop:
-        the profile function sees this thread only, the callback and NumPy's wrappers all)."""
+        None if it happened on another thread. The profile function fires on this thread only;
+        the recording callback and NumPy's wrappers could fire on any, so this checks (no event
+        happens on another thread in fit() on TensorFlow, whose callbacks are not dispatched
+        asynchronously, nor in the loop)."""
         if threading.get_ident() != self.thread:
             return None
         stack = self._stack(frame)
@@ -122,7 +130,8 @@ class Watch:
 
     kind: str
     details: Callable[[dict], dict]
-    """The event's details, from the function's local variables at its call."""
+    """The event's details, from the function's local variables at its call (at its return if
+    ``at_return``)."""
     scope: bool = True
     at_return: bool = False
     """Record at the return, not the call (a variable: its name is known once made)."""
@@ -182,29 +191,39 @@ def watched() -> dict:
             raise TraceUnsupported(f"Keras {keras.__version__}: CallbackList has no {hook}")
         code = _own(keras.callbacks.CallbackList, hook).__code__
         number = code.co_varnames[1] if hook in NUMBERED else None  # batch or epoch
-        table[code] = Watch("callbacks", lambda f, hook=hook, number=number: {
-            "hook": hook, **({} if number is None else {"number": int(f[number])})})
-    table[_own(function_type, "__call__").__code__] = Watch("call", lambda f: {
-        "function": _function_name(f["self"]), "_tracings": f["self"].experimental_get_tracing_count()})
+        table[code] = Watch("callbacks", lambda local, hook=hook, number=number: {
+            "hook": hook, **({} if number is None else {"number": int(local[number])})})
+    # Each Watch reads ``local``: the watched function's local variables (``self``, arguments).
+    table[_own(function_type, "__call__").__code__] = Watch("call", lambda local: {
+        "function": _function_name(local["self"]),
+        "_tracings": local["self"].experimental_get_tracing_count()})
     table[_own(keras.optimizers.Optimizer, "apply").__code__] = Watch(
-        "apply", lambda f: {"built_before": bool(f["self"].built)})
+        "apply", lambda local: {"built_before": bool(local["self"].built)})
     for cls in _metric_classes():
-        table[vars(cls)["reset_state"].__code__] = Watch("reset_state",
-                                                         lambda f: {"metric": f["self"].name})
-    table[_own(keras.Variable, "__init__").__code__] = Watch("variable", lambda f: {
-        "name": f["self"].name, "shape": list(f["self"].shape)}, scope=False, at_return=True)
-    table[_own(tensor, "_numpy").__code__] = Watch("sync", lambda f: {
-        "via": "EagerTensor._numpy", "dtype": f["self"].dtype.name,
-        "shape": list(f["self"].shape)}, scope=False)
+        table[_own(cls, "reset_state").__code__] = Watch(
+            "reset_state", lambda local: {"metric": local["self"].name})
+    table[_own(keras.Variable, "__init__").__code__] = Watch("variable", lambda local: {
+        "name": local["self"].name, "shape": list(local["self"].shape)}, scope=False, at_return=True)
+    table[_own(tensor, "_numpy").__code__] = Watch("sync", lambda local: {
+        "via": "EagerTensor._numpy", "dtype": local["self"].dtype.name,
+        "shape": list(local["self"].shape)}, scope=False)
     return table
 
 
 def _observer(recorder: Recorder, table: dict) -> Callable:
-    """The profile function: on a watched function's call (or return), its event."""
+    """The profile function: on a watched function's call (or return), its event. What it cannot
+    read goes to ``recorder.failures``: an exception here would stop the profiler and surface
+    inside the training code."""
     def observe(frame, what, arg):
+        try:
+            _observe(frame, what)
+        except Exception as e:  # noqa: BLE001 - whatever it is, training must not see it
+            recorder.failures.append(f"{frame.f_code.co_name}: {type(e).__name__}: {e}")
+
+    def _observe(frame, what):
         if what == "call":
             watch = table.get(frame.f_code)
-            if watch is None or watch.at_return:
+            if watch is None or watch.at_return or (watch.kind == "sync" and recorder.in_numpy):
                 return
             event = recorder.add(watch.kind, frame.f_back, **watch.details(frame.f_locals))
             if watch.scope and event is not None:
@@ -229,11 +248,17 @@ def _numpy_wrappers(recorder: Recorder) -> list[tuple[str, Callable]]:
 
     def wrap(original, name):
         @functools.wraps(original)
-        def wrapper(obj, *args, **kwargs):
-            if isinstance(obj, tensor):
-                recorder.add("sync", sys._getframe(1), via=f"np.{name}", dtype=obj.dtype.name,
-                             shape=list(obj.shape))
-            return original(obj, *args, **kwargs)
+        def wrapper(*args, **kwargs):
+            obj = args[0] if args else kwargs.get("object", kwargs.get("a"))  # array's, asarray's
+            if not isinstance(obj, tensor):
+                return original(*args, **kwargs)
+            recorder.add("sync", sys._getframe(1), via=f"np.{name}", dtype=obj.dtype.name,
+                         shape=list(obj.shape))
+            recorder.in_numpy += 1
+            try:
+                return original(*args, **kwargs)
+            finally:
+                recorder.in_numpy -= 1
         return wrapper
 
     return [(name, wrap(getattr(np, name), name)) for name in NUMPY_CONSTRUCTORS]
@@ -253,6 +278,7 @@ class RecordingCallback(keras.callbacks.Callback):
 
     def _hook(self, hook: str, number=None, logs=None) -> None:
         key = "batch" if "batch" in hook else "epoch"
+        # Frame 2: past this method and the on_* method that called it, CallbackList's dispatch.
         self.recorder.add("hook", sys._getframe(2), hook=hook,
                           **({} if number is None else {key: int(number)}),
                           logs=None if logs is None else sorted(logs),
@@ -305,6 +331,9 @@ def recording(recorder: Recorder) -> Iterator[RecordingCallback]:
                 setattr(np, name, wrapper)
             sys.setprofile(_observer(recorder, table))
             yield RecordingCallback(recorder)
+            if recorder.failures:
+                raise TraceUnsupported(f"the trace could not read what it watches "
+                                       f"({recorder.failures[0]})")
         finally:
             sys.setprofile(profiler)
             for name, original in saved:

@@ -31,6 +31,8 @@ class Part(NamedTuple):
     """One of PHASES."""
     epoch: int = 0
     step: int = 0
+    """A step block's place in its epoch: its call of the train function (one step, or several
+    with --steps-per-execution), not a batch number."""
 
     @property
     def in_epoch(self) -> bool:
@@ -61,6 +63,8 @@ class Block:
     title: str
     events: list[dict] = field(default_factory=list)
     """Top-level events (no parent), in order; their children hang off them."""
+    batches: tuple[int, int] = (0, 0)
+    """A step block's first and last batch number."""
 
 
 def children(events: list[dict]) -> dict[int | None, list[dict]]:
@@ -98,7 +102,7 @@ def blocks(events: list[dict]) -> list[Block]:
                               and e["kind"] == "callbacks"), event["number"])
                 last = event["number"]
                 title = f"step {first + 1}" if first == last else f"steps {first + 1}-{last + 1}, one call"
-                result.append(Block(Part("step", epoch, step), title, pending))
+                result.append(Block(Part("step", epoch, step), title, pending, (first, last)))
                 pending, step = [], step + 1
             elif hook == "on_epoch_end":
                 result.append(Block(Part("end", epoch), "end of epoch", pending))
@@ -210,6 +214,7 @@ def _lines(events: list[dict], tree: dict, depth: int) -> list[str]:
     lines = []
     # A hook a callback received is shown on its dispatch's line (callbacks.on_...).
     shown = [e for e in events if not (e["kind"] == "hook" and e["parent"] is not None)]
+    # An event with no key gets a new object(), equal to no other: it stands alone.
     runs = itertools.groupby(shown, lambda e: _group_key(e) or object())
     for group in (list(g) for _, g in runs):
         text, folded = _describe(group, tree)
@@ -247,25 +252,27 @@ def render(sides: dict[str, list[dict]], labels: dict[str, str], width: int = 16
     keys = sorted({key for name in names for key in per_side[name]}, key=lambda key: key.order)
     column = max(30, (width - 3 * (len(names) - 1)) // len(names))
     rows = [[labels[n] for n in names], ["-" * column for _ in names]]
-    shown: dict[str, tuple[tuple, str]] = {}  # phase -> (signatures, how a repeat names it)
-    run: tuple[Part, Part, str] | None = None  # repeats in a row: first, last, of what
+    shown: dict[str, tuple] = {}  # phase -> (signatures, how a repeat names it on each side)
+    run: tuple | None = None  # repeats in a row: first part, last part, of what, first batches
     for key in keys:
         got = [per_side[n].get(key) for n in names]
-        title = next(b.title for b in got if b)
         sig = tuple(signature(b, trees[n]) if b else None for b, n in zip(got, names))
         if key.phase in shown and shown[key.phase][0] == sig:
-            where = shown[key.phase][1]
-            if run is not None and run[0].phase == key.phase and run[2] == where:
-                run = (run[0], key, where)
-                rows[-1] = [_same(run, got)] * len(names)
+            wheres = shown[key.phase][1]
+            going_on = run is not None and run[0].phase == key.phase and run[2] == wheres
+            run = (run[0], key, wheres, run[3]) if going_on else \
+                (key, key, wheres, [b and b.batches[0] for b in got])
+            line = [_same(run, i, b) if b else "" for i, b in enumerate(got)]
+            if going_on:
+                rows[-1] = line
                 continue
-            run = (key, key, where)
             if key.phase == "begin":
                 rows.append([f"epoch {key.epoch + 1}"] * len(names))
-            rows.append([_same(run, got)] * len(names))
+            rows.append(line)
             continue
         run = None
-        shown[key.phase] = (sig, key.where(title))
+        shown[key.phase] = (sig, [b and key.where(b.title) for b in got])
+        title = next(b.title for b in got if b)
         step_titles = key.in_epoch and key.phase != "begin"
         rows.append([f" {b.title}" if b else "" for b in got] if step_titles else [title] * len(names))
         cells = [block_lines(b, trees[n]) if b else [] for b, n in zip(got, names)]
@@ -273,13 +280,16 @@ def render(sides: dict[str, list[dict]], labels: dict[str, str], width: int = 16
     return "\n".join(" | ".join(_fit(cell, column) for cell in row).rstrip() for row in rows)
 
 
-def _same(run: tuple[Part, Part, str], got: list) -> str:
-    first, last, where = run
+def _same(run: tuple, side: int, last_block: Block) -> str:
+    """Side ``side``'s line for repeats in a row, the last of them ``last_block``: ``steps 3-6:
+    each the same as epoch 1's step 2`` (its own batch numbers, whatever its steps per call)."""
+    first, last, wheres, first_batches = run
+    where = wheres[side]
     if not first.in_epoch:
         return f"same as {where}"
     if first.phase == "step":
-        label = (next(b.title for b in got if b) if first == last
-                 else f"steps {first.step + 1}-{last.step + 1}")
+        label = (last_block.title if first == last
+                 else f"steps {first_batches[side] + 1}-{last_block.batches[1] + 1}")
         return f"  {label}: each the same as {where}"
     return f"  {'start' if first.phase == 'begin' else 'end'}: the same as {where}"
 
@@ -327,7 +337,7 @@ def hook_differences(hooks: dict[str, list[dict]], labels: dict[str, str]) -> li
     """How the hooks each side's callbacks received differ from the first side's, counted by
     kind of difference; empty if every side's callbacks saw exactly the same. Hooks are paired
     by name and number, and where those differ by name alone (the same hooks, numbered
-    otherwise); a pair may differ in its number, logs or params."""
+    otherwise); a pair may differ in its number, logs, params or the types of its log values."""
     first, *others = list(hooks)
     lines = []
     for other in others:
@@ -349,7 +359,8 @@ def hook_differences(hooks: dict[str, list[dict]], labels: dict[str, str]) -> li
 
 
 def sync_summary(events: list[dict]) -> dict:
-    """Syncs per training step (``per_step``), their median over the steps after the first
+    """Syncs per training step (``per_step``; per call of several steps with
+    --steps-per-execution: a call is one block), their median over the steps after the first
     (which traces), and where those steps' syncs happen (place -> how many per step)."""
     tree = children(events)
 

@@ -314,6 +314,29 @@ def test_recording_undoes_everything_even_after_an_error_and_replaces_nothing_el
     assert [np.array, np.asarray, np.asanyarray] == numpy_before
 
 
+def test_numpy_called_by_keyword_still_works_and_each_read_counts_once():
+    recorder = trace_record.Recorder()
+    tensor = tf.constant([1.0, 2.0])
+    with trace_record.recording(recorder):
+        got = [np.asarray(a=tensor), np.array(object=tensor), tensor.numpy()]
+    assert all(np.array_equal(x, [1.0, 2.0]) for x in got)
+    assert [e["via"] for e in recorder.events if e["kind"] == "sync"] == [
+        "np.asarray", "np.array", "EagerTensor._numpy"]
+
+
+def test_what_the_trace_cannot_read_stops_it_after_training_not_during(monkeypatch):
+    """An exception in the profile function would switch it off and surface inside the training
+    code: it is kept, the code runs on untouched, and the recording fails at its end."""
+    import sys
+
+    monkeypatch.setattr(trace_record, "_function_name", lambda function: 1 / 0)
+    add_one = tf.function(lambda x: x + 1)
+    with pytest.raises(trace_record.TraceUnsupported, match="ZeroDivisionError"), \
+            trace_record.recording(trace_record.Recorder()):
+        assert float(add_one(tf.constant(1.0))) == 2.0
+    assert sys.getprofile() is None
+
+
 def test_the_command_prints_both_trees_and_writes_the_events(tiny_data_dir, tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["trace", "--data-dir", str(tiny_data_dir), "--out", str(out), "--sides", "high,low",

@@ -91,3 +91,28 @@ def test_a_hook_numbered_otherwise_is_paired_and_its_other_differences_named(rec
     assert ("  on_train_batch_end: logs fit() [accuracy, loss], GradientTape loop "
             "[accuracy, loss, extra] (1x)") in lines
     assert not any("only" in line for line in lines), lines
+
+
+def _dispatches(*hooks) -> list[dict]:
+    """Top-level callback dispatches, as the recorder writes them: (hook, number or None)."""
+    return [{"seq": seq, "kind": "callbacks", "hook": hook, "parent": None, "in_trace": False,
+             "driver": None, "stack": [], **({} if number is None else {"number": number})}
+            for seq, (hook, number) in enumerate(hooks)]
+
+
+def test_repeated_steps_are_named_by_each_sides_own_batches():
+    """With two steps per call on one side only, the same call index covers other batches on
+    each side: each column names its own (steps 3-6 are fit()'s calls 2 and 3; the loop's 2-3)."""
+    def run(calls):
+        return _dispatches(("on_train_begin", None), ("on_epoch_begin", 0),
+                           *[(hook, n) for first, last in calls for hook, n in
+                             (("on_train_batch_begin", first), ("on_train_batch_end", last))],
+                           ("on_epoch_end", 0), ("on_train_end", None))
+
+    text = trace_tree.render({"fit": run([(0, 1), (2, 3), (4, 5)]),
+                              "loop": run([(b, b) for b in range(6)])},
+                             {"fit": "fit()", "loop": "loop"}, width=200)
+    rows = [[cell.strip() for cell in line.split(" | ")] for line in text.splitlines()]
+    assert ["steps 3-6: each the same as epoch 1's steps 1-2, one call",
+            "steps 2-3: each the same as epoch 1's step 1"] in rows, text
+    assert ["", "steps 5-6: each the same as epoch 1's step 4"] in rows, text
