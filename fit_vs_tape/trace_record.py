@@ -1,7 +1,7 @@
 """The trace's instrumentation: what `fit-vs-tape trace` watches while one side trains.
 
-It watches, by observing (``sys.setprofile``: Python reports each call and return of a watched
-function; nothing is replaced):
+It watches by observing (``sys.setprofile``: Python reports each call and return of a watched
+function; nothing of Keras or TensorFlow is replaced):
 
 - ``keras.callbacks.CallbackList``'s hooks: where fit() or the loop dispatches to the callbacks;
 - ``tf.function``'s ``__call__``: each call of a compiled function, and how many traces it made;
