@@ -149,16 +149,3 @@ def test_the_readme_quotes_our_own_lines_where_they_are():
         assert m["quote"] in line, f"{m['path']} line {m['line']} is not `{m['quote']}`: {line.strip()}"
         assert node.lineno <= int(m["line"]) <= node.end_lineno, \
             f"{m['path']} line {m['line']} is outside {m['name']}()"
-
-
-@pytest.mark.parametrize("n", [10, 100, 700, 1000, 60000])
-@pytest.mark.parametrize("fraction", [0.1, 0.15, 0.2, 0.25, 1 / 3])
-def test_validation_split_holds_out_what_keras_holds_out(n, fraction):
-    """shared/data.py says it splits as fit(validation_split=...) does: run Keras' own split."""
-    import numpy as np
-
-    from shared.data import split_sizes
-
-    array_slicing = pytest.importorskip("keras.src.trainers.data_adapters.array_slicing")
-    (train,), (validation,) = array_slicing.train_validation_split((np.arange(n),), fraction)
-    assert split_sizes(n, fraction) == (len(train), len(validation))

@@ -109,6 +109,18 @@ def test_download_failure_is_a_clear_error(no_ambient_data):
         data.load(fetch=offline)
 
 
+@pytest.mark.parametrize("n", [10, 100, 700, 1000, 60000])
+@pytest.mark.parametrize("fraction", [0.1, 0.15, 0.2, 0.25, 1 / 3])
+def test_validation_split_holds_out_what_keras_holds_out(n, fraction):
+    """shared/data.py says it splits as fit(validation_split=...) does: run Keras' own split.
+    (A behaviour test: it was among the citation checks, which only find quoted lines.)"""
+    from shared.data import split_sizes
+
+    array_slicing = pytest.importorskip("keras.src.trainers.data_adapters.array_slicing")
+    (train,), (validation,) = array_slicing.train_validation_split((np.arange(n),), fraction)
+    assert split_sizes(n, fraction) == (len(train), len(validation))
+
+
 def test_validation_split_comes_from_the_end_of_training_set():
     x, y = synthetic(100, 3)
     x_tr, y_tr, x_val, y_val = data.split_validation(x, y, 0.2)
