@@ -214,7 +214,17 @@ def _observer(recorder: Recorder, table: dict) -> Callable:
     """The profile function: on a watched function's call (or return), its event. What it cannot
     read goes to ``recorder.failures``: an exception here would stop the profiler and surface
     inside the training code."""
+    scopes = recorder.open_scopes
+
     def observe(frame, what, arg):
+        # Python calls this at every call and return in the thread (C ones too): most of them
+        # are no business of the trace, and leave here before any other work.
+        if what == "call":
+            if frame.f_code not in table:
+                return
+        elif what != "return" or (frame.f_code not in table
+                                  and not (scopes and scopes[-1][0] is frame)):
+            return
         try:
             _observe(frame, what)
         except Exception as e:  # noqa: BLE001 - whatever it is, training must not see it
