@@ -20,10 +20,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from high_level.train import how_to_run, run_fit
 from shared.config import TrainConfig
 from shared.model import compute_loss, make_optimizer, unscale_loss_for_distribution
-from shared.order import eval_batches
+from shared.order import eval_batches, steps_per_epoch, train_batches
 
 
 class OwnStepModel(keras.Sequential):
@@ -83,7 +82,8 @@ def own_step(model: keras.Model, config: TrainConfig, n: int) -> OwnStepModel:
     """``model``'s own layers (so its weights, trained in place) in an OwnStepModel, compiled as
     high_level/train.py compiles, but with no loss and no metrics: train_step has its own."""
     stepper = OwnStepModel([keras.Input(model.input_shape[1:]), *model.layers], name=model.name)
-    stepper.compile(optimizer=make_optimizer(config), **how_to_run(config, n))
+    stepper.compile(optimizer=make_optimizer(config), run_eagerly=config.mode == "eager",
+                    jit_compile=config.jit_compile, steps_per_execution=config.execution_steps(n))
     return stepper
 
 
@@ -95,7 +95,23 @@ def train(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
     return Keras' History.history. Arguments as in high_level/train.py."""
     config.check_steps(len(x))  # as high_level/train.py: steps_per_execution divides an epoch
     stepper = own_step(model, config, len(x))
-    return run_fit(stepper, x, y, config, validation, callbacks, verbose, initial_epoch, checkpoint_dir)
+    # From here on, word for word high_level/train.py's fit() (its comments say why each
+    # argument): the step is the only thing this rung changes.
+    callbacks = list(callbacks)
+    if checkpoint_dir is not None:
+        callbacks.append(keras.callbacks.BackupAndRestore(checkpoint_dir))
+    history = stepper.fit(
+        train_batches(x, y, config.seed, config.batch_size, range(initial_epoch, config.epochs)),
+        epochs=config.epochs,
+        initial_epoch=initial_epoch,
+        steps_per_epoch=steps_per_epoch(len(x), config.batch_size),
+        validation_data=None if validation is None else eval_batches(*validation, config.batch_size),
+        shuffle=False,
+        class_weight=config.class_weight_dict(),
+        callbacks=callbacks,
+        verbose=1 if verbose else 0,
+    )
+    return history.history
 
 
 def evaluate(

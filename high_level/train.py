@@ -26,35 +26,15 @@ def train(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
         optimizer=make_optimizer(config),
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=["accuracy"],
-        **how_to_run(config, len(x)),
-    )
-    return run_fit(model, x, y, config, validation, callbacks, verbose, initial_epoch,
-                   checkpoint_dir)
-
-
-def how_to_run(config: TrainConfig, n: int) -> dict:
-    """compile()'s options for running the step: eagerly or traced, with XLA or not, and how
-    many steps per call of the compiled function (mode "epoch": a whole epoch of ``n`` images),
-    which in training must divide an epoch's steps (the caller checks: shared/config.py
-    TrainConfig.check_steps says why; evaluate() and predict() run one pass, whose last
-    execution may be short)."""
-    return dict(
+        # How to run the step: eagerly, or traced into a graph by tf.function ...
         run_eagerly=config.mode == "eager",
-        # Keras 3's default "auto" picks XLA once a GPU (any non-CPU device) is visible, unless
-        # run eagerly, for a model made in a strategy's scope, or when a layer or op determinism
-        # rules XLA out (docs/glossary.md): say it explicitly, the same on every side.
+        # ... with XLA or not. Keras 3's default "auto" picks XLA once a GPU (any non-CPU device)
+        # is visible, unless run eagerly, for a model made in a strategy's scope, or when a layer
+        # or op determinism rules XLA out (docs/glossary.md): say it, the same on every side.
         jit_compile=config.jit_compile,
-        steps_per_execution=(steps_per_epoch(n, config.batch_size) if config.mode == "epoch"
-                             else config.steps_per_execution),
+        # How many steps per call of the compiled function (mode "epoch": a whole epoch).
+        steps_per_execution=config.execution_steps(len(x)),
     )
-
-
-def run_fit(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
-            validation: tuple[np.ndarray, np.ndarray] | None = None,
-            callbacks: Sequence[keras.callbacks.Callback] = (), verbose: bool = True,
-            initial_epoch: int = 0, checkpoint_dir: Path | None = None) -> dict[str, list[float]]:
-    """``model.fit`` on the shared batches (``model`` compiled): the driver, whoever wrote the
-    step (train() here; custom_step.py calls it for its own step)."""
     callbacks = list(callbacks)
     if checkpoint_dir is not None:
         # Keras' BackupAndRestore: after every epoch it saves weights, optimizer state and the

@@ -183,6 +183,13 @@ class TrainConfig:
         """``class_weight`` as fit() takes it: class index -> weight."""
         return None if self.class_weight is None else dict(enumerate(self.class_weight))
 
+    def execution_steps(self, n_train: int) -> int:
+        """fit()'s steps_per_execution for an epoch of ``n_train`` images: the setting, or in
+        mode "epoch" the whole epoch (one call of the compiled function per epoch)."""
+        if self.mode == "epoch":
+            return steps_per_epoch(n_train, self.batch_size)
+        return self.steps_per_execution
+
     @property
     def jit_compile(self) -> bool:
         """The XLA choice, stated explicitly for every side (Keras' "auto" differs by machine)."""
