@@ -57,7 +57,6 @@ def trace_side(side: str, splits: Splits, config: TrainConfig, weights: list[np.
     which restores it and trains the remaining epochs. ``record=False``: the same training with
     nothing observed (to check the trace changes nothing)."""
     impl = implementation(side)
-    initial_epoch = 0
     if resumed_after:
         if checkpoint_dir is None:
             raise ValueError("a resumed trace needs a checkpoint_dir")
@@ -65,14 +64,13 @@ def trace_side(side: str, splits: Splits, config: TrainConfig, weights: list[np.
         impl.train(model_from_weights(config.hidden_units, weights, model=config.model), splits.x_train,
                    splits.y_train, config, splits.validation, [_StopAfter(resumed_after), *saving],
                    verbose=False, checkpoint_dir=directory)
-        initial_epoch = resumed_after
     model = model_from_weights(config.hidden_units, weights, model=config.model)
     recorder = Recorder()
     saving, directory = checkpointing(side, checkpoint_dir)
     with (recording(recorder) if record else contextlib.nullcontext(None)) as callback:
         impl.train(model, splits.x_train, splits.y_train, config, splits.validation,
                    [*([callback] if callback else []), *saving], verbose=False,
-                   initial_epoch=initial_epoch, checkpoint_dir=directory)
+                   initial_epoch=resumed_after, checkpoint_dir=directory)
     if record and not any(event["driver"] for event in recorder.events):
         raise TraceUnsupported(f"{side}: no event happened under {' or '.join(map(str, DRIVERS))}"
                                "; has the loop moved?")

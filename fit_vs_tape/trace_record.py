@@ -64,6 +64,7 @@ class TraceUnsupported(RuntimeError):
     """The installed TensorFlow or Keras lacks a method the trace watches."""
 
 
+@functools.cache
 def where(path: str) -> str | None:
     """``path`` relative to what a reader opens (``keras/src/...``, ``low_level/...``), or None
     for a file that is neither the installed Keras nor the teaching code."""
@@ -90,14 +91,11 @@ class Recorder:
     """What the profile function could not read (it records nothing rather than break training)."""
     in_numpy: int = 0
     """Inside a NumPy wrapper: a ``_numpy`` under it (NumPy's fallback) is the same read."""
-    _files: dict = field(default_factory=dict)
 
     def add(self, kind: str, frame, **details) -> dict | None:
-        """Record an event of ``kind`` with ``details``, caused by the code running ``frame``;
-        None if it happened on another thread. The profile function fires on this thread only;
-        the recording callback and NumPy's wrappers could fire on any, so this checks (no event
-        happens on another thread in fit() on TensorFlow, whose callbacks are not dispatched
-        asynchronously, nor in the loop)."""
+        """Record an event of ``kind`` with ``details``, caused by the code running ``frame``; None
+        if it happened on another thread (the recording callback and NumPy's wrappers could fire on
+        any; none does in fit() on TensorFlow, whose callbacks run synchronously, nor in the loop)."""
         if threading.get_ident() != self.thread:
             return None
         stack = self._stack(frame)
@@ -113,10 +111,7 @@ class Recorder:
         frames = []
         while frame is not None:
             code = frame.f_code
-            name = self._files.get(code.co_filename)
-            if name is None:
-                name = self._files[code.co_filename] = where(code.co_filename) or ""
-            if name:
+            if name := where(code.co_filename):
                 frames.append({"file": name, "function": code.co_name, "line": frame.f_lineno,
                                "code": linecache.getline(code.co_filename, frame.f_lineno).strip()})
             frame = frame.f_back
@@ -163,15 +158,10 @@ def _own(cls: type, name: str) -> Callable:
     raise TraceUnsupported(f"{cls.__qualname__} has no method {name}")
 
 
-def _metric_classes() -> list[type]:
-    """Every loaded keras.metrics.Metric class that defines its own reset_state."""
-    seen, todo = set(), [keras.metrics.Metric]
-    while todo:
-        cls = todo.pop()
-        if cls not in seen:
-            seen.add(cls)
-            todo.extend(cls.__subclasses__())
-    return [cls for cls in seen if "reset_state" in vars(cls)]
+def _metric_classes(cls: type = keras.metrics.Metric) -> set[type]:
+    """Every loaded subclass of ``cls`` (``cls`` too) that defines its own reset_state."""
+    own = {cls} if "reset_state" in vars(cls) else set()
+    return own.union(*map(_metric_classes, cls.__subclasses__()))
 
 
 def watched() -> dict:
@@ -193,7 +183,6 @@ def watched() -> dict:
         number = code.co_varnames[1] if hook in NUMBERED else None  # batch or epoch
         table[code] = Watch("callbacks", lambda local, hook=hook, number=number: {
             "hook": hook, **({} if number is None else {"number": int(local[number])})})
-    # Each Watch reads ``local``: the watched function's local variables (``self``, arguments).
     table[_own(function_type, "__call__").__code__] = Watch("call", lambda local: {
         "function": _function_name(local["self"]),
         "_tracings": local["self"].experimental_get_tracing_count()})
@@ -226,29 +215,23 @@ def _observer(recorder: Recorder, table: dict) -> Callable:
                                   and not (scopes and scopes[-1][0] is frame)):
             return
         try:
-            _observe(frame, what)
-        except Exception as e:  # noqa: BLE001 - whatever it is, training must not see it
-            recorder.failures.append(f"{frame.f_code.co_name}: {type(e).__name__}: {e}")
-
-    def _observe(frame, what):
-        if what == "call":
-            watch = table.get(frame.f_code)
-            if watch is None or watch.at_return or (watch.kind == "sync" and recorder.in_numpy):
-                return
-            event = recorder.add(watch.kind, frame.f_back, **watch.details(frame.f_locals))
-            if watch.scope and event is not None:
-                recorder.open_scopes.append((frame, event))
-        elif what == "return":
-            if recorder.open_scopes and recorder.open_scopes[-1][0] is frame:
-                _, event = recorder.open_scopes.pop()
+            watch = table[frame.f_code]  # a scope on the stack is a watched call too
+            if what == "call":
+                if watch.at_return or (watch.kind == "sync" and recorder.in_numpy):
+                    return
+                event = recorder.add(watch.kind, frame.f_back, **watch.details(frame.f_locals))
+                if watch.scope and event is not None:
+                    scopes.append((frame, event))
+            elif scopes and scopes[-1][0] is frame:
+                _, event = scopes.pop()
                 if "_tracings" in event:  # how many traces the call made
                     count = frame.f_locals["self"].experimental_get_tracing_count()
                     event["traces"] = count - event.pop("_tracings")
-                return
-            watch = table.get(frame.f_code)
-            if watch is not None and watch.at_return:
+            elif watch.at_return:
                 recorder.add(watch.kind, frame.f_back, **watch.details(frame.f_locals),
                              owner=_owner(frame.f_back))
+        except Exception as e:  # noqa: BLE001 - whatever it is, training must not see it
+            recorder.failures.append(f"{frame.f_code.co_name}: {type(e).__name__}: {e}")
     return observe
 
 
@@ -333,20 +316,18 @@ def recording(recorder: Recorder) -> Iterator[RecordingCallback]:
     another recording is active in this process."""
     if not _RECORDING.acquire(blocking=False):
         raise RuntimeError("another trace recording is active in this process")
+    saved, profiler = [(name, getattr(np, name)) for name in NUMPY_CONSTRUCTORS], sys.getprofile()
     try:
         table, wrappers = watched(), _numpy_wrappers(recorder)
-        saved, profiler = [(name, getattr(np, name)) for name, _ in wrappers], sys.getprofile()
-        try:
-            for name, wrapper in wrappers:
-                setattr(np, name, wrapper)
-            sys.setprofile(_observer(recorder, table))
-            yield RecordingCallback(recorder)
-            if recorder.failures:
-                raise TraceUnsupported(f"the trace could not read what it watches "
-                                       f"({recorder.failures[0]})")
-        finally:
-            sys.setprofile(profiler)
-            for name, original in saved:
-                setattr(np, name, original)
+        for name, wrapper in wrappers:
+            setattr(np, name, wrapper)
+        sys.setprofile(_observer(recorder, table))
+        yield RecordingCallback(recorder)
+        if recorder.failures:
+            raise TraceUnsupported(f"the trace could not read what it watches "
+                                   f"({recorder.failures[0]})")
     finally:
+        sys.setprofile(profiler)
+        for name, original in saved:
+            setattr(np, name, original)
         _RECORDING.release()

@@ -28,7 +28,6 @@ class Part(NamedTuple):
     """Where a block lies in a run: its phase, and for an epoch's parts the epoch and step."""
 
     phase: str
-    """One of PHASES."""
     epoch: int = 0
     step: int = 0
     """A step block's place in its epoch: its call of the train function (one step, or several
@@ -41,8 +40,7 @@ class Part(NamedTuple):
 
     @property
     def order(self) -> tuple:
-        """Its place in the run, for sorting: before training, then each epoch's start, steps
-        and end, then after training."""
+        """Its place in the run, for sorting."""
         if not self.in_epoch:
             return (PHASES.index(self.phase),)
         return (1, self.epoch, PHASES.index(self.phase), self.step)
@@ -138,11 +136,9 @@ _VARIABLE_FILES = (*_OPTIMIZER_FILES, "keras/src/backend/common/", "keras/src/ba
 _SKIP = {"apply": _OPTIMIZER_FILES, "variable": _VARIABLE_FILES}
 
 
-def short(frame: dict | None) -> str:
+def short(frame: dict) -> str:
     """``python_utils.py:189 pythonify_logs``, ``tensorflow/trainer.py:399 fit``: a frame by
     its file name (with its directory where the name alone is ambiguous), line and function."""
-    if frame is None:
-        return "?"
     parts = frame["file"].split("/")
     name = "/".join(parts[-2:]) if parts[-1] in _AMBIGUOUS else parts[-1]
     return f"{name}:{frame['line']} {frame['function']}"
@@ -158,10 +154,6 @@ def _at(event: dict) -> str:
         return ""
     caller = next((f["function"] for f in stack[1:] if f["function"] != stack[0]["function"]), None)
     return f" at {short(stack[0])}" + (f" < {caller}" if caller else "")
-
-
-def _tracing(event: dict) -> str:
-    return " (tracing)" if event["in_trace"] else ""
 
 
 def _group_key(event: dict) -> tuple | None:
@@ -181,7 +173,8 @@ def _describe(group: list[dict], tree: dict) -> tuple[str, bool]:
     """One line for ``group`` (one event, or several alike); True if the children of its event
     are folded into the line."""
     event, n = group[0], len(group)
-    kind, how = event["kind"], _tracing(event) or " (eagerly)"
+    tracing = " (tracing)" if event["in_trace"] else ""
+    kind, how = event["kind"], tracing or " (eagerly)"
     if kind == "callbacks":  # the statement above names the hook; this, what a callback received
         got = [c for c in tree.get(event["seq"], []) if c["kind"] == "hook"]
         text = f"-> {event['hook']}({event.get('number', '')})"
@@ -194,7 +187,7 @@ def _describe(group: list[dict], tree: dict) -> tuple[str, bool]:
     if kind == "call":
         traces = event.get("traces", 0)
         traced = "" if not traces else ", traced" + (f" {traces}x" if traces > 1 else "")
-        return f"call {event['function']}{traced}{_tracing(event)}", False
+        return f"call {event['function']}{traced}{tracing}", False
     if kind == "apply":
         build = ", builds the optimizer" if not event["built_before"] else ""
         return f"optimizer.apply{how}{build}{_at(event)}", False
@@ -204,10 +197,8 @@ def _describe(group: list[dict], tree: dict) -> tuple[str, bool]:
         return f"{n} variables of {event['owner']} created{how}{_at(event)}", True
     if kind == "variable":
         return f"variable {event['name']} of {event['owner']}{how}{_at(event)}", True
-    if kind == "sync":
-        value = f"{event['dtype']}[{','.join(map(str, event['shape']))}]"
-        return (f"{n} syncs " if n > 1 else "sync ") + f"{value}{_tracing(event)}{_at(event)}", True
-    return kind, True
+    value = f"{event['dtype']}[{','.join(map(str, event['shape']))}]"  # a sync: the last kind
+    return (f"{n} syncs " if n > 1 else "sync ") + f"{value}{tracing}{_at(event)}", True
 
 
 def _lines(events: list[dict], tree: dict, depth: int) -> list[str]:
@@ -227,11 +218,8 @@ def _lines(events: list[dict], tree: dict, depth: int) -> list[str]:
 def block_lines(block: Block, tree: dict) -> list[str]:
     """The lines of one block: each statement of the loop (fit()'s or ours) that caused events,
     with its line number and code, and the events under it."""
-    def statement(event: dict) -> tuple | None:
-        return event["driver"] and (event["driver"]["line"], event["driver"]["code"])
-
     lines = []
-    for _, group in itertools.groupby(block.events, statement):
+    for _, group in itertools.groupby(block.events, lambda event: event["driver"]):
         group = list(group)
         driver, stack = group[0]["driver"], group[0]["stack"]
         lines.append(f"  {driver['line']:>4} {driver['code']}" if driver else
@@ -277,7 +265,8 @@ def render(sides: dict[str, list[dict]], labels: dict[str, str], width: int = 16
         rows.append([f" {b.title}" if b else "" for b in got] if step_titles else [title] * len(names))
         cells = [block_lines(b, trees[n]) if b else [] for b, n in zip(got, names)]
         rows.extend([c[i] if i < len(c) else "" for c in cells] for i in range(max(map(len, cells))))
-    return "\n".join(" | ".join(_fit(cell, column) for cell in row).rstrip() for row in rows)
+    cut = [[c if len(c) <= column else c[: column - 1] + "…" for c in row] for row in rows]  # to fit
+    return "\n".join(" | ".join(row).rstrip() for row in cut)
 
 
 def _same(run: tuple, side: int, last_block: Block) -> str:
@@ -292,10 +281,6 @@ def _same(run: tuple, side: int, last_block: Block) -> str:
                  else f"steps {first_batches[side] + 1}-{last_block.batches[1] + 1}")
         return f"  {label}: each the same as {where}"
     return f"  {'start' if first.phase == 'begin' else 'end'}: the same as {where}"
-
-
-def _fit(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 # --- What the callbacks saw, and the syncs ---------------------------------------------------------
@@ -334,10 +319,8 @@ def _aligned(a: list[dict], b: list[dict], *keys) -> Iterator[tuple[dict | None,
 
 
 def hook_differences(hooks: dict[str, list[dict]], labels: dict[str, str]) -> list[str]:
-    """How the hooks each side's callbacks received differ from the first side's, counted by
-    kind of difference; empty if every side's callbacks saw exactly the same. Hooks are paired
-    by name and number, and where those differ by name alone (the same hooks, numbered
-    otherwise); a pair may differ in its number, logs, params or the types of its log values."""
+    """How the hooks each side's callbacks received differ from the first side's, counted by kind
+    of difference (paired by ``_aligned``, compared by ``_FIELDS``); empty if they do not."""
     first, *others = list(hooks)
     lines = []
     for other in others:
@@ -382,11 +365,8 @@ class Summary:
     the hooks differ between sides. The printed report and trace.json both come from it."""
 
     hooks: dict[str, list[dict]]
-    """Per side, what a callback saw (``hooks``)."""
     syncs: dict[str, dict]
-    """Per side, its device-to-host reads per step (``sync_summary``)."""
     hook_differences: list[str]
-    """Where the sides' hooks differ (``hook_differences``); empty if nowhere."""
 
 
 def summarize(sides: dict[str, list[dict]], labels: dict[str, str]) -> Summary:
@@ -411,14 +391,6 @@ work queued ahead (a GPU), Python waits here for it (on a CPU the compiled call 
 project stack: trace.json."""
 
 
-def middle_differences(first: list[dict], middle: list[dict], labels: tuple[str, str]) -> list[str]:
-    """Where one side's tree differs from another's, line by line (unified diff, one line of
-    context), both rendered in one wide column: what writing your own train_step changes."""
-    a = render({"a": first}, {"a": labels[0]}, width=400).splitlines()[2:]
-    b = render({"b": middle}, {"b": labels[1]}, width=400).splitlines()[2:]
-    return list(difflib.unified_diff(a, b, labels[0], labels[1], n=1, lineterm=""))[2:]
-
-
 def report(sides: dict[str, list[dict]], labels: dict[str, str], width: int = 160,
            summary: Summary | None = None) -> str:
     """What `fit-vs-tape trace` prints: the first and last side's trees side by side; a side
@@ -428,8 +400,9 @@ def report(sides: dict[str, list[dict]], labels: dict[str, str], width: int = 16
     names = list(sides)
     first, shown = names[0], names if len(names) <= 2 else [names[0], names[-1]]
     parts = [LEGEND, "", render({n: sides[n] for n in shown}, labels, width)]
-    for middle in names[1:-1]:
-        diff = middle_differences(sides[first], sides[middle], (labels[first], labels[middle]))
+    for middle in names[1:-1]:  # its tree's lines that differ from the first's, one wide column each
+        a, b = (render({n: sides[n]}, labels, 400).splitlines()[2:] for n in (first, middle))
+        diff = list(difflib.unified_diff(a, b, n=1, lineterm=""))[2:]
         parts.append(f"\n{labels[middle]}: its tree is {labels[first]}'s but for these lines "
                      f"(- {labels[first]}, + {labels[middle]}):" if diff else
                      f"\n{labels[middle]}: its tree is exactly {labels[first]}'s")
@@ -438,9 +411,8 @@ def report(sides: dict[str, list[dict]], labels: dict[str, str], width: int = 16
         parts += ["", "What the callbacks received differs:", *summary.hook_differences]
     elif len(names) > 1:
         every = ", ".join(labels[n] for n in names)
-        parts += ["", f"The callbacks received the same hooks on every side ({every}): same "
-                  f"order, batch and epoch numbers, log keys and params "
-                  f"({len(summary.hooks[first])} hooks)."]
+        parts += ["", f"The callbacks received the same hooks on every side ({every}): same order, "
+                  f"batch and epoch numbers, log keys and params ({len(summary.hooks[first])} hooks)."]
     parts += ["", "Device-to-host reads (syncs) per training step after the first:"]
     for n in names:
         where = "; ".join(f"{count:g} at {place}" for place, count in summary.syncs[n]["where"].items())
