@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> dict:
     dataset = load_dataset(args.data_dir)
     options.checked(lambda: configs[0].check_data(len(dataset.x_train)))
     import_tensorflow(args.device, args.cpu_replicas)  # --device gpu without one fails here
-    out = RunDir(new_run_dir(args.out))
+    out = new_run_dir(args.out)
     accuracies = accuracies_by_side(configs, dataset, args)
     record = {
         "benchmark": "accuracy", "command": " ".join(sys.argv),

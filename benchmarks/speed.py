@@ -387,7 +387,7 @@ def run(args: argparse.Namespace) -> dict:
         print(f"peers skipped: {', '.join(gone)} (not installed; see the error at the end)")
     if args.peers and "cpu" not in devices:
         print("--peers: the peer rows run on the CPU only; there are none in this run.")
-    out = RunDir(new_run_dir(args.out))
+    out = new_run_dir(args.out)
     planned = plan_all(args, configs[0].model, devices, n_full, out,
                        peer_rows=peers.rows([name for name in args.peers if name not in gone]))
     runs = interleaved(planned, args.repeats, quiet=args.quiet)

@@ -122,10 +122,12 @@ def _add_other_commands(sub) -> None:
 
 def _train_or_compare(args: argparse.Namespace) -> int:
     """`compare` and `train`: every check that needs no TensorFlow first, then train."""
+    resuming = None
     if args.resume:
         from fit_vs_tape.rundir import RunDir
 
-        sides, config, source = RunDir(Path(args.resume)).read_run(args.command)
+        resuming = RunDir(Path(args.resume))
+        sides, config, source = resuming.read_run(args.command)
         data_dir = args.data_dir or source
         print(f"resuming {args.resume} with its own configuration")
     else:
@@ -148,8 +150,9 @@ def _train_or_compare(args: argparse.Namespace) -> int:
     # Room for what the run writes; for --profile, each side's profile (11-18 MB measured).
     room = rundir.room_for_run(config.hidden_units, len(sides), config.model,
                                figures=args.command == "compare", profile=args.profile,
-                               resuming=rundir.RunDir(Path(args.resume)) if args.resume else None)
-    out = rundir.RunDir(rundir.new_run_dir(args.resume or args.out, room=room))
+                               resuming=resuming)
+    out = (rundir.new_run_dir(resuming.path, room=room, option="--resume") if resuming
+           else rundir.new_run_dir(args.out, room=room))
     print(f"data: {dataset.source}   run directory: {out.path}")
     run = runs.RunOptions(verbose=not args.quiet, resume=bool(args.resume), strategy=strategy,
                           tensorboard=not args.no_tensorboard, profile=args.profile)
@@ -186,9 +189,9 @@ def _trace(args: argparse.Namespace) -> int:
     room = rundir.room_for_trace(config.hidden_units, len(args.sides), config.model,
                                  args.resumed_after)
     with rundir.disposable_run_dir(args.out, room=room) as out:  # a failed trace leaves none
-        print(f"data: {dataset.source}   run directory: {out}")
+        print(f"data: {dataset.source}   run directory: {out.path}")
         try:
-            text, path = write_trace(rundir.RunDir(out), args.sides, config, dataset,
+            text, path = write_trace(out, args.sides, config, dataset,
                                      args.resumed_after, args.width)
         except OSError as e:
             raise WriteFailed(describe_os_error(e)) from None
@@ -215,7 +218,7 @@ def _mistakes(args: argparse.Namespace) -> int:
     config, dataset, x, y = _short_run(args)
     from fit_vs_tape import gallery, rundir
 
-    out = rundir.RunDir(rundir.new_run_dir(args.out, room=rundir.SMALL_RUN_BYTES))
+    out = rundir.new_run_dir(args.out, room=rundir.SMALL_RUN_BYTES)
     print(f"data: {dataset.source}   run directory: {out.path}")
     result = gallery.run_gallery(x, y, dataset.x_test, dataset.y_test, config)
     try:

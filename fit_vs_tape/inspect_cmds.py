@@ -66,7 +66,7 @@ def predict(model_path: str | None, index: int | None, image: str | None,
         pixels = load_image(Path(image))
         name, stem = Path(image).name, f"predict_{Path(image).stem}"
     model = load_model(path)
-    out_dir = new_run_dir(Path(out) if out else path.parent)
+    out_dir = new_run_dir(Path(out) if out else path.parent).path
     probs = np.asarray(model(normalize(pixels[None]), training=False))[0]
     names = data_lib.CLASS_NAMES
     ranked = np.argsort(probs)[::-1][:top]
@@ -86,7 +86,7 @@ def explore(data_dir: str | None, out: str | None) -> dict:
     """The tutorial's look at the data: shapes, dtype, pixel range, images per class, figures.
     Needs no TensorFlow."""
     dataset = load_dataset(data_dir)
-    out_dir = new_run_dir(out or "runs/explore")
+    out_dir = new_run_dir(out or "runs/explore").path
     print(f"data: {dataset.source}")
     for split, x, y in (("train", dataset.x_train, dataset.y_train),
                         ("test", dataset.x_test, dataset.y_test)):

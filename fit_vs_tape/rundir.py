@@ -203,7 +203,7 @@ class RunDir:
         try:
             record = json.loads(self.run_file.read_text())
             config = TrainConfig(**record["config"])
-            sides = list(record["sides"])
+            sides, source = list(record["sides"]), str(record["data"])
             if not sides or not set(sides) <= set(SIDES):
                 raise ValueError(f"unknown sides {sides}")
         except (ValueError, KeyError, TypeError) as e:
@@ -213,7 +213,7 @@ class RunDir:
                             f"not `{command}`")
         if not self.resumable:
             raise UserError(f"--resume {self.path}: nothing to resume, that run is complete")
-        return sides, config, record["data"]
+        return sides, config, source
 
 
 #: What a run writes, in bytes. Every model file and checkpoint holds float32 weights; with
@@ -290,10 +290,12 @@ def ensure_room(directory: str | os.PathLike, nbytes: int, what: str) -> None:
                                     f"needs {nbytes / MB:.1f} MB)", str(directory))
 
 
-def new_run_dir(out: str | os.PathLike | None, root: str = "runs", room: int = 0) -> Path:
+def new_run_dir(out: str | os.PathLike | None, root: str = "runs", room: int = 0,
+                option: str = "--out") -> RunDir:
     """The directory a run writes into (``runs/<timestamp>/`` by default), created and checked
     writable, with ``room`` bytes free, now, before any training time is spent. If it is not,
-    nothing is left behind."""
+    nothing is left behind. ``option``: the command-line option that named ``out``, for the
+    message."""
     if out is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = Path(root) / stamp
@@ -310,26 +312,26 @@ def new_run_dir(out: str | os.PathLike | None, root: str = "runs", room: int = 0
             pass
         free = shutil.disk_usage(path).free
     except OSError as e:
-        raise UserError(f"--out {path}: cannot write there ({e.strerror or e})") from None
+        raise UserError(f"{option} {path}: cannot write there ({e.strerror or e})") from None
     if free < room:
         if created:
             path.rmdir()
-        raise UserError(f"--out {path}: not enough room ({free / MB:.1f} MB free, the run writes "
-                        f"up to {room / MB:.1f} MB)")
-    return path
+        raise UserError(f"{option} {path}: not enough room ({free / MB:.1f} MB free, the run "
+                        f"writes up to {room / MB:.1f} MB)")
+    return RunDir(path)
 
 
 @contextlib.contextmanager
-def disposable_run_dir(out: str | os.PathLike | None, room: int = 0) -> Iterator[Path]:
+def disposable_run_dir(out: str | os.PathLike | None, room: int = 0) -> Iterator[RunDir]:
     """``new_run_dir`` for a command that leaves nothing to resume (``trace``): if the work
     inside the ``with`` fails, the directory goes again, when this made it."""
     made = out is None or not Path(out).exists()
-    path = new_run_dir(out, room=room)
+    run = new_run_dir(out, room=room)
     try:
-        yield path
+        yield run
     except BaseException:
         if made:
-            shutil.rmtree(path, ignore_errors=True)
+            shutil.rmtree(run.path, ignore_errors=True)
         raise
 
 

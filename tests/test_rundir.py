@@ -7,8 +7,11 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from fit_vs_tape import gallery
 from fit_vs_tape.cli import main
+from fit_vs_tape.errors import UserError
 from fit_vs_tape.rundir import RunDir, room_for_run, run_bytes
 from shared.config import TrainConfig
 
@@ -90,3 +93,19 @@ def test_the_room_a_compare_asks_for_covers_it_at_its_fullest(tiny_data_dir, tmp
     run_dir = RunDir(out)
     assert room_for_run(config.hidden_units, 3, config.model, figures=True, profile=False,
                         resuming=run_dir) == estimate - run_dir.bytes_held()
+
+
+@pytest.mark.parametrize("damage", ["data", "sides", "config", "not json"])
+def test_a_damaged_run_file_is_one_line_naming_it(tmp_path, damage):
+    """--resume reads run.json whole before it believes any of it: a key missing (the data
+    directory read last among them) is the same one-line error as text that is not JSON."""
+    run = RunDir(tmp_path)
+    run.start_run("compare", ["high_level"], TrainConfig(), "/data")
+    record = json.loads(run.run_file.read_text())
+    if damage == "not json":
+        run.run_file.write_text("{")
+    else:
+        del record[damage]
+        run.run_file.write_text(json.dumps(record))
+    with pytest.raises(UserError, match=rf"^--resume {re.escape(str(tmp_path))}: run\.json is damaged"):
+        run.read_run("compare")
