@@ -113,24 +113,26 @@ def _run_gallery(x, y, x_test, y_test, config: TrainConfig) -> dict:
     fit_row = {"name": "fit()", "title": "model.fit(), the reference",
                "test_accuracy": loop_lib.evaluate(reference_model, x_test, y_test, config)["accuracy"],
                "epoch_s": _median_after_first(timed.epoch_seconds)}
+
+    def measured(run_config: TrainConfig, **mistake) -> tuple:
+        """A loop (``mistake``: its step or loop, else the right one) checked against fit() run
+        alike, then timed in a run of its own (recording every weight would slow it): its model,
+        verdict, traces and seconds per epoch."""
+        model, mine, calls = check.run_loop(build, compile_args, weights, x, y, run_config, **mistake)
+        verdict = check.compare(reference(run_config)[1], mine, names, steps_per)
+        _, timed, _ = check.run_loop(build, compile_args, weights, x, y, run_config, **mistake,
+                                     recorder=check.Recorder(copy_weights=False))
+        return model, verdict, calls, _median_after_first(timed.epoch_seconds)
+
     # The loop done right: checked against fit() as every mistake is, and the speed each loop
     # mistake is measured against.
-    loop_model, mine, _ = check.run_loop(build, compile_args, weights, x, y, config)
-    loop_verdict = check.compare(recorded, mine, names, steps_per)
-    _, timed, _ = check.run_loop(build, compile_args, weights, x, y, config,
-                                 recorder=check.Recorder(copy_weights=False))
-    loop_s = _median_after_first(timed.epoch_seconds)
+    loop_model, loop_verdict, _, loop_s = measured(config)
     fit_row.update(loop_epoch_s=loop_s, loop_bit_identical=loop_verdict.bit_identical,
                    loop_test_accuracy=loop_lib.evaluate(loop_model, x_test, y_test, config)["accuracy"])
     rows = []
     for mistake in gallery.MISTAKES:
         run_config = replace(config, mode="eager") if mistake.eager else config
-        model, mine, calls = check.run_loop(build, compile_args, weights, x, y, run_config,
-                                            step=mistake.step, loop=mistake.loop)
-        verdict = check.compare(reference(run_config)[1], mine, names, steps_per)
-        _, timed, _ = check.run_loop(build, compile_args, weights, x, y, run_config, step=mistake.step,
-                                     loop=mistake.loop, recorder=check.Recorder(copy_weights=False))
-        seconds = _median_after_first(timed.epoch_seconds)
+        model, verdict, calls, seconds = measured(run_config, step=mistake.step, loop=mistake.loop)
         rows.append({
             "name": mistake.name, "title": mistake.title, "eager": mistake.eager,
             "first_divergence": None if verdict.first is None else vars(verdict.first),
