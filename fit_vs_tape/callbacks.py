@@ -89,7 +89,7 @@ class RunRecorder(EpochTimer):
     def on_epoch_end(self, epoch, logs=None):
         if self.path is not None and self.model is not None:
             # This runs before the epoch's checkpoint is written (fit()'s BackupAndRestore comes
-            # after every callback run_fit passes, the loop saves after its callbacks): no room
+            # after every callback the caller passes, the loop saves after its callbacks): no room
             # for it, and the run stops here, with the last checkpoint and this record still
             # whole and in step. Should the disk
             # fill in between, the save fails whole and this record is one epoch ahead of the

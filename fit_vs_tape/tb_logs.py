@@ -13,15 +13,16 @@ import math
 from pathlib import Path
 
 from shared.config import SIDES, TrainConfig
+from shared.order import steps_per_epoch
 
 
 def calls_per_epoch(side: str, config: TrainConfig, n_train: int) -> int:
     """How many times per epoch ``side`` calls its compiled function (and its batch callbacks):
     every step for the loop, every ``steps_per_execution`` steps for fit(), once in mode epoch."""
-    steps = math.ceil(n_train / config.batch_size)
-    if config.mode == "epoch":
-        return 1
-    return math.ceil(steps / config.steps_per_execution) if SIDES[side].uses_fit else steps
+    steps = steps_per_epoch(n_train, config.batch_size)
+    if SIDES[side].uses_fit or config.mode == "epoch":  # the loop's epoch mode: one call
+        return math.ceil(steps / config.execution_steps(n_train))
+    return steps
 
 
 def profile_window(calls: int) -> tuple[int, int]:

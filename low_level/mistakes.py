@@ -92,9 +92,10 @@ def step_without_model_losses(model, optimizer, loss_fn, metrics, images, labels
 def step_with_summed_loss(model, optimizer, loss_fn, metrics, images, labels, sample_weight=None):
     """Each image's loss summed over the batch instead of averaged: the loss function's gradients
     batch-size times larger (32; fewer in a smaller last batch), the L2 penalties' not. Adam
-    divides the step by the gradient's own scale, so on the tutorial's model the weights move
-    almost as fit()'s (only its epsilon, 1e-7, sees the factor); on the regularized one the
-    penalties weigh 32 times less. The printed loss is about 32 times fit()'s."""
+    divides the step by the gradient's own scale, so on the tutorial's model, while every batch is
+    full, the weights move almost as fit()'s (only its epsilon, 1e-7, sees the factor; a smaller
+    last batch changes the factor, which Adam's running moments do not cancel); on the regularized
+    one the penalties weigh 32 times less. The printed loss is about 32 times fit()'s."""
     with tf.GradientTape() as tape:
         probs = model(images, training=True)
         loss = compute_loss(model, keras.losses.SparseCategoricalCrossentropy(reduction="sum"), labels,
@@ -168,10 +169,11 @@ def loop_without_train_begin_end(step: Callable, parts: Parts, x: np.ndarray, y:
     weights are fit()'s; the callbacks that work at those two points do not. BackupAndRestore
     restores its backup when training begins and deletes it when it ends
     (keras/src/callbacks/backup_and_restore.py BackupAndRestore.on_train_begin:
-    `self._load_model()`; BackupAndRestore.on_train_end: `file_utils.rmtree(self.backup_dir)`);
+    `self._load_model()`; keras/src/callbacks/backup_and_restore.py BackupAndRestore.on_train_end:
+    `file_utils.rmtree(self.backup_dir)`);
     TensorBoard closes its event files at the end (keras/src/callbacks/tensorboard.py
-    TensorBoard.on_train_end: `self._close_writers()`); EarlyStopping puts the best weights back
-    there (keras/src/callbacks/early_stopping.py EarlyStopping.on_train_end:
+    TensorBoard.on_train_end: `self._close_writers()`); EarlyStopping(restore_best_weights=True) puts
+    the best weights back there (keras/src/callbacks/early_stopping.py EarlyStopping.on_train_end:
     `if self.restore_best_weights and self.best_weights is not None:`)."""
     batches = iter(train_batches(x, y, config.seed, config.batch_size, range(config.epochs)))
     train_function = make_train_function(partial(step, *parts), config, replicated=False)

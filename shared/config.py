@@ -165,7 +165,7 @@ class TrainConfig:
         the loop's, its per-epoch numbers would differ, and a checkpoint taken at an epoch's end
         would not be at one. Mode "epoch" sets it to one epoch, which always divides."""
         steps = steps_per_epoch(n_train, self.batch_size)
-        if self.mode != "epoch" and steps % self.steps_per_execution:
+        if steps % self.execution_steps(n_train):
             fits = [d for d in range(1, steps + 1) if steps % d == 0]
             raise ValueError(
                 f"--steps-per-execution {self.steps_per_execution}: must divide the {steps} steps "

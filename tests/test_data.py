@@ -114,9 +114,10 @@ def test_download_failure_is_a_clear_error(no_ambient_data):
 def test_validation_split_holds_out_what_keras_holds_out(n, fraction):
     """shared/data.py says it splits as fit(validation_split=...) does: run Keras' own split.
     (A behaviour test: it was among the citation checks, which only find quoted lines.)"""
+    from keras.src.trainers.data_adapters import array_slicing
+
     from shared.data import split_sizes
 
-    array_slicing = pytest.importorskip("keras.src.trainers.data_adapters.array_slicing")
     (train,), (validation,) = array_slicing.train_validation_split((np.arange(n),), fraction)
     assert split_sizes(n, fraction) == (len(train), len(validation))
 

@@ -46,8 +46,24 @@ def test_both_sides_offer_the_same_public_functions():
     # fit()'s side has nothing of its own to offer: every public function is one the loop's
     # side has, with the same arguments (the loop's side has more: its step and what runs it).
     assert public == {"train", "evaluate", "predict"}
+    step = _functions(ROOT / "high_level" / "custom_step.py")
     for name in public:
-        assert [a.arg for a in high[name].args.args] == [a.arg for a in low[name].args.args], name
+        arguments = [a.arg for a in high[name].args.args]
+        assert arguments == [a.arg for a in low[name].args.args], name
+        assert arguments == [a.arg for a in step[name].args.args], name
+
+
+def test_the_middle_rung_calls_fit_as_the_first_does():
+    """high_level/custom_step.py says its fit() call is high_level/train.py's word for word (only
+    the model differs): every argument the same, so the rungs differ in the step alone."""
+    def fit_call(path: Path) -> str:
+        calls = [node for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Call)
+                 and isinstance(node.func, ast.Attribute) and node.func.attr == "fit"]
+        assert len(calls) == 1, path
+        return ast.dump(ast.Tuple(calls[0].args + [k.value for k in calls[0].keywords], ast.Load())) \
+            + repr([k.arg for k in calls[0].keywords])
+
+    assert fit_call(ROOT / "high_level" / "custom_step.py") == fit_call(ROOT / "high_level" / "train.py")
 
 
 @pytest.mark.parametrize("tool", [["ruff", "check", "."], ["lint-imports"]])
