@@ -61,7 +61,8 @@ OWNERS = (keras.layers.Layer, keras.metrics.Metric, keras.optimizers.Optimizer,
 
 
 class TraceUnsupported(RuntimeError):
-    """The installed TensorFlow or Keras lacks a method the trace watches."""
+    """The installed TensorFlow or Keras lacks a method the trace watches, or the trace could not
+    read what one of them was given."""
 
 
 @functools.cache
@@ -204,18 +205,20 @@ def _observer(recorder: Recorder, table: dict) -> Callable:
     read goes to ``recorder.failures``: an exception here would stop the profiler and surface
     inside the training code."""
     scopes = recorder.open_scopes
+    # By the code object's identity: an int hashes at once, where a code object hashes its
+    # constants and names again at every lookup (and equals another code object alike).
+    by_id = {id(code): watch for code, watch in table.items()}
 
     def observe(frame, what, arg):
         # Python calls this at every call and return in the thread (C ones too): most of them
-        # are no business of the trace, and leave here before any other work.
-        if what == "call":
-            if frame.f_code not in table:
-                return
-        elif what != "return" or (frame.f_code not in table
-                                  and not (scopes and scopes[-1][0] is frame)):
+        # are no business of the trace, and leave here after one lookup. (A scope on the stack
+        # is a watched call: its return is found the same way.)
+        if what != "call" and what != "return":
+            return
+        watch = by_id.get(id(frame.f_code))
+        if watch is None:
             return
         try:
-            watch = table[frame.f_code]  # a scope on the stack is a watched call too
             if what == "call":
                 if watch.at_return or (watch.kind == "sync" and recorder.in_numpy):
                     return
@@ -245,8 +248,10 @@ def _numpy_wrappers(recorder: Recorder) -> list[tuple[str, Callable]]:
             obj = args[0] if args else kwargs.get("object", kwargs.get("a"))  # array's, asarray's
             if not isinstance(obj, tensor):
                 return original(*args, **kwargs)
-            recorder.add("sync", sys._getframe(1), via=f"np.{name}", dtype=obj.dtype.name,
-                         shape=list(obj.shape))
+            event = recorder.add("sync", sys._getframe(1), via=f"np.{name}", dtype=obj.dtype.name,
+                                 shape=list(obj.shape))
+            if event is None:  # another thread's read: this recording's reads go on counting
+                return original(*args, **kwargs)
             recorder.in_numpy += 1
             try:
                 return original(*args, **kwargs)
