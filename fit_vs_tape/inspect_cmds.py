@@ -47,6 +47,16 @@ def load_image(path: Path) -> np.ndarray:
     return pixels
 
 
+def check_finite(model, name: str) -> None:
+    """A UserError if a weight of ``model`` is NaN or infinite (a run that diverged saved it):
+    every probability it gives is then NaN, which would print as ``nan%``."""
+    bad = [getattr(w, "path", w.name) for w in model.weights if not np.isfinite(np.asarray(w)).all()]
+    if bad:
+        shown = ", ".join(bad[:2]) + (f" and {len(bad) - 2} more" if len(bad) > 2 else "")
+        raise UserError(f"{name}: its weights are not finite (NaN or infinity in {shown}), so it "
+                        "cannot classify; a training that diverged saves such weights")
+
+
 def predict(model_path: str | None, index: int | None, image: str | None,
             data_dir: str | None, out: str | None, top: int = 3) -> dict:
     """Classify one test image (``index``) or one image file; print the top classes and save
@@ -66,8 +76,9 @@ def predict(model_path: str | None, index: int | None, image: str | None,
         pixels = load_image(Path(image))
         name, stem = Path(image).name, f"predict_{Path(image).stem}"
     model = load_model(path)
-    out_dir = new_run_dir(Path(out) if out else path.parent).path
+    check_finite(model, f"--model {path}" if model_path else f"model {path} (the latest run's)")
     probs = np.asarray(model(normalize(pixels[None]), training=False))[0]
+    out_dir = new_run_dir(Path(out) if out else path.parent).path
     names = data_lib.CLASS_NAMES
     ranked = np.argsort(probs)[::-1][:top]
     print(f"{name}, model {path}:")

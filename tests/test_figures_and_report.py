@@ -148,3 +148,24 @@ def test_explore_prints_the_data_and_draws_it(tiny_data_dir, tmp_path, capsys):
     train_counts = np.bincount(synthetic(256, 1)[1], minlength=10)
     assert re.search(rf"^0\s+T-shirt/top\s+{train_counts[0]}\s", printed, re.M)
     assert _is_png(tmp_path / "first_25.png") and _is_png(tmp_path / "training_image.png")
+
+
+def test_predict_refuses_a_model_whose_weights_are_nan(compare_run, tmp_path, capsys):
+    """A diverged run's model would print nan% for every class and exit 0: one line and exit 2."""
+    import keras
+
+    data_dir, out = compare_run
+    model = keras.saving.load_model(out / "low_level.keras")
+    weights = model.get_weights()
+    weights[0][:] = np.nan
+    model.set_weights(weights)
+    nan_model = tmp_path / "diverged.keras"
+    model.save(nan_model)
+    code = main(["predict", "--model", str(nan_model), "--index", "0", "--data-dir", str(data_dir),
+                 "--out", str(tmp_path / "o")])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.err.strip().splitlines() == [
+        f"fit-vs-tape: error: --model {nan_model}: its weights are not finite (NaN or infinity in "
+        f"{model.weights[0].path}), so it cannot classify; a training that diverged saves such weights"]
+    assert "nan%" not in captured.out and not (tmp_path / "o").exists()
