@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from fit_vs_tape.callbacks import EpochTimer
 from low_level import mistakes as gallery
 from low_level.train import make_metrics, train_step
 from shared.config import TrainConfig
 from shared.model import max_abs_diff
-from shared.order import steps_per_epoch, train_batches
+from shared.order import normalize, steps_per_epoch, train_batches
 
 #: How a step is called: the signature of low_level/train.py's train_step.
 STEP_ARGUMENTS = ("model", "optimizer", "loss_fn", "metrics", "images", "labels")
@@ -43,6 +44,9 @@ class Recorder(EpochTimer):
         self.logs: list[dict[str, float]] = []
         self.epochs: list[dict[str, float]] = []
         self.calls: list[str] = []
+        self.no_logs: str | None = None
+        """Why this side's logs cannot be compared with fit()'s (a step that returns no dict of
+        metric results), or None."""
 
     def on_train_begin(self, logs=None):
         self.calls.append("on_train_begin()")
@@ -78,7 +82,8 @@ class Divergence:
     epoch: int
     """1-based."""
     variable: str
-    """The variable's path in fit()'s model (e.g. ``sequential/dense/kernel``)."""
+    """The variable by its layer's place in ``model.layers`` and its own name
+    (``layers[4].kernel``): the same on every build of the model (see variable_names)."""
     max_abs: float
     """Its largest absolute difference at that step (inf where one side is NaN)."""
 
@@ -101,16 +106,25 @@ class Verdict:
     traces: int | None = None
     """How many times the step was traced (None: run eagerly, or not counted)."""
     explained_by: str | None = None
-    """The gallery mistake whose weights this follows bit for bit, if any."""
+    """The gallery mistake whose weights this follows bit for bit at every step, if any."""
+    explained_logs: str | None = None
+    """Where the logs differ from that mistake's (the same weights reached another way), or None."""
+    logs_not_compared: str | None = None
+    """Why the logs were not compared (the step returns no dict of metric results), or None."""
 
     @property
     def bit_identical(self) -> bool:
-        """Weights equal at every step, and the callbacks called alike and given the same logs."""
+        """Weights equal at every step, and the callbacks called alike and given the same logs
+        (where the step returns logs to compare)."""
         return self.first is None and self.logs is None and self.calls is None
 
     def summary(self) -> str:
         """The verdict in a few lines."""
+        unlogged = f"\nthe logs were not compared: {self.logs_not_compared}" if self.logs_not_compared else ""
         if self.bit_identical:
+            if self.logs_not_compared:
+                return (f"bit-identical to fit(): every variable at each of {self.steps} steps and "
+                        f"every callback call{unlogged}")
             return (f"bit-identical to fit(): every variable at each of {self.steps} steps, every "
                     f"callback call and every log")
         lines = []
@@ -128,7 +142,10 @@ class Verdict:
             mistake = next(m for m in gallery.MISTAKES if m.name == self.explained_by)
             lines.append(f"this is the known mistake {mistake.name!r}: {mistake.title} "
                          f"(low_level/mistakes.py)")
-        return "\n".join(lines)
+            if self.explained_logs:
+                lines.append(f"the same weights at every step, reached another way: your logs differ "
+                             f"from that mistake's ({self.explained_logs})")
+        return "\n".join(lines) + unlogged
 
 
 def compare(reference: Recorder, other: Recorder, names: list[str], steps_per: int) -> Verdict:
@@ -147,14 +164,21 @@ def compare(reference: Recorder, other: Recorder, names: list[str], steps_per: i
     logs = None
     if len(reference.weights) != len(other.weights):
         logs = f"fit() ran {len(reference.weights)} steps, the other {len(other.weights)}"
-    for i, (ref, got) in enumerate(zip(reference.logs, other.logs)):
-        if logs is None and ref != got:
-            logs = _first_log_difference(f"step {i + 1}", ref, got)
-    for epoch, (ref, got) in enumerate(zip(reference.epochs, other.epochs)):
-        if logs is None and ref != got:
-            logs = _first_log_difference(f"epoch {epoch + 1}'s end", ref, got)
+    elif other.no_logs is None:
+        logs = first_logs_difference(reference, other)
     return Verdict(len(other.weights), first, logs, _first_call_difference(reference.calls, other.calls),
-                   by_step)
+                   by_step, logs_not_compared=other.no_logs)
+
+
+def first_logs_difference(reference: Recorder, other: Recorder, who: str = "fit()") -> str | None:
+    """The first step, or epoch's end, at which the callbacks got other logs; or None."""
+    for i, (ref, got) in enumerate(zip(reference.logs, other.logs)):
+        if ref != got:
+            return _first_log_difference(f"step {i + 1}", ref, got, who)
+    for epoch, (ref, got) in enumerate(zip(reference.epochs, other.epochs)):
+        if ref != got:
+            return _first_log_difference(f"epoch {epoch + 1}'s end", ref, got, who)
+    return None
 
 
 def _first_call_difference(ref: list[str], got: list[str]) -> str | None:
@@ -169,11 +193,34 @@ def _first_call_difference(ref: list[str], got: list[str]) -> str | None:
     return None
 
 
-def _first_log_difference(where: str, ref: dict, got: dict) -> str:
+def _first_log_difference(where: str, ref: dict, got: dict, who: str = "fit()") -> str:
     if set(ref) != set(got):
-        return f"at {where} fit() logged {sorted(ref)}, the other {sorted(got)}"
-    key = next(k for k in ref if ref[k] != got[k])
-    return f"at {where} {key} is {got[key]:.6g}, fit()'s {ref[key]:.6g}"
+        return f"at {where} {who} logged {sorted(ref)}, the other {sorted(got)}"
+    key = next(k for k in ref if not np.array_equal(ref[k], got[k], equal_nan=True))
+    return f"at {where} {key} is {_two_numbers(got[key], ref[key], who)}"
+
+
+def _two_numbers(got: float, ref: float, who: str) -> str:
+    """Two different numbers printed so that they look different: six digits where those
+    suffice, else every digit of each and how many float32 steps (ulps) lie between them."""
+    short = f"{got:.6g}, {who}'s {ref:.6g}"
+    if f"{got:.6g}" != f"{ref:.6g}":
+        return short
+    ulps = _ulps_apart(got, ref)
+    apart = f", {ulps} ulp{'s' if ulps != 1 else ''} apart in float32" if ulps else ""
+    return f"{got!r}, {who}'s {ref!r}{apart}"
+
+
+def _ulps_apart(a: float, b: float) -> int:
+    """How many float32 values lie from ``a`` to ``b`` (0 if either is not finite)."""
+    if not (np.isfinite(a) and np.isfinite(b)):
+        return 0
+
+    def ordered(v: float) -> int:  # float32 bits as an integer that orders like the float
+        i = int(np.array(v, np.float32).view(np.int32))
+        return i if i >= 0 else -(i & 0x7FFFFFFF)
+
+    return abs(ordered(a) - ordered(b))
 
 
 # -- the two sides ---------------------------------------------------------------------------------
@@ -213,11 +260,15 @@ def from_snapshot(build_model: Callable[[], keras.Model], weights: list[np.ndarr
 
 
 def check_inputs(model: keras.Model, x: np.ndarray) -> None:
-    """A ValueError unless the model takes images shaped like ``x``'s."""
-    expected = tuple(model.input_shape[1:])
-    if expected != tuple(x.shape[1:]):
-        raise ValueError(f"the model takes inputs of shape {expected}; the data is images of "
-                         f"shape {tuple(x.shape[1:])}")
+    """A ValueError unless the model can be called on a batch of images like ``x``'s, as the
+    steps will call it (float32 in [0, 1]). Called, not compared by shape: an input with a None
+    dimension (an LSTM over the image's rows, ``Input((None, 28))``) takes 28 x 28 images."""
+    try:
+        model(normalize(x[:2]), training=False)
+    except Exception as e:  # whatever Keras raises for inputs it cannot take
+        message = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise ValueError(f"the model cannot take the data's images of shape {tuple(x.shape[1:])}: "
+                         f"{type(e).__name__}: {message}") from None
 
 
 def check_signature(step: Callable) -> None:
@@ -271,22 +322,47 @@ def run_loop(build_model, compile_args: dict, weights, x, y, config: TrainConfig
     optimizer = keras.optimizers.get(fresh(compile_args.get("optimizer", "rmsprop")))
     loss_fn = loss_object(compile_args["loss"])
     calls = [0]
+    recorder = recorder or Recorder()
 
     def counted(*args, **kwargs):
         calls[0] += 1
-        return step(*args, **kwargs)
+        returned = step(*args, **kwargs)
+        if isinstance(returned, Mapping):
+            return returned
+        # fit()'s CallbackList takes a dict of metric results; a step that returns the loss (as
+        # keras.io's "Writing a training loop from scratch" does) or nothing gives no logs.
+        recorder.no_logs = (f"the step returns {_what(returned)}, not a dict of metric results as "
+                            f"fit()'s train_step does; return {{name: metric.result() for name, "
+                            f"metric in metrics.items()}} to compare them")
+        return {}
 
-    recorder = recorder or Recorder()
     callbacks = keras.callbacks.CallbackList([recorder], model=model)
     loop(counted, gallery.Parts(model, optimizer, loss_fn, make_metrics()), x, y, config, callbacks)
     return model, recorder, calls[0]
 
 
+def _what(value) -> str:
+    """A step's return value in a few words."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, (tf.Tensor, tf.Variable, np.ndarray, float, int)):
+        return "a single value (the loss?)"
+    return f"a {type(value).__name__}"
+
+
 def variable_names(model: keras.Model) -> list[str]:
-    """Each variable's path without the model's name, in ``model.variables``' order
-    (``dense_1/kernel``, ``seed_generator/seed_generator_state``)."""
+    """Each variable named by its layer's place in ``model.layers`` and its own name, in
+    ``model.variables``' order: ``layers[4].kernel``, ``layers[3].seed_generator_state``,
+    ``layers[0].lstm_cell/kernel``. Keras numbers layer names per process (``dense_5`` on a third
+    build of the model that named it ``dense_1``); a place is the same on every build."""
+    names = {}
+    for i, layer in enumerate(model.layers):
+        for v in layer.variables:
+            path = getattr(v, "path", v.name)
+            own = path.removeprefix(f"{layer.path}/") if path.startswith(f"{layer.path}/") else v.name
+            names.setdefault(id(v), f"layers[{i}].{own}")
     prefix = f"{model.name}/"
-    return [getattr(v, "path", v.name).removeprefix(prefix) for v in model.variables]
+    return [names.get(id(v), getattr(v, "path", v.name).removeprefix(prefix)) for v in model.variables]
 
 
 def check_step(build_model: Callable[[], keras.Model], compile_args: dict,
@@ -311,8 +387,9 @@ def check_step(build_model: Callable[[], keras.Model], compile_args: dict,
     check_inputs(probe, x)
     own_step = type(probe).train_step is not keras.Model.train_step
     if step is None and not own_step:
-        raise ValueError("no step given, and the model builder's class has no train_step of its "
-                         "own: pass step=..., or subclass keras.Model with a train_step")
+        raise ValueError("no step given, and the model's class has no train_step of its own: "
+                         "give a step (--step FILE.py:NAME; step=... in Python), or a builder "
+                         "whose model subclasses keras.Model with a train_step")
     weights = snapshot(build_model, config.seed)
     reference_model, reference = run_fit(build_model, compile_args, weights, x, y, config,
                                          plain=own_step)
@@ -324,12 +401,16 @@ def check_step(build_model: Callable[[], keras.Model], compile_args: dict,
     verdict = compare(reference, mine, names, steps_per)
     verdict.traces = None if config.mode == "eager" else calls
     if gallery_match and not verdict.bit_identical:
-        verdict.explained_by = _match(build_model, compile_args, weights, x, y, config, mine)
+        verdict.explained_by, verdict.explained_logs = _match(build_model, compile_args, weights, x,
+                                                              y, config, mine, verdict)
     return verdict
 
 
-def _match(build_model, compile_args, weights, x, y, config, mine: Recorder) -> str | None:
-    """The step mistake whose weights follow ``mine``'s bit for bit at every step, if one does."""
+def _match(build_model, compile_args, weights, x, y, config, mine: Recorder,
+           verdict: Verdict) -> tuple[str | None, str | None]:
+    """The step mistake whose weights follow ``mine``'s bit for bit at every step, if one does,
+    and where the logs differ from that mistake's (None: they do not). Where the weights are
+    fit()'s own, the weights say nothing: the mistake must match the logs and calls too."""
     for mistake in gallery.MISTAKES:
         if mistake.loop is not gallery.loop:
             continue  # loop mistakes cannot be a step's
@@ -341,6 +422,9 @@ def _match(build_model, compile_args, weights, x, y, config, mine: Recorder) -> 
         same = len(theirs.weights) == len(mine.weights) and all(
             all(np.array_equal(a, b, equal_nan=True) for a, b in zip(t, m))
             for t, m in zip(theirs.weights, mine.weights))
-        if same and theirs.logs == mine.logs and theirs.calls == mine.calls:
-            return mistake.name
-    return None
+        if not same or theirs.calls != mine.calls:
+            continue
+        logs = None if mine.no_logs else first_logs_difference(theirs, mine, who="the mistake")
+        if verdict.first is not None or logs is None:
+            return mistake.name, logs
+    return None, None
