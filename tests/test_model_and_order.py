@@ -60,3 +60,50 @@ def test_fit_dataset_and_loop_datasets_deliver_the_same_batches(n, batch_size):
         assert first.max() <= 1.0 and first.min() >= 0.0
     # Batches never straddle two epochs: the last one of an epoch may be smaller.
     assert len(per_epoch[steps - 1][1]) == n - (steps - 1) * batch_size
+
+
+def test_fit_on_arrays_draws_one_order_for_every_epoch_under_a_global_seed():
+    """What the README's map and docs/glossary.md say of the tutorial's own fit(x, y): under
+    keras.utils.set_random_seed, shuffle=True puts NumPy arrays in one and the same order in every
+    epoch, and again in a later fit() call. The shuffle is a random op inside the dataset fit()
+    builds (keras/src/trainers/data_adapters/array_data_adapter.py), and the iterator fit() makes
+    for each epoch runs it again from the same seeds. Without a global seed the epochs differ.
+    Fails when Keras changes either (it holds at 3.15.1 and 3.8.0)."""
+    import keras
+    import tensorflow as tf
+
+    class Recorder(keras.Sequential):  # a step that hands the callbacks its batch's sample numbers
+        def train_step(self, data):
+            x, _ = data
+            return {"samples": x[:, 0]}
+
+    class Orders(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.epochs = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epochs.append([])
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.epochs[-1].extend(int(i) for i in logs["samples"])
+
+    def orders(seed: int | None, calls: int = 1) -> list[list[int]]:
+        if seed is None:
+            tf.random.set_seed(None)  # as in a fresh process: no global seed
+        else:
+            keras.utils.set_random_seed(seed)
+        model = Recorder([keras.Input((1,)), keras.layers.Dense(1)])
+        model.compile()  # the default: a graph, the batches taken from the iterator inside it
+        seen = Orders()
+        for _ in range(calls):
+            model.fit(np.arange(40, dtype="float32")[:, None], np.zeros(40, "float32"), batch_size=8,
+                      epochs=3, shuffle=True, verbose=0, callbacks=[seen])
+        return seen.epochs
+
+    seeded = orders(7, calls=2)
+    assert len(seeded) == 6 and sorted(seeded[0]) == list(range(40)) and seeded[0] != list(range(40))
+    assert all(order == seeded[0] for order in seeded), "a seeded fit() reshuffled between epochs"
+    assert orders(8)[0] != seeded[0]  # another seed, another order
+    unseeded = orders(None)
+    assert unseeded[0] != unseeded[1] or unseeded[1] != unseeded[2]  # without a seed: new orders
