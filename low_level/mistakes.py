@@ -128,10 +128,15 @@ def step_with_logits_loss(model, optimizer, loss_fn, metrics, images, labels, sa
 
 
 def step_with_new_optimizer(model, optimizer, loss_fn, metrics, images, labels, sample_weight=None):
-    """An optimizer created inside the step. Run eagerly, each step starts a new Adam: its moments
-    and step count start from 0 every time, so step 1 agrees with fit() (at the default learning
-    rate, which Adam() takes too) and step 2 does not.
-    Traced by tf.function, the first trace creates it once and every call reuses it."""
+    """An optimizer created inside the step. Run eagerly, as the gallery runs it (and fit() beside
+    it, run_eagerly=True), each step starts a new Adam: its moments and step count start from 0
+    every time, so step 1 agrees with fit() (at the default learning rate, which Adam() takes too)
+    and step 2 does not.
+    Traced by tf.function it does not run at all. Adam() creates variables when it is made
+    (keras/src/optimizers/base_optimizer.py BaseOptimizer.__init__: `iterations = backend.Variable(`),
+    so the first trace creates some, and tf.function then traces again with variable creation
+    forbidden; that trace's Adam() raises "ValueError: tf.function only supports singleton
+    tf.Variables created on the first call" (measured, Keras 3.15.1 and 3.8.0)."""
     optimizer = keras.optimizers.Adam()
     with tf.GradientTape() as tape:
         probs = model(images, training=True)
@@ -209,10 +214,9 @@ def loop_with_own_shuffle(step: Callable, parts: Parts, x: np.ndarray, y: np.nda
 def loop_with_new_function(step: Callable, parts: Parts, x: np.ndarray, y: np.ndarray,
                            config: TrainConfig, callbacks: keras.callbacks.CallbackList) -> None:
     """A new tf.function built for every batch: each one traces the step again. The numbers
-    are fit()'s, at the price of a trace per step. (Its optimizer is built before the loop: a
-    later trace may not create variables, and each of these traces is a first one.)"""
+    are fit()'s, at the price of a trace per step (and one more at the first, whose first trace
+    creates Adam's moments, as fit()'s does; later functions find them made)."""
     batches = iter(train_batches(x, y, config.seed, config.batch_size, range(config.epochs)))
-    parts.optimizer.build(parts.model.trainable_variables)
     callbacks.on_train_begin()
     for epoch in range(config.epochs):
         for metric in parts.metrics.values():
@@ -229,9 +233,9 @@ def loop_with_new_function(step: Callable, parts: Parts, x: np.ndarray, y: np.nd
 def loop_with_python_step_number(step: Callable, parts: Parts, x: np.ndarray, y: np.ndarray,
                                  config: TrainConfig, callbacks: keras.callbacks.CallbackList) -> None:
     """The step number handed to the compiled step as a Python int (to log it, say): tf.function
-    traces again for every new value; tf.constant(step_index) would trace once."""
+    traces again for every new value (and once more at the first, whose first trace creates
+    Adam's moments); a tensor, tf.constant(step_index), would not make it trace again."""
     batches = iter(train_batches(x, y, config.seed, config.batch_size, range(config.epochs)))
-    parts.optimizer.build(parts.model.trainable_variables)  # later traces may not create variables
 
     @tf.function
     def train_function(images, labels, step_index):

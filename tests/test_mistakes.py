@@ -89,14 +89,39 @@ def test_every_mistake_leaves_fit_where_recorded(result):
                                                 "the other on_epoch_begin(0)")
     assert all(row["callback_calls_differ"] is None for name, row in rows.items()
                if name != "no_train_begin_end")
-    # Retracing costs time, not bits: one trace per step, or per distinct Python number.
-    for name, traces in (("new_function_per_step", STEPS), ("python_step_number", STEPS // 2)):
+    # Retracing costs time, not bits: one trace per step, or per distinct Python number, and one
+    # more at the first, whose first trace creates Adam's moments (nothing builds them before).
+    for name, traces in (("new_function_per_step", STEPS + 1), ("python_step_number", STEPS // 2 + 1)):
         assert rows[name]["first_divergence"] is None and rows[name]["callbacks_differ"] is None
         assert rows[name]["traces"] == traces, name
     assert rows["xla_on_one_side"]["traces"] == 2  # the first trace makes Adam's variables
     for row in rows.values():
         assert row["diff"].startswith("--- ") and "\n+" in row["diff"]
         assert len(row["max_abs_by_step"]) == STEPS and 0 <= row["test_accuracy"] <= 1
+
+
+def test_an_optimizer_made_in_a_traced_step_fails_at_the_first_call(data):
+    """optimizer_in_step runs eagerly in the gallery. Traced, its docstring says, the first trace
+    creates Adam's variables, tf.function traces again with creation forbidden, and that trace's
+    Adam() raises."""
+    from functools import partial
+
+    from low_level.train import make_metrics, make_train_function
+    from shared.order import train_batches
+
+    x, y, _, _ = data
+    parts = mistakes.Parts(_build(), make_optimizer(CONFIG), keras.losses.SparseCategoricalCrossentropy(),
+                           make_metrics())
+    traces = []
+
+    def counted(*args):
+        traces.append(1)
+        return mistakes.step_with_new_optimizer(*args)
+
+    train_function = make_train_function(partial(counted, *parts), CONFIG, replicated=False)
+    with pytest.raises(ValueError, match="only supports singleton tf.Variables created on the first call"):
+        train_function(*next(iter(train_batches(x, y, CONFIG.seed, CONFIG.batch_size, [0]))))
+    assert len(traces) == 2
 
 
 def test_the_correct_loop_and_step_are_bit_identical(data):
