@@ -50,8 +50,8 @@ class OwnStepModel(keras.Sequential):
             probs = self(images, training=True)
             # + the model's own losses (the regularized model's L2 penalties)
             loss = compute_loss(self, self.loss_fn, labels, probs, sample_weight)
-            # Mixed precision: scale the loss up so float16 gradients do not underflow
-            # (the identity for a plain optimizer); apply_gradients scales them back down.
+            # Loss scaling, so float16 gradients do not underflow: times a LossScaleOptimizer's factor
+            # or any optimizer's loss_scale_factor (by default none: unchanged); apply_gradients undoes it.
             scaled_loss = self.optimizer.scale_loss(loss)
         # Gradients of the loss with respect to every trainable weight.
         gradients = tape.gradient(scaled_loss, self.trainable_variables)

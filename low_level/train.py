@@ -32,13 +32,13 @@ def train_step(model: keras.Model, optimizer: keras.Optimizer, loss_fn: keras.Lo
         probs = model(images, training=True)
         # + the model's own losses (L2 penalties); sample_weight: from class_weight, or None.
         loss = compute_loss(model, loss_fn, labels, probs, sample_weight)
-        # Mixed precision: scale the loss up so float16 gradients do not underflow
-        # (the identity for a plain optimizer); apply_gradients scales them back down.
+        # Loss scaling, so float16 gradients do not underflow: times a LossScaleOptimizer's factor or
+        # any optimizer's loss_scale_factor (by default none: unchanged); apply_gradients divides it out.
         scaled_loss = optimizer.scale_loss(loss)
     # Gradients of the loss with respect to every trainable weight.
     gradients = tape.gradient(scaled_loss, model.trainable_variables)
-    # Update the weights (and Adam's moments and iteration counter). The first call creates
-    # Adam's variables, inside the first trace, as in fit() (BaseOptimizer.apply, in the README).
+    # Update the weights (and Adam's moments and iteration counter). Unless built already (a strategy,
+    # a restored checkpoint), the first call makes the moments (traced: in the first trace), as fit().
     optimizer.apply_gradients(zip(gradients, model.trainable_variables))
     # The metrics: fit()'s loss tracker is a mean over samples (a smaller last batch weighs less).
     metrics["loss"].update_state(unscale_loss_for_distribution(loss), sample_weight=tf.shape(labels)[0])
