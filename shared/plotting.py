@@ -21,6 +21,11 @@ from shared.files import atomic_path  # noqa: E402
 
 TRUE_COLOR, WRONG_COLOR, OTHER_COLOR = "tab:blue", "tab:red", "#999999"
 SIDE_COLORS = {side.label: side.color for side in SIDES.values()}
+#: For a figure of many lines (the mistakes gallery's): a colour each, then a marker each, so no
+#: two lines look alike: tab10's ten colours, then four far from them.
+LINE_COLORS = (*(f"tab:{c}" for c in ("blue", "orange", "green", "red", "purple", "brown", "pink",
+                                      "gray", "olive", "cyan")), "black", "gold", "navy", "lime")
+LINE_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">", "h", "p", "d", "8")
 
 
 def save_figure(fig, path: str | os.PathLike) -> Path:

@@ -169,3 +169,75 @@ def test_predict_refuses_a_model_whose_weights_are_nan(compare_run, tmp_path, ca
         f"fit-vs-tape: error: --model {nan_model}: its weights are not finite (NaN or infinity in "
         f"{model.weights[0].path}), so it cannot classify; a training that diverged saves such weights"]
     assert "nan%" not in captured.out and not (tmp_path / "o").exists()
+
+
+def _gallery_row(name, step=None, logs=None, calls=None, traces=2, accuracy=0.75, x_loop=1.0):
+    first = None if step is None else {"step": step, "variable": "dense/kernel", "max_abs": 1e-3}
+    return {"name": name, "first_divergence": first, "callbacks_differ": logs,
+            "callback_calls_differ": calls, "traces": traces, "test_accuracy": accuracy,
+            "epoch_s": 0.2 * x_loop, "slowdown_vs_loop": x_loop,
+            "max_abs_by_step": [0.0] * 4 if step is None else [1e-3 * k for k in range(1, 5)]}
+
+
+def _gallery_result(n_rows: int = 11) -> dict:
+    """A gallery result as run_gallery returns it, made by hand: the table and the figure from
+    it, without training anything."""
+    rows = [_gallery_row("no_training_flag", step=1, accuracy=0.80, x_loop=0.82),
+            _gallery_row("logits_loss", x_loop=1.05),
+            _gallery_row("metrics_not_reset", logs="at step 3 loss is 0.5, fit()'s 0.4", x_loop=1.22),
+            _gallery_row("no_train_begin_end", calls="call 1: ...", x_loop=0.87),
+            _gallery_row("python_step_number", traces=4, x_loop=3.0),
+            _gallery_row("optimizer_in_step", step=2, traces=None, accuracy=0.70, x_loop=20.0)]
+    rows += [_gallery_row(f"another_{k}", step=1) for k in range(n_rows - len(rows))]
+    return {"config": {"model": "regularized", "batch_size": 32}, "steps": 4, "mistakes": rows,
+            "fit": {"test_accuracy": 0.77, "epoch_s": 0.21, "loop_epoch_s": 0.2, "loop_traces": 2,
+                    "loop_bit_identical": True, "loop_test_accuracy": 0.77}}
+
+
+def test_the_gallery_table_says_what_its_columns_can_and_cannot_tell():
+    from fit_vs_tape.runtime import import_tensorflow
+
+    import_tensorflow(device="cpu")
+    from fit_vs_tape import gallery
+
+    text = gallery.table(_gallery_result())
+    lines = {line.split()[0]: line for line in text.splitlines() if line and not line[0].isspace()}
+    assert "weights never (the logs differ)" in lines["metrics_not_reset"]
+    assert "weights never (callback calls differ)" in lines["no_train_begin_end"]
+    assert "weights never (bit-identical)" in lines["logits_loss"]
+    # Both reference rows have a traces cell: the loop's count, and fit()'s '-' (said why below).
+    assert re.search(r"\s2\s+0\.7700\s+0\.200\s+1\.00$", lines["the"])
+    assert re.search(r"\s-\s+0\.7700\s+0\.210\s+1\.05$", lines["fit()"])
+    flat = " ".join(text.split())
+    assert "fit() traces Keras' own train_step, which the gallery does not count" in flat
+    # The noise: the loops that train exactly as the loop done right (same weights, as many
+    # traces), not python_step_number (more traces) nor optimizer_in_step (eager, other weights).
+    assert ("(logits_loss, metrics_not_reset, no_train_begin_end) took 0.87-1.22x: a factor in "
+            "that range is noise") in flat
+    assert "above fit() (0.7700) is not better: no_training_flag 0.8000." in flat
+    assert "no_training_flag also for a reason: without training=True its batch norm" in flat
+    # No mistake above fit(): no word about it.
+    calm = _gallery_result()
+    for row in calm["mistakes"]:
+        row["test_accuracy"] = 0.70
+    assert "test acc:" not in gallery.table(calm)
+
+
+@pytest.mark.parametrize("n_rows", [11, 30])
+def test_the_gallery_figure_draws_each_mistake_its_own_way_and_labels_it_as_the_table(n_rows, tmp_path):
+    from fit_vs_tape.runtime import import_tensorflow
+
+    import_tensorflow(device="cpu")
+    from fit_vs_tape import gallery
+
+    result = _gallery_result(n_rows)
+    fig = gallery.plot(result)
+    lines = fig.axes[0].get_lines()
+    looks = {(line.get_color(), line.get_marker()) for line in lines}
+    assert len(lines) == n_rows and len(looks) == n_rows, "two mistakes drawn alike"
+    labels = [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+    assert labels[:4] == ["no_training_flag: from step 1", "logits_loss: weights never (bit-identical)",
+                          "metrics_not_reset: weights never (the logs differ)",
+                          "no_train_begin_end: weights never (callback calls differ)"]
+    gallery.figure(result, tmp_path / "mistakes.png")
+    assert _is_png(tmp_path / "mistakes.png")
