@@ -205,10 +205,11 @@ def notes(result: dict) -> list[str]:
               "timed in one run, one after another in this process; x loop: against the loop done "
               "right.")
     if alike:
-        low, high = (f(row["slowdown_vs_loop"] for row in alike) for f in (min, max))
+        factors = [row["slowdown_vs_loop"] for row in alike]
+        band = max(max(factors), 1 / min(factors))  # as far from 1 as chance went, either way
         timing += (f" The loops that train exactly as it does ({', '.join(r['name'] for r in alike)}) "
-                   f"took {low:.2f}-{high:.2f}x: a factor in that range is noise, not a cost or a "
-                   "saving.")
+                   f"took {min(factors):.2f}-{max(factors):.2f}x its time, so any factor from "
+                   f"{1 / band:.2f} to {band:.2f} is within this run's noise, not a cost or a saving.")
     found.append(timing + " `fit-vs-tape bench speed` times properly.")
     above = [row for row in rows if row["test_accuracy"] > fit["test_accuracy"]]
     if above:
@@ -251,18 +252,21 @@ def plot(result: dict):
     fig, ax = plt.subplots(figsize=(10, 5.5))
     floor = 1e-10
     steps, rows = result["steps"], result["mistakes"]
-    every = max(1, steps // 8)  # about eight markers on each line, each line's at other steps
     for i, row in enumerate(rows):
         sizes = np.maximum(np.array(row["max_abs_by_step"], dtype=float), floor)
         first = row["first_divergence"]
+        # About eight markers a line; the lines of one kind (leaving fit(), or on the floor on top
+        # of each other) each at other steps, where there are steps enough.
+        kind = [other for other in rows if bool(other["first_divergence"]) == bool(first)]
+        every = max(len(kind), len(sizes) // 8, 1)
+        offset = min(kind.index(row) * every // len(kind), len(sizes) - 1)
         label = (f"{row['name']}: from step {first['step']}" if first
                  else f"{row['name']}: weights never ({same_weights(row)})")
         # Past the last colour the colours repeat with other markers.
         marker = LINE_MARKERS[(i + i // len(LINE_COLORS)) % len(LINE_MARKERS)]
         ax.plot(np.arange(1, len(sizes) + 1), sizes, label=label, linestyle="-" if first else ":",
-                color=LINE_COLORS[i % len(LINE_COLORS)], marker=marker,
-                markevery=(min(i * every // len(rows), len(sizes) - 1), every), markersize=5,
-                linewidth=1.4)
+                color=LINE_COLORS[i % len(LINE_COLORS)], marker=marker, markevery=(offset, every),
+                markersize=5, linewidth=1.4)
     ax.set_yscale("log")
     ax.set_ylim(bottom=floor / 3)
     ax.set_xlabel("training step (same start, same batches as fit())")
