@@ -52,9 +52,10 @@ def train(model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig,
         initial_epoch=initial_epoch,
         steps_per_epoch=steps_per_epoch(len(x), config.batch_size),
         validation_data=None if validation is None else eval_batches(*validation, config.batch_size),
-        # The order above is the shuffle. fit() ignores shuffle for a tf.data input anyway:
-        # keras/src/trainers/data_adapters/__init__.py get_data_adapter:
-        # `# Unsupported args: y, sample_weight, shuffle`.
+        # The order above is the shuffle. fit() ignores shuffle for a tf.data input
+        # (keras/src/trainers/data_adapters/__init__.py get_data_adapter:
+        # `# Unsupported args: y, sample_weight, shuffle`), and Keras 3.15 warns when it is True,
+        # fit()'s default (3.8 does not): False says what happens, with no warning.
         shuffle=False,
         # Per class, a weight for each image's loss (not the accuracy's): fit()'s data adapter
         # turns it into each batch's sample weights (low_level/class_weight.py, by hand).

@@ -2,15 +2,15 @@
 with ``tf.summary`` and, for a window of steps, ``tf.profiler``.
 
 Keras' callback keeps two summary writers, LOG_DIR/train and, from the first validation on,
-LOG_DIR/validation; at the end of
-every epoch it writes each training metric as ``epoch_<name>`` (and the learning rate as
-``epoch_learning_rate``) to the first and each ``val_<name>`` as ``epoch_<name>`` to the second,
-with the epoch as the step. This class writes those epoch scalars, so one ``tensorboard --logdir``
-shows the loop's curves on top of fit()'s. (Keras' callback also writes the model's summary
-(``write_graph``), after each validation ``evaluation_<name>_vs_iterations`` and, when it
-profiles, the trace's graph; it looks for the train function's graph too but finds none, Keras
-3's ``train_function`` being a plain Python function. The comparison needs none of them.) The
-loop calls it like any callback, through its CallbackList, with the same logs fit() would pass.
+LOG_DIR/validation; at the end of every epoch it writes each training metric as ``epoch_<name>``
+(and the learning rate as ``epoch_learning_rate``) to the first and each ``val_<name>`` as
+``epoch_<name>`` to the second, with the epoch as the step. This class writes those epoch scalars,
+so one ``tensorboard --logdir`` shows the loop's curves on top of fit()'s; the loop calls it like any
+callback, with fit()'s logs. (Keras' callback also writes ``evaluation_<name>_vs_iterations`` after
+each validation, the trace's graph when it profiles, and with ``write_graph`` the model's summary, of
+a Sequential or functional model only (keras/src/callbacks/tensorboard.py
+TensorBoard._write_keras_model_summary: `or self.model.__class__.__name__ == "Sequential"`), so not
+of custom_step.py's subclass (measured); no train graph: Keras 3's ``train_function`` is plain Python.)
 
 Its ``profile_batch=(first, last)`` traces a window of training batches (counted from the start
 of training, one per call of the compiled function) with TensorFlow's profiler into LOG_DIR/train,
