@@ -122,11 +122,12 @@ def _add_other_commands(sub) -> None:
 
 def _train_or_compare(args: argparse.Namespace) -> int:
     """`compare` and `train`: every check that needs no TensorFlow first, then train."""
+    from fit_vs_tape import rundir
+
+    options.check_run_dir_options(args)
     resuming = None
     if args.resume:
-        from fit_vs_tape.rundir import RunDir
-
-        resuming = RunDir(Path(args.resume))
+        resuming = rundir.RunDir(Path(args.resume))
         sides, config, source = resuming.read_run(args.command)
         data_dir = args.data_dir or source
         print(f"resuming {args.resume} with its own configuration")
@@ -134,6 +135,7 @@ def _train_or_compare(args: argparse.Namespace) -> int:
         config = options.make_config(args)
         sides = [SHORT_NAMES[args.side]] if args.command == "train" else args.sides
         data_dir = args.data_dir
+        rundir.check_out(args.out, args.overwrite)  # a run there: refused now, not after the import
     options.checked(lambda: config.check_sides(sides))
     options.check_logging(args, config)
     runtime.choose_device(args.device)
@@ -145,14 +147,14 @@ def _train_or_compare(args: argparse.Namespace) -> int:
     strategy = runtime.make_strategy(config.strategy, config.cpu_replicas)  # once, at start
     if config.mixed_precision and not tf.config.list_physical_devices("GPU"):
         raise UserError("--mixed-precision: float16 pays only on a GPU, and TensorFlow sees none")
-    from fit_vs_tape import rundir, runs
+    from fit_vs_tape import runs
 
     # Room for what the run writes; for --profile, each side's profile (11-18 MB measured).
     room = rundir.room_for_run(config.hidden_units, len(sides), config.model,
                                figures=args.command == "compare", profile=args.profile,
                                resuming=resuming)
     out = (rundir.new_run_dir(resuming.path, room=room, option="--resume") if resuming
-           else rundir.new_run_dir(args.out, room=room))
+           else rundir.new_run_dir(args.out, room=room, overwrite=args.overwrite))
     print(f"data: {dataset.source}   run directory: {out.path}")
     run = runs.RunOptions(verbose=not args.quiet, resume=bool(args.resume), strategy=strategy,
                           tensorboard=not args.no_tensorboard, profile=args.profile)
@@ -175,20 +177,23 @@ def _train_or_compare(args: argparse.Namespace) -> int:
 
 def _trace(args: argparse.Namespace) -> int:
     """`trace`: every check that needs no TensorFlow first, then record each side."""
+    from fit_vs_tape import rundir
+
     config = options.make_config(args)
+    rundir.check_out(args.out, args.overwrite)
     if args.resumed_after:
         options.check_resumed_after(args.resumed_after, config)
     runtime.choose_device(args.device)
     dataset = runtime.load_dataset(args.data_dir)
     options.checked(lambda: config.check_data(len(dataset.x_train)))
     runtime.import_tensorflow(args.device)
-    from fit_vs_tape import rundir
     from fit_vs_tape.trace import write_trace
     from fit_vs_tape.trace_record import TraceUnsupported
 
     room = rundir.room_for_trace(config.hidden_units, len(args.sides), config.model,
                                  args.resumed_after)
-    with rundir.disposable_run_dir(args.out, room=room) as out:  # a failed trace leaves none
+    # A failed trace leaves no directory behind.
+    with rundir.disposable_run_dir(args.out, room=room, overwrite=args.overwrite) as out:
         print(f"data: {dataset.source}   run directory: {out.path}")
         try:
             text, path = write_trace(out, args.sides, config, dataset,
@@ -215,10 +220,13 @@ def _short_run(args: argparse.Namespace):
 
 def _mistakes(args: argparse.Namespace) -> int:
     """`mistakes`: the gallery, run against fit()."""
-    config, dataset, x, y = _short_run(args)
-    from fit_vs_tape import gallery, rundir
+    from fit_vs_tape import rundir
 
-    out = rundir.new_run_dir(args.out, room=rundir.SMALL_RUN_BYTES)
+    rundir.check_out(args.out, args.overwrite)
+    config, dataset, x, y = _short_run(args)
+    from fit_vs_tape import gallery
+
+    out = rundir.new_run_dir(args.out, room=rundir.SMALL_RUN_BYTES, overwrite=args.overwrite)
     print(f"data: {dataset.source}   run directory: {out.path}")
     result = gallery.run_gallery(x, y, dataset.x_test, dataset.y_test, config)
     try:

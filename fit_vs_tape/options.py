@@ -107,11 +107,16 @@ def any_sides(text: str) -> list[str]:
 
 
 _D = TrainConfig()
-#: Every training option: name -> (TrainConfig field or None, argparse keyword arguments).
+#: What each of --model's choices is, for its help.
+MODEL_HELP = {"tutorial": "the tutorial's MLP",
+              "regularized": "the same with an L2 penalty, batch norm and dropout"}
+#: Every training option: name -> (TrainConfig field or None, argparse keyword arguments). A
+#: help that states its default ends with it, ``(default ...)``: add_training_options rewrites it
+#: for a command that changes the default.
 TRAINING_OPTIONS: dict[str, tuple[str | None, dict]] = {
     "--model": ("model", dict(choices=MODELS, default=_D.model,
-                              help="tutorial: the tutorial's MLP (default); regularized: the same "
-                                   "with an L2 penalty, batch norm and dropout")),
+                              help="; ".join(f"{name}: {MODEL_HELP[name]}" for name in MODELS)
+                                   + f" (default {_D.model})")),
     "--mode": ("mode", dict(choices=MODES, default=_D.mode,
                             help="how the loop runs its step; fit() gets the same compilation "
                                  f"choice (default {_D.mode})")),
@@ -151,6 +156,10 @@ TRAINING_OPTIONS: dict[str, tuple[str | None, dict]] = {
                                    "~/.keras/datasets/fashion-mnist, else download)")),
     "--out": (None, dict(default=None, metavar="DIR",
                          help="run directory to write into (default runs/<timestamp>/)")),
+    "--overwrite": (None, dict(action="store_true",
+                               help="with an --out DIR that holds a run, stopped or complete: "
+                                    "remove that run's files first (default: such a DIR is "
+                                    "refused)")),
     "--device": (None, dict(choices=DEVICES, default="auto",
                             help="cpu: hide GPUs; gpu: require one; auto: TensorFlow's choice "
                                  "(default)")),
@@ -214,7 +223,7 @@ def check_logging(args: argparse.Namespace, config: TrainConfig) -> None:
 TRACE_OPTIONS = ("--model", "--class-weight", "--mode", "--steps-per-execution", "--jit-compile",
                  "--epochs", "--batch-size",
                  "--lr", "--hidden-units", "--seed", "--limit", "--validation-split", "--data-dir",
-                 "--out", "--device")
+                 "--out", "--overwrite", "--device")
 #: `trace`'s defaults: two epochs of three steps, enough to see the first trace and what repeats.
 TRACE_DEFAULTS = dict(limit=96, epochs=2, batch_size=32)
 
@@ -222,11 +231,24 @@ TRACE_DEFAULTS = dict(limit=96, epochs=2, batch_size=32)
 #: The training options `mistakes` and `check` take: one short run on one device.
 CHECK_OPTIONS = ("--model", "--mode", "--epochs", "--batch-size", "--hidden-units", "--seed",
                  "--limit", "--data-dir", "--device")
-GALLERY_OPTIONS = (*CHECK_OPTIONS, "--out")  # the checker writes nothing
+GALLERY_OPTIONS = (*CHECK_OPTIONS, "--out", "--overwrite")  # the checker writes nothing
 #: The gallery's defaults: the regularized model (dropout, batch norm and L2 are where mistakes
 #: show), 2 epochs of 3,200 images; the checker's: 2 epochs of 8 steps.
 GALLERY_DEFAULTS = dict(model="regularized", epochs=2, limit=3200)
 CHECK_DEFAULTS = dict(model="regularized", epochs=2, limit=256)
+
+
+def check_run_dir_options(args: argparse.Namespace) -> None:
+    """The rules of --out, --overwrite and --resume together, which are not training settings:
+    a resumed run carries on in its own directory, so it takes neither of the others."""
+    if getattr(args, "resume", None) is None:
+        return
+    if args.out is not None:
+        raise UserError(f"--out {args.out}: a resumed run carries on in its own directory, "
+                        f"--resume {args.resume}; leave --out out")
+    if args.overwrite:
+        raise UserError(f"--overwrite: --resume {args.resume} carries that run on; to start "
+                        f"it afresh, use --out {args.resume} --overwrite instead")
 
 
 def check_resumed_after(resumed_after: int, config: TrainConfig) -> None:

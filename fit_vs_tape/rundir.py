@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from fit_vs_tape.errors import UserError
+from fit_vs_tape.errors import UserError, resume_hint
 from shared.config import SIDES, TrainConfig
 from shared.data import CLASS_NAMES, IMAGE_SIZE
 from shared.files import atomic_path
@@ -185,6 +185,52 @@ class RunDir:
 
     # What the directory holds, and what the run is (for --resume).
 
+    def run_files(self) -> tuple[Path, ...]:
+        """Every name a command writes at the top of the directory: what --overwrite removes,
+        and nothing else that is there."""
+        return (self.run_file, self.state, self.results, self.model(),
+                *(self.model(side) for side in SIDES), self.tensorboard, self.report,
+                self.figures, self.trace, self.trace_checkpoints, self.gallery,
+                self.mistakes_figure, self.diffs, self.results_table, self.speed_chart,
+                self.scaling_chart, self.accuracy_chart, self.initial_weights(0, 0).parent,
+                self.torch_cache)
+
+    def held_run(self) -> str | None:
+        """What run the directory holds, in words for a message (``a stopped `compare` run
+        (state/)``), or None if it holds none: it is new, empty, or holds no name a run writes."""
+        found = [path for path in self.run_files() if path.exists()]
+        if not found:
+            return None
+        command = self.run_command()
+        run = f"`{command}` run" if command else "run"
+        if self.resumable:
+            return f"a stopped {run} ({self.state.name}/)"
+        status = _read_json(self.results).get("status") if self.results.is_file() else None
+        if status:
+            return f"a {run} whose {self.results.name} says \"{status}\""
+        names = ", ".join(path.name + ("/" if path.is_dir() else "") for path in found)
+        return f"{'a ' + run if command else 'files of an earlier run'} ({names})"
+
+    def run_command(self) -> str | None:
+        """The command that wrote the run here, from what it left; None if nothing says."""
+        if self.run_file.is_file():
+            return _read_json(self.run_file).get("command")
+        if self.results.is_file() and _read_json(self.results).get("benchmark"):
+            return f"bench {_read_json(self.results)['benchmark']}"
+        if self.trace.is_file():
+            return "trace"
+        return "mistakes" if self.gallery.is_file() else None
+
+    def clear(self) -> None:
+        """Remove every name a command writes here (``run_files``), and nothing else: --overwrite,
+        so that no file of the earlier run (a model, TensorBoard's event files) mixes with the
+        next run's."""
+        for path in self.run_files():
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+
     def bytes_held(self) -> int:
         """What the directory's files hold, in bytes (a run being resumed counts against the
         room it needs)."""
@@ -290,12 +336,42 @@ def ensure_room(directory: str | os.PathLike, nbytes: int, what: str) -> None:
                                     f"needs {nbytes / MB:.1f} MB)", str(directory))
 
 
+def _read_json(path: Path) -> dict:
+    """A run's JSON record as a dict; empty if it is damaged (then it says nothing)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def check_out(out: str | os.PathLike | None, overwrite: bool | None) -> None:
+    """The rule of --out, checked before anything slow: a directory that holds a run, stopped
+    or complete, is refused in one line that says what is there and what to do, unless
+    ``overwrite`` (--overwrite: ``new_run_dir`` removes that run first). A new or empty
+    directory, or one that holds no run, is taken. ``overwrite`` None: a run there is left
+    alone and written beside (predict's figure)."""
+    if out is None or overwrite is not False:
+        return
+    run = RunDir(Path(out))
+    held = run.held_run()
+    if held is None:
+        return
+    command = run.run_command()
+    todo = "pass another --out, or --overwrite to replace it"
+    if run.resumable and command:
+        todo = f"{resume_hint(command, out)}, or {todo}"
+    raise UserError(f"--out {out}: holds {held}; {todo}")
+
+
 def new_run_dir(out: str | os.PathLike | None, root: str = "runs", room: int = 0,
-                option: str = "--out") -> RunDir:
+                option: str = "--out", *, overwrite: bool | None = None) -> RunDir:
     """The directory a run writes into (``runs/<timestamp>/`` by default), created and checked
     writable, with ``room`` bytes free, now, before any training time is spent. If it is not,
     nothing is left behind. ``option``: the command-line option that named ``out``, for the
-    message."""
+    message. ``overwrite``: False refuses a directory that holds a run (``check_out``), True
+    removes that run first (``RunDir.clear``), None (predict, explore) writes beside it."""
+    check_out(out, overwrite)
     if out is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = Path(root) / stamp
@@ -310,6 +386,8 @@ def new_run_dir(out: str | os.PathLike | None, root: str = "runs", room: int = 0
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
             pass
+        if overwrite:
+            RunDir(path).clear()
         free = shutil.disk_usage(path).free
     except OSError as e:
         raise UserError(f"{option} {path}: cannot write there ({e.strerror or e})") from None
@@ -322,11 +400,12 @@ def new_run_dir(out: str | os.PathLike | None, root: str = "runs", room: int = 0
 
 
 @contextlib.contextmanager
-def disposable_run_dir(out: str | os.PathLike | None, room: int = 0) -> Iterator[RunDir]:
+def disposable_run_dir(out: str | os.PathLike | None, room: int = 0, *,
+                       overwrite: bool | None = None) -> Iterator[RunDir]:
     """``new_run_dir`` for a command that leaves nothing to resume (``trace``): if the work
     inside the ``with`` fails, the directory goes again, when this made it."""
     made = out is None or not Path(out).exists()
-    run = new_run_dir(out, room=room)
+    run = new_run_dir(out, room=room, overwrite=overwrite)
     try:
         yield run
     except BaseException:

@@ -345,7 +345,8 @@ def train(side: str, config: TrainConfig, dataset: data_lib.FashionMNIST, out: R
 def compare(config: TrainConfig, dataset: data_lib.FashionMNIST, out: RunDir,
             sides: Sequence[str] = tuple(SIDES), run: RunOptions = RunOptions()) -> int:
     """Train ``sides`` (two or more rungs) from the same initial weights on the same batches and
-    compare every pair. Returns the exit code: 0, or 1 when a non-finite loss stopped training."""
+    compare every pair. Returns the exit code: 0 when every pair is bit-identical, 1 when one
+    differs (weights or anything ``differences`` names) or a non-finite loss stopped training."""
     splits = make_splits(dataset, config)
     if not run.resume:
         out.start_run("compare", list(sides), config, dataset.source)
@@ -360,7 +361,8 @@ def compare(config: TrainConfig, dataset: data_lib.FashionMNIST, out: RunDir,
         for what in pair.differences:
             print(f"  but {LABELS[pair.a]} and {LABELS[pair.b]} differ in {what}")
     n_test = len(splits.y_test)
-    print(("all bit-identical\n" if comparison.bit_identical else "")
+    print(("all bit-identical\n" if comparison.bit_identical else
+           "the sides differ: not bit-identical (exit code 1)\n")
           + f"predictions agree on {comparison.agreeing} of {n_test} test images"
           f" ({100 * comparison.agreement:.2f}%)")
     stopped = _report_nan(results)
@@ -373,4 +375,4 @@ def compare(config: TrainConfig, dataset: data_lib.FashionMNIST, out: RunDir,
     print(f"report: {report}")
     if run.tensorboard:
         print(f"TensorBoard: tensorboard --logdir {out.tensorboard}")
-    return 1 if stopped else 0
+    return 1 if stopped or not comparison.bit_identical else 0

@@ -101,6 +101,36 @@ def test_user_mistakes_are_one_line_and_exit_2(argv, needle, capsys, tmp_path):
     assert not (tmp_path / "out").exists()  # nothing written for a mistake
 
 
+@pytest.mark.parametrize("command", ["compare", "train"])
+def test_resume_takes_neither_out_nor_overwrite(command, capsys, tmp_path):
+    """A resumed run carries on in its own directory: --out beside --resume is not silently
+    ignored, and --overwrite is not taken to mean both."""
+    argv = [command, "--resume", "runs/x"]
+    assert main(argv + ["--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (f"fit-vs-tape: error: --out {tmp_path / 'out'}: a resumed run carries "
+                           "on in its own directory, --resume runs/x; leave --out out")
+    assert main(argv + ["--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == ("fit-vs-tape: error: --overwrite: --resume runs/x carries that run on; "
+                           "to start it afresh, use --out runs/x --overwrite instead")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command, default", [("compare", "tutorial"), ("mistakes", "regularized"),
+                                              ("check", "regularized")])
+def test_model_help_names_every_model_and_the_true_default(command, default, capsys):
+    from fit_vs_tape.options import MODEL_HELP
+    from shared.config import MODELS
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    shown = " ".join(capsys.readouterr().out.split())  # argparse wraps the lines
+    text = shown.split("--model {")[2].split(" --")[0]  # after the usage line's mention
+    assert all(f"{name}: {' '.join(MODEL_HELP[name].split())}" in text for name in MODELS), text
+    assert text.endswith(f"(default {default})") and text.count("default") == 1, text
+
+
 @pytest.mark.parametrize("name", ["KERAS_MAX_EPOCHS", "KERAS_MAX_STEPS_PER_EPOCH"])
 def test_keras_debugging_caps_are_refused_in_one_line(name, tiny_data_dir, capsys, tmp_path,
                                                       monkeypatch):
@@ -192,13 +222,15 @@ def test_compare_never_says_bit_identical_when_a_history_differs(tiny_data_dir, 
 
     monkeypatch.setattr(runs, "run_side", one_side_off)
     out = tmp_path / "run"
+    # Exit code 1 whenever it says the sides differ, as `check` does (0: all bit-identical).
     assert main(["compare", "--sides", "high,low", "--epochs", "2", "--data-dir", str(tiny_data_dir),
-                 "--out", str(out), "--quiet", "--no-tensorboard"]) == 0
+                 "--out", str(out), "--quiet", "--no-tensorboard"]) == 1
     printed = capsys.readouterr().out
     assert "largest weight difference, fit() vs GradientTape loop: 0\n" in printed
     assert "but fit() and GradientTape loop differ in loss in epoch 1" in printed
     assert "differ in the logs the batch callbacks got in epoch 2" in printed
     assert "all bit-identical" not in printed
+    assert "the sides differ: not bit-identical (exit code 1)" in printed
     record = json.loads((out / "results.json").read_text())
     assert record["max_abs_weight_diff"] == 0.0 and record["bit_identical"] is False
     assert "bit-identical" not in (out / "report.md").read_text().split("## Configuration")[0]
