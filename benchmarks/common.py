@@ -14,23 +14,18 @@ from fit_vs_tape.errors import UserError, report_errors
 
 def run_worker(module: str, job: dict, hide_gpus: bool, env: Mapping[str, str] | None = None,
                failed: str | None = None) -> dict:
-    """Run ``python -m module --worker JOB`` in a fresh process and return its JSON answer.
-
-    A fresh process per configuration: TensorFlow's memory and caches from one configuration
-    never leak into the next one's time or peak memory. ``env``: variables the process must see
-    before its first import (``KERAS_BACKEND=jax``: Keras reads it once, when it is imported).
-    A worker that fails is one UserError line: ``failed`` (default "benchmark worker JOB
-    failed"), then the last line the worker wrote on stderr.
-    """
+    """Run ``python -m module --worker JOB`` in a fresh process (no configuration's memory or
+    caches leak into the next one's time) and return its JSON answer. ``env``: variables the
+    process must see before its first import (``KERAS_BACKEND=jax``). A worker that fails is one
+    UserError line: ``failed`` (default "benchmark worker JOB failed"), then its last line on
+    stderr."""
     env = {**os.environ, **(env or {})}
     if hide_gpus:
         # Hidden before TensorFlow starts: a CPU row runs on the CPU only (every row states
         # jit_compile itself, so Keras' "auto" never decides).
         env["CUDA_VISIBLE_DEVICES"] = "-1"
-    result = subprocess.run(
-        [sys.executable, "-m", module, "--worker", json.dumps(job)],
-        capture_output=True, text=True, env=env,
-    )
+    result = subprocess.run([sys.executable, "-m", module, "--worker", json.dumps(job)],
+                            capture_output=True, text=True, env=env)
     lines = result.stdout.strip().splitlines()
     if result.returncode != 0 or not lines:
         tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
@@ -81,7 +76,7 @@ def gpu_names() -> list[str]:
     """Names of the GPUs TensorFlow sees, asked in a process of its own (benchmarks/limits.py
     ``gpus_worker``, GPUs left visible), so the process that plans the rows does not start
     TensorFlow to ask."""
-    return run_worker("benchmarks.limits", {"gpus": True}, hide_gpus=False,
+    return run_worker("benchmarks.limits", {"kind": "gpus"}, hide_gpus=False,
                       failed="could not start TensorFlow")["gpus"]
 
 

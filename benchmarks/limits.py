@@ -1,25 +1,17 @@
-"""How far a way of training is from what the machine can do: the training FLOPs the model's
-matmuls execute, counted from the model itself, and this machine's matmul peak, measured in a
-process of its own.
+"""How far a way of training is from what the machine can do, each measured in a process of
+this module's own (``worker``): the model's parameters and training FLOPs, counted from the model
+(``model_counts``), this machine's matmul peak, and each model's floor (bench speed runs them).
 
-    python -m benchmarks.limits --worker '{"size": 2048, "repeats": 10}'   (bench speed runs it)
-    python -m benchmarks.limits --worker '{"count": [128], "model": "tutorial"}'
-    python -m benchmarks.limits --worker '{"gpus": true}'   (the GPUs TensorFlow sees, for bench speed)
-
-The count, per training image (``training_flops_per_sample``), walks the model's Dense layers:
-
-    forward           2 * inputs * outputs per Dense      (one multiply-add = 2 FLOPs)
-    weights' gradient 2 * inputs * outputs per Dense
-    input's gradient  2 * inputs * outputs per Dense, only where a layer before it has trained
-                      weights: the first layer's input is data, and nobody asks for its gradient
-
-so for Flatten -> Dense(H) -> Dense(10): 2*784H + 2*784H + 3 * 2*10H = 4*784H + 60H, 409,088 for
-the tutorial's 128. That is what runs: TensorFlow's traced train step holds exactly these 5
-MatMuls (its MatMul gradient skips the input it was not asked for; tests/test_peers.py reads them
-from the graph), JAX differentiates the parameters only, and PyTorch's input needs no gradient.
-Left out, on purpose: the biases, relu, batch norm, dropout, softmax and the loss (a few FLOPs per
-activation), and Adam's update (about ten FLOPs per parameter once per *batch*). The usual
-"6 x parameters" of MFU figures counts the first layer's input gradient too, 1.49x this here.
+The FLOPs per training image (``training_flops_per_sample``) are those of the model's matmuls
+(``matmuls``), per Dense layer: 2 x inputs x outputs forward (a multiply-add is 2 FLOPs), as many
+for its weights' gradient, and as many for its input's gradient only where a layer before it
+has trained weights (nobody asks for the images' gradient). For Flatten -> Dense(H) -> Dense(10):
+4 x 784H + 60H, 409,088 at the tutorial's 128. That is what runs: TensorFlow's traced train step
+holds exactly these 5 MatMuls (tests/test_peers.py reads them from the graph), JAX differentiates
+the parameters only, PyTorch's input needs no gradient. Left out on purpose: biases, relu, batch
+norm, dropout, softmax and loss (a few FLOPs per activation), Adam (about ten per parameter per
+*batch*); a layer of any other kind is an error, not an undercount. The "6 x parameters" of MFU
+figures counts the images' gradient too, 1.49x this (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -28,45 +20,77 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
 
 #: The square float32 matmul that measures the peak: 2 * 2048^3 = 17.2 GFLOP per product.
 PEAK_SIZE = 2048
 PEAK_REPEATS = 10
 
 
-def training_flops_per_sample(model) -> int:
-    """The FLOPs one training image costs in ``model``'s matmuls (a built Keras model): per Dense
-    layer its forward product and its weights' gradient, and its input's gradient only where a
-    layer before it has trainable weights (see the module's docstring)."""
+@dataclass(frozen=True)
+class Limit:
+    """A measurement bench speed makes among its rows' processes (its ``Planned`` row)."""
+
+    name: str
+    implementation: ClassVar[str] = "limits"
+    module: ClassVar[str] = "benchmarks.limits"
+
+
+PEAK, FLOOR = Limit("peak"), Limit("floor")
+
+
+def matmuls(model) -> list[tuple[int, int, bool]]:
+    """Per image, each matmul of ``model`` (a built Keras model): (inputs, outputs, whether its
+    input's gradient runs: only where a layer before it has trainable weights). A Dense layer on
+    flat inputs holds one; Flatten, BatchNormalization and Dropout none (their few FLOPs per
+    activation are left out); any other layer is a TypeError rather than an undercount."""
     import keras
 
-    total, trained_before = 0, False
+    found, trained_before = [], False
     for layer in model.layers:
-        if isinstance(layer, keras.layers.Dense):
-            n_in, n_out = layer.kernel.shape
-            total += 2 * int(n_in) * int(n_out) * (3 if trained_before else 2)
+        if isinstance(layer, keras.layers.Dense) and len(layer.input.shape) == 2:
+            found.append((*(int(d) for d in layer.kernel.shape), trained_before))
+        elif not isinstance(layer, (keras.layers.Flatten, keras.layers.BatchNormalization,
+                                    keras.layers.Dropout)):
+            raise TypeError(f"{layer.name} ({type(layer).__name__}, input {layer.input.shape}): "
+                            "benchmarks/limits.py counts the FLOPs of Dense layers on flat inputs, "
+                            "and knows Flatten, BatchNormalization and Dropout hold no matmul")
         trained_before = trained_before or bool(layer.trainable_weights)
-    return total
+    return found
+
+
+def training_flops_per_sample(model) -> int:
+    """The FLOPs one training image costs in ``model``'s matmuls: each one's forward product and
+    its weights' gradient, and its input's gradient where that runs (``matmuls``)."""
+    return sum(2 * n_in * n_out * (3 if input_gradient else 2) for n_in, n_out, input_gradient
+               in matmuls(model))
+
+
+def model_counts(model) -> dict[str, int]:
+    """What bench speed reports of ``model``: its parameters (Keras' ``count_params()``) and its
+    training FLOPs per image (``training_flops_per_sample``)."""
+    return {"params": model.count_params(), "flops": training_flops_per_sample(model)}
 
 
 def count_worker(job: dict) -> dict:
-    """``training_flops_per_sample`` of shared/model.py's model at each of ``job["count"]`` hidden
-    sizes (a process of its own: counting builds the model, which needs TensorFlow)."""
+    """``model_counts`` of shared/model.py's model at each of ``job["count"]`` hidden sizes
+    (counting builds the model: a TensorFlow process of its own)."""
     from fit_vs_tape.runtime import import_tensorflow
 
     import_tensorflow(device="cpu", threads=job.get("thread_count"))
     from shared.model import build_model
 
-    return {str(h): training_flops_per_sample(build_model(h, model=job["model"])) for h in job["count"]}
+    return {"counts": {str(h): model_counts(build_model(h, model=job["model"])) for h in job["count"]}}
 
 
-def count_flops(hidden_sizes: Sequence[int], model: str) -> dict[int, int]:
-    """FLOPs per training image for each hidden size, counted from the model in a fresh process."""
+def count(hidden_sizes: Sequence[int], model: str) -> dict[int, dict[str, int]]:
+    """Parameters and FLOPs per training image at each hidden size, counted from the model."""
     from benchmarks.common import run_worker
 
-    counted = run_worker("benchmarks.limits", {"count": list(hidden_sizes), "model": model},
-                         hide_gpus=True)
-    return {int(h): n for h, n in counted.items() if h != "threads"}
+    answer = run_worker("benchmarks.limits", {"kind": "count", "count": list(hidden_sizes),
+                                              "model": model}, hide_gpus=True)
+    return {int(h): counts for h, counts in answer["counts"].items()}
 
 
 def peak_worker(job: dict) -> dict:
@@ -108,13 +132,10 @@ def floor_worker(job: dict) -> dict:
     from fit_vs_tape.runtime import import_tensorflow
 
     tf = import_tensorflow(device="cpu", threads=job.get("thread_count"))
-    import keras
-
     from shared.model import build_model
 
-    shapes = [tuple(int(d) for d in layer.kernel.shape)
-              for layer in build_model(job["hidden_units"], model=job["model"]).layers
-              if isinstance(layer, keras.layers.Dense)]
+    shapes = [(n_in, n_out) for n_in, n_out, _ in matmuls(build_model(job["hidden_units"],
+                                                                      model=job["model"]))]
     batches, batch = job["batches"], job["batch_size"]
     kernels = [tf.random.stateless_normal(shape, seed=(i, 1)) * 0.01 for i, shape in enumerate(shapes)]
     x = tf.random.stateless_uniform((batches, batch, shapes[0][0]), seed=(7, 8))
@@ -150,23 +171,14 @@ def gpus_worker(job: dict) -> dict:
     return {"gpus": environment()["gpus"]}
 
 
-def measure_peak(size: int = PEAK_SIZE, repeats: int = PEAK_REPEATS, threads: str = "all") -> dict:
-    """This machine's float32 matmul peak, measured now in a fresh process (GPUs hidden), under
-    the run's thread policy."""
-    from benchmarks.common import run_worker
-
-    return run_worker("benchmarks.limits", {"size": size, "repeats": repeats, "threads": threads},
-                      hide_gpus=True)
+WORKERS = {"gpus": gpus_worker, "count": count_worker, "floor": floor_worker, "peak": peak_worker}
 
 
 def worker(job: dict) -> dict:
-    """One job of this module's own process, told apart by its keys: the GPUs' names, the FLOP
-    count, the floor or the peak."""
-    if "gpus" in job:
-        return gpus_worker(job)
-    if "count" in job:
-        return count_worker(job)
-    return floor_worker(job) if "batches" in job else peak_worker(job)
+    """One job of this module's own process, by its ``kind``: one of WORKERS."""
+    if job.get("kind") not in WORKERS:
+        raise ValueError(f"job kind {job.get('kind')!r}: not one of {', '.join(WORKERS)}")
+    return WORKERS[job["kind"]](job)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

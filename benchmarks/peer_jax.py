@@ -1,21 +1,14 @@
-"""The JAX peers: Keras 3's fit() on the JAX backend, and a plain JAX + Optax loop.
+"""The JAX peers, in a worker process started with ``KERAS_BACKEND=jax`` (benchmarks/peers.py).
 
-Runs inside a worker process started with ``KERAS_BACKEND=jax`` (benchmarks/peers.py).
-
-- ``keras_jax default``: shared/model.py's model and optimizer, ``compile`` + ``fit()``, as on
-  the TensorFlow rows. Keras' JAX trainer jit-compiles ``train_step`` (``jit_compile`` defaults
-  to True there) and hands the per-step logs to the callbacks on a thread of their own when no
-  callback needs them at once (keras/src/callbacks/callback_list.py
-  CallbackList._configure_async_dispatch: `if not backend.IS_THREAD_SAFE:` -- JAX is).
-- ``keras_jax spe``: the same with ``steps_per_execution`` = one epoch. On the JAX backend that is
-  a Python loop over the jitted step, not one compiled program (keras/src/backend/jax/trainer.py
-  JAXTrainer._make_function: `for _ in range(self.steps_per_execution - 1):`): it saves the
-  callbacks' work between steps, not the dispatch of each step.
-- ``jax jit``: a ``jax.jit`` train step (forward, ``jax.value_and_grad``, ``optax.adam``) called
-  once per batch from Python with NumPy slices; nothing is read back until the epoch ends.
-- ``jax scan``: the whole epoch's full batches as one ``jax.lax.scan`` in one jitted call, the
-  epoch's uint8 images gathered in the shared order once before it (the project's own whole-epoch
-  trick, low_level/whole_epoch.py); a smaller last batch, if any, is one more call of the step.
+- ``keras_fit``: shared/model.py's model, ``compile`` + ``fit()`` as on the TensorFlow rows.
+  Keras' JAX trainer jit-compiles ``train_step`` and hands the per-step logs to the callbacks on
+  a thread of their own (keras/src/callbacks/callback_list.py
+  CallbackList._configure_async_dispatch: `if not backend.IS_THREAD_SAFE:` -- JAX is); its
+  ``steps_per_execution`` is a Python loop over the jitted step (keras/src/backend/jax/trainer.py
+  JAXTrainer._make_function: `for _ in range(self.steps_per_execution - 1):`).
+- ``jax_loop``: a ``jax.jit`` step (forward, ``jax.value_and_grad``, ``optax.adam``) called once
+  per batch (``jit``), or the epoch's full batches as one ``jax.lax.scan`` in one jitted call,
+  its uint8 images gathered in the shared order first (``scan``, low_level/whole_epoch.py's idea).
 """
 
 from __future__ import annotations
@@ -28,21 +21,19 @@ import numpy as np
 from benchmarks.peer_common import ADAM, batches, epoch_order, normalize
 
 
-def train(implementation: str, mode: str, config: dict, weights: list[np.ndarray], data) -> dict:
-    """Train one JAX row; epoch seconds, test accuracy and versions."""
+def _versions() -> dict:
+    """The versions a JAX row ran with, and the backend Keras read from KERAS_BACKEND."""
     import jax
-
-    run = _keras_fit if implementation == "keras_jax" else _jax_loop
-    result = run(mode, config, weights, data)
     import keras
     import optax
 
-    versions = {"jax": jax.__version__, "optax": optax.__version__, "keras": keras.__version__,
-                "keras_backend": keras.backend.backend()}
-    return {**result, "environment": versions}
+    return {"jax": jax.__version__, "optax": optax.__version__, "keras": keras.__version__,
+            "keras_backend": keras.backend.backend()}
 
 
-def _keras_fit(mode: str, config: dict, weights: list[np.ndarray], data) -> dict:
+def keras_fit(mode: str, config: dict, weights: list[np.ndarray], data) -> dict:
+    """Train a ``keras_jax`` row (steps_per_execution as its config says): epoch seconds, test
+    accuracy and versions."""
     import keras
 
     from fit_vs_tape.callbacks import EpochTimer
@@ -57,7 +48,7 @@ def _keras_fit(mode: str, config: dict, weights: list[np.ndarray], data) -> dict
     model = model_from_weights(cfg.hidden_units, weights)
     model.compile(optimizer=make_optimizer(cfg), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"], jit_compile=True,
-                  steps_per_execution=steps if mode == "spe" else 1)
+                  steps_per_execution=cfg.steps_per_execution)
 
     class AllEpochs(keras.utils.PyDataset):
         """Every epoch's batches in the shared order, as one sequence: fit() keeps one iterator
@@ -87,7 +78,8 @@ def _keras_fit(mode: str, config: dict, weights: list[np.ndarray], data) -> dict
               callbacks=[timer])
     accuracy = model.evaluate(normalize(x_test), y_test, batch_size=cfg.batch_size, verbose=0,
                               return_dict=True)["accuracy"]
-    return {"epoch_seconds": timer.epoch_seconds, "test_accuracy": float(accuracy), "note": ""}
+    return {"epoch_seconds": timer.epoch_seconds, "test_accuracy": float(accuracy), "note": "",
+            "environment": _versions()}
 
 
 def _forward(params, x_u8):
@@ -107,7 +99,8 @@ def _loss(params, x_u8, labels):
     return -jnp.mean(jnp.take_along_axis(log_probs, labels[:, None], axis=1))
 
 
-def _jax_loop(mode: str, config: dict, weights: list[np.ndarray], data) -> dict:
+def jax_loop(mode: str, config: dict, weights: list[np.ndarray], data) -> dict:
+    """Train a ``jax`` row, ``jit`` or ``scan``: epoch seconds, test accuracy and versions."""
     import jax
     import jax.numpy as jnp
     import optax
@@ -155,4 +148,4 @@ def _jax_loop(mode: str, config: dict, weights: list[np.ndarray], data) -> dict:
         seconds.append(time.perf_counter() - start)
     predict = jax.jit(lambda params, x_u8: jnp.argmax(_forward(params, x_u8), axis=1))
     accuracy = float(np.mean(np.asarray(predict(params, x_test)) == y_test))
-    return {"epoch_seconds": seconds, "test_accuracy": accuracy, "note": ""}
+    return {"epoch_seconds": seconds, "test_accuracy": accuracy, "note": "", "environment": _versions()}

@@ -1,28 +1,18 @@
-"""The PyTorch peer: the loop a PyTorch expert writes, eager and with ``torch.compile``, and the
-minimal one from PyTorch's own tutorials as a reference.
+"""The PyTorch peer (``train``): the loop a PyTorch expert writes, eager and compiled, and the
+one of PyTorch's own tutorial as a reference (docs/benchmarks.md's table of the peers).
 
-- ``torch eager``: ``nn.Sequential(Flatten, Linear, ReLU, Linear)``, ``F.cross_entropy`` of the
-  logits (peer_common.LOSS), ``torch.optim.Adam(fused=True)`` at Keras' settings
-  (peer_common.ADAM: one fused kernel updates every parameter, where the default ``foreach``
-  path runs several ops a step), batches sliced from the epoch's uint8 tensor, one Python call
-  per batch; nothing is read back until the epoch ends (PyTorch on the CPU runs each op as it is
-  called, so the epoch's end is also where the work ends).
-- ``torch compile``: the same step function (forward, backward and the optimizer's update)
-  through ``torch.compile`` (TorchInductor, which writes and compiles C++ for the CPU; the first
-  epoch pays for it). Dynamo cannot put ``loss.backward()`` in its graph (torch 2.13: "Unsupported
-  Tensor.backward() call" unless ``torch._dynamo.config.trace_autograd_ops``), so the step is
-  two graphs with a break between them; the row's note names the graphs and breaks Dynamo counted
-  in this very run. If compiling fails on this machine, the note says so and the row times nothing.
-- ``torch dataloader``: the reference, the loop of PyTorch's "Optimizing Model Parameters"
-  tutorial as a user first writes it: a ``DataLoader`` over a ``TensorDataset`` of float32
-  images (its sampler given the shared order), ``zero_grad`` / ``backward`` / ``step`` with
-  ``torch.optim.Adam``'s defaults but for Keras' settings. The expert rows should be no slower.
+- ``eager``: ``nn.Sequential``, ``F.cross_entropy`` of the logits, ``torch.optim.Adam(fused=True)``
+  (one kernel updates every parameter), batches sliced from the epoch's uint8 tensor; nothing
+  read back until the epoch ends (on the CPU each op runs as it is called).
+- ``compile``: the same step through ``torch.compile``. Dynamo cannot put ``loss.backward()`` in
+  its graph (torch 2.13), so the step is two graphs with a break between them; the row's note
+  names what Dynamo counted in this very run, or why compiling failed here.
+- ``dataloader``: the tutorial's loop over a ``DataLoader`` of float32 images (its sampler given
+  the shared order), ``torch.optim.Adam``'s default implementation.
 
-PyTorch's threads follow bench speed's thread policy (benchmarks/common.py thread_policy: as
-many as the cores the process may use, ``OMP_WAIT_POLICY=PASSIVE``), set here explicitly with
-``torch.set_num_threads`` and recorded in the row. Left at its defaults on shared cores, its
-threads spin and wait for each other: measured on a loaded 2-core machine, one eager step took
-0.8 ms with one thread and 25-37 ms with two.
+Its threads follow bench speed's thread policy (benchmarks/common.py thread_policy), set here
+with ``torch.set_num_threads``: at its defaults on shared cores, one eager step took 0.8 ms with
+one thread and 25-37 ms with two (a loaded 2-core machine).
 """
 
 from __future__ import annotations
@@ -36,7 +26,7 @@ from benchmarks.peer_common import ADAM, batches, epoch_order, normalize
 from shared.order import epoch_permutation
 
 
-def train(implementation: str, mode: str, config: dict, weights: list[np.ndarray], data) -> dict:
+def train(mode: str, config: dict, weights: list[np.ndarray], data) -> dict:
     """Train one PyTorch row; epoch seconds, test accuracy and versions."""
     import torch
     import torch.nn.functional as F

@@ -1,19 +1,12 @@
-"""Peer rows of ``bench speed``: the same training in the frameworks people pick instead.
+"""Peer rows of ``bench speed``: the same training in the frameworks people pick instead
+(``pip install -e '.[peers]'``, ``fit-vs-tape bench speed --peers jax,torch``).
 
-    pip install -e '.[peers]'
-    fit-vs-tape bench speed --peers jax,torch
-
-Every peer row trains the tutorial's model (Flatten -> Dense(H, relu) -> Dense(10, softmax))
-from the *same initial weights* as the TensorFlow rows (drawn once by shared/model.py's
-``initial_weights`` in a TensorFlow process and copied in), on the *same batches in the same
-order* (shared/order.py's ``epoch_permutation``), with Adam at Keras' defaults, and reports the
-test accuracy. Cross-framework rows agree in accuracy, not in bits: their kernels sum in other
-orders, and two things differ by design of the frameworks (see ``ADAM`` and ``LOSS`` in
-benchmarks/peer_common.py, what the peer rows share).
-
-Each row runs in its own fresh process, as the TensorFlow rows do (benchmarks/common.py
-run_worker); the Keras-on-JAX rows' process is started with ``KERAS_BACKEND=jax``, which Keras
-reads once, when it is first imported.
+Every peer row trains the tutorial's model from the *same initial weights* as the TensorFlow
+rows (shared/model.py's, drawn in a TensorFlow process and saved in the run directory), on the
+*same batches in the same order* (shared/order.py), with Keras' Adam settings; they agree with
+the TensorFlow rows in accuracy, not in bits (benchmarks/peer_common.py). Each row runs in a
+fresh process of this module, started with its framework's environment (``KERAS_BACKEND=jax``,
+which Keras reads once, when it is first imported).
 """
 
 from __future__ import annotations
@@ -21,13 +14,52 @@ from __future__ import annotations
 import importlib.util
 import resource
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
+from benchmarks import peer_jax, peer_torch
 from benchmarks.peer_common import load_weights
+from fit_vs_tape.errors import UserError
+from fit_vs_tape.rundir import RunDir
+
+
+@dataclass(frozen=True)
+class PeerRow:
+    """One peer row: its implementation and mode (the table's columns), its label and colour in
+    figures, the function that trains it in its worker process, and what that process starts
+    with. It reads the saved initial weights from the run directory (``files``)."""
+
+    implementation: str
+    name: str
+    label: str
+    color: str
+    train: Callable[..., dict]
+    """``train(mode, config, weights, data)``, called in the row's worker process (``worker``)."""
+    env: tuple[tuple[str, str], ...] = ()
+    one_epoch: bool = False
+    """steps_per_execution = one epoch (else 1), in the config its trainer gets."""
+    mode: ClassVar[str] = "graph"  # the TrainConfig its job carries: the peers compile as they do
+    module: ClassVar[str] = "benchmarks.peers"
+    #: Where the record keeps the versions its processes report.
+    record_env: ClassVar[str] = "peer_environment"
+
+    def environment(self, out: RunDir) -> dict[str, str]:
+        """What the row's process starts with: its framework's variables, and torch.compile's
+        C++ and caches sent into the run directory, not /tmp."""
+        return {**dict(self.env), "TORCHINDUCTOR_CACHE_DIR": str(out.torch_cache)}
+
+    def files(self, out: RunDir, hidden_units: int, seed: int) -> dict[str, str]:
+        """What the row's job reads: shared/model.py's initial weights, drawn in a TensorFlow
+        process and saved in ``out`` by the first row that needs them."""
+        path = out.initial_weights(hidden_units, seed)
+        if not path.exists():
+            path.parent.mkdir(exist_ok=True)
+            save_initial_weights(hidden_units, seed, path)
+        return {"weights": str(path)}
 
 
 @dataclass(frozen=True)
@@ -36,28 +68,36 @@ class Peer:
 
     packages: tuple[str, ...]
     """What must be importable (what ``.[peers]`` installs for it)."""
-    rows: tuple[tuple[str, str], ...]
-    """(implementation, mode) of each of its rows."""
-    env: tuple[tuple[str, str], ...]
-    """Environment its worker processes start with."""
+    rows: tuple[PeerRow, ...]
 
 
+_JAX = (("KERAS_BACKEND", "jax"), ("JAX_PLATFORMS", "cpu"))
+_KERAS_JAX, _JAX_LOOP = ("Keras 3 fit(), JAX backend", "tab:purple"), ("JAX + Optax loop", "tab:red")
+_TORCH = ("PyTorch loop", "tab:brown")
 #: ``--peers`` names, in the order their rows are printed.
 PEERS = {
-    "jax": Peer(("jax", "optax"),
-                (("keras_jax", "default"), ("keras_jax", "spe"), ("jax", "jit"), ("jax", "scan")),
-                (("KERAS_BACKEND", "jax"), ("JAX_PLATFORMS", "cpu"))),
-    "torch": Peer(("torch",), (("torch", "dataloader"), ("torch", "eager"), ("torch", "compile")), ()),
+    "jax": Peer(("jax", "optax"), (
+        PeerRow("keras_jax", "default", *_KERAS_JAX, peer_jax.keras_fit, _JAX),
+        PeerRow("keras_jax", "spe", *_KERAS_JAX, peer_jax.keras_fit, _JAX, one_epoch=True),
+        PeerRow("jax", "jit", *_JAX_LOOP, peer_jax.jax_loop, _JAX),
+        PeerRow("jax", "scan", *_JAX_LOOP, peer_jax.jax_loop, _JAX))),
+    "torch": Peer(("torch",), tuple(PeerRow("torch", mode, *_TORCH, peer_torch.train)
+                                    for mode in ("dataloader", "eager", "compile"))),
 }
-#: Labels and colours of the peer implementations in tables and figures.
-LABELS = {"keras_jax": ("Keras 3 fit(), JAX backend", "tab:purple"),
-          "jax": ("JAX + Optax loop", "tab:red"),
-          "torch": ("PyTorch loop", "tab:brown")}
 INSTALL = "pip install -e '.[peers]'"
+
+
+def chosen(names: Sequence[str]) -> list[Peer]:
+    """The peers ``names``, in PEERS' order; a UserError for a name that is none of them."""
+    unknown = [name for name in names if name not in PEERS]
+    if unknown:
+        raise UserError(f"--peers {','.join(unknown)}: not one of {', '.join(PEERS)}")
+    return [peer for name, peer in PEERS.items() if name in names]
 
 
 def missing(names: Sequence[str]) -> dict[str, list[str]]:
     """For each requested peer whose packages are not importable: the missing packages."""
+    chosen(names)  # an unknown name is one line, not a KeyError
     gone = {name: [p for p in PEERS[name].packages if importlib.util.find_spec(p) is None]
             for name in names}
     return {name: packages for name, packages in gone.items() if packages}
@@ -69,10 +109,18 @@ def missing_message(gone: dict[str, list[str]]) -> str:
     return f"{what}: install .[peers] ({INSTALL}); the TensorFlow rows ran without them"
 
 
-def rows(names: Sequence[str]) -> list[tuple[str, str, tuple[tuple[str, str], ...]]]:
-    """(implementation, mode, worker environment) of every row of the peers ``names``."""
-    return [(impl, mode, PEERS[name].env) for name in PEERS if name in names
-            for impl, mode in PEERS[name].rows]
+def rows(names: Sequence[str]) -> list[PeerRow]:
+    """Every row of the peers ``names``, in PEERS' order."""
+    return [row for peer in chosen(names) for row in peer.rows]
+
+
+def row_named(implementation: str, mode: str) -> PeerRow:
+    """The peer row of that implementation and mode; a ValueError naming those there are."""
+    found = {(row.implementation, row.name): row for peer in PEERS.values() for row in peer.rows}
+    if (implementation, mode) not in found:
+        raise ValueError(f"no peer row {implementation} {mode}; the peers' rows are "
+                         + ", ".join(f"{i} {m}" for i, m in found))
+    return found[implementation, mode]
 
 
 # -- in the worker processes -------------------------------------------------------------------
@@ -102,18 +150,14 @@ def worker(job: dict) -> dict:
     """Train one peer row (runs in its own process); the same answer as a TensorFlow row's."""
     if job.get("kind") == "initial_weights":
         return _initial_weights_worker(job)
+    row = row_named(job["implementation"], job["mode"])
     from fit_vs_tape.runtime import load_dataset
 
     dataset = load_dataset(job["data_dir"])
     limit = job["config"]["limit"] or len(dataset.x_train)
     data = (dataset.x_train[:limit], dataset.y_train[:limit].astype(np.int32),
             dataset.x_test, dataset.y_test.astype(np.int32))
-    weights = load_weights(job["weights"])
-    if job["implementation"] == "torch":
-        from benchmarks.peer_torch import train
-    else:
-        from benchmarks.peer_jax import train
-    result = train(job["implementation"], job["mode"], job["config"], weights, data)
+    result = row.train(row.name, job["config"], load_weights(job["weights"]), data)
     return {**result, "n_train": limit,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 

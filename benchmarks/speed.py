@@ -3,13 +3,12 @@
     python -m benchmarks.speed --device cpu --batch-sizes 32   (or: fit-vs-tape bench speed ...)
     fit-vs-tape bench speed --peers jax,torch --hidden-units 32,128,512,2048
 
-Rows: fit() at its default, with XLA, with steps_per_execution = one epoch, and with both; the
-same four for fit() driving its own train_step (high_level/custom_step.py); the
-loop eager, as a tf.function, with XLA, and as one XLA computation per epoch; with ``--peers``,
-the same training in Keras on JAX, JAX + Optax and PyTorch (benchmarks/peers.py). The first epoch
-(tracing, compiling) is reported apart and left out of the median. Every row gets its achieved
-FLOP/s and its share of this machine's matmul peak, measured in the same run
-(benchmarks/limits.py); ``--hidden-units`` repeats everything for each model size (scaling.png).
+Rows (``ROWS``): fit() at its default, with XLA, with steps_per_execution = one epoch, and with
+both; the same four for fit() driving its own train_step; the loop eager, as a tf.function, with
+XLA, and as one XLA computation per epoch; with ``--peers``, the same training in Keras on JAX,
+JAX + Optax and PyTorch (benchmarks/peers.py). The first epoch (tracing, compiling) is reported
+apart and left out of the median. Every row gets its FLOP/s and its share of this machine's matmul
+peak and of its model's floor, measured in the same run (benchmarks/limits.py).
 """
 
 from __future__ import annotations
@@ -19,9 +18,10 @@ import os
 import resource
 import statistics
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from benchmarks import limits, peers
 from benchmarks.common import THREAD_POLICIES, bench_main, gpu_names, markdown_table, run_worker, worker_main
@@ -29,26 +29,46 @@ from fit_vs_tape import options
 from fit_vs_tape.errors import PROG, UserError
 from fit_vs_tape.rundir import RunDir, new_run_dir, write_json, write_text
 from shared.config import SIDES, TrainConfig
-from shared.model import parameter_count
 from shared.order import steps_per_epoch
 
-#: (implementation, row name, TrainConfig mode, steps_per_execution: None = one epoch)
-ROWS = (
-    ("high_level", "default", "graph", 1),
-    ("high_level", "xla", "xla", 1),
-    ("high_level", "spe", "graph", None),
-    ("high_level", "spe+xla", "epoch", None),  # mode "epoch" gives fit() XLA + one-epoch spe
-    ("custom_step", "default", "graph", 1),
-    ("custom_step", "xla", "xla", 1),
-    ("custom_step", "spe", "graph", None),
-    ("custom_step", "spe+xla", "epoch", None),
-    ("low_level", "eager", "eager", 1),
-    ("low_level", "graph", "graph", 1),
-    ("low_level", "xla", "xla", 1),
-    ("low_level", "epoch", "epoch", 1),
-)
-#: What ``--rows`` accepts: ``train --side``'s name and the row's, e.g. high:default, low:epoch.
-ROW_NAMES = tuple(f"{SIDES[implementation].short}:{name}" for implementation, name, _, _ in ROWS)
+
+@dataclass(frozen=True)
+class Row:
+    """A TensorFlow row: a side of the application (``implementation``) in one TrainConfig
+    ``mode``, named ``name`` in the table, trained by this module's ``worker`` in a fresh process."""
+
+    implementation: str
+    name: str
+    mode: str
+    one_epoch: bool = False
+    """steps_per_execution = one epoch (else 1)."""
+    module: ClassVar[str] = "benchmarks.speed"
+    record_env: ClassVar[str] = "environment"  # where the record keeps its processes' versions
+
+    @property
+    def key(self) -> str:
+        """Its name for ``--rows``: ``train --side``'s name and the row's, e.g. ``low:epoch``."""
+        return f"{SIDES[self.implementation].short}:{self.name}"
+
+    label = property(lambda self: SIDES[self.implementation].label)
+    color = property(lambda self: SIDES[self.implementation].color)
+
+    def environment(self, out: RunDir) -> dict[str, str]:
+        """Its process starts with this one's environment, nothing added."""
+        return {}
+
+    def files(self, out: RunDir, hidden_units: int, seed: int) -> dict[str, str]:
+        """Its job reads nothing from the run directory: the sides draw their initial weights."""
+        return {}
+
+
+#: fit() and fit() driving its own train_step: at its default, with XLA, with steps_per_execution
+#: = one epoch, and with both (mode "epoch" gives fit() XLA and one-epoch steps_per_execution).
+_FIT_ROWS = (("default", "graph", False), ("xla", "xla", False), ("spe", "graph", True),
+             ("spe+xla", "epoch", True))
+ROWS = (*(Row(side, *row) for side in ("high_level", "custom_step") for row in _FIT_ROWS),
+        *(Row("low_level", mode, mode) for mode in ("eager", "graph", "xla", "epoch")))
+ROW_NAMES = tuple(row.key for row in ROWS)  # what --rows accepts
 COLUMNS = ["implementation", "mode", "hidden_units", "batch_size", "device", "median_epoch_s",
            "min_epoch_s", "max_epoch_s", "unstable", "repeats", "load_1min", "thread_policy", "compile_s",
            "samples_per_s", "speedup_vs_fit_default", "gflop_per_s", "share_of_peak", "share_of_floor",
@@ -58,24 +78,26 @@ AGREEMENT = ("Rows of one framework with the same compilation choice end with th
              "in accuracy, not in bits (their kernels sum in other orders, Optax's and PyTorch's "
              "Adam place epsilon differently, Keras on JAX clips the probabilities in its loss: "
              "benchmarks/peer_common.py).")
+#: A row is unstable when its slowest process took more than this times its fastest.
+UNSTABLE = 1.3
+#: Rows compared with one another: the same device, batch size and model size.
+SAME_GROUP = ("device", "batch_size", "hidden_units")
 
 
 def label_color(implementation: str) -> tuple[str, str]:
     """A row's name and colour in figures, TensorFlow side or peer."""
-    if implementation in SIDES:
-        return SIDES[implementation].label, SIDES[implementation].color
-    return peers.LABELS[implementation]
+    row = next(r for r in (*ROWS, *peers.rows(peers.PEERS)) if r.implementation == implementation)
+    return row.label, row.color
 
 
-def rows_for(strategy: str, chosen: Sequence[str] = ROW_NAMES) -> tuple:
+def rows_for(strategy: str, chosen: Sequence[str] = ROW_NAMES) -> tuple[Row, ...]:
     """The rows to time: those ``chosen`` (``--rows``, default all), and of them under a
     distribution strategy only fit() default and the graph loop: XLA and the compiled epoch are
     single-device modes here, and fit(steps_per_execution > 1) under MirroredStrategy fails in
     its compiled multi-step function (TF 2.21, Keras 3.15)."""
-    rows = tuple(row for key, row in zip(ROW_NAMES, ROWS) if key in chosen)
-    if strategy == "default":
-        return rows
-    return tuple(r for r in rows if r[2:] == ("graph", 1))
+    rows = tuple(row for row in ROWS if row.key in chosen)
+    return rows if strategy == "default" else tuple(
+        row for row in rows if row.mode == "graph" and not row.one_epoch)
 
 
 def worker(job: dict) -> dict:
@@ -92,85 +114,113 @@ def worker(job: dict) -> dict:
                       make_splits(dataset, config), config,
                       # no per-step callback: time training as users run it
                       RunOptions(verbose=False, stop_on_nan=False))
-    return {
-        "epoch_seconds": result.epoch_seconds,
-        "test_accuracy": result.test_accuracy,
-        "n_train": config.limit,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "environment": environment(),
-        "threads": {"tensorflow_intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
-                    "tensorflow_inter_op": tf.config.threading.get_inter_op_parallelism_threads()},
-    }
-
-
-#: A row is unstable when its slowest process took more than this times its fastest.
-UNSTABLE = 1.3
+    return {"epoch_seconds": result.epoch_seconds, "test_accuracy": result.test_accuracy,
+            "n_train": config.limit,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "environment": environment(),
+            "threads": {"tensorflow_intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+                        "tensorflow_inter_op": tf.config.threading.get_inter_op_parallelism_threads()}}
 
 
 @dataclass(frozen=True)
 class Planned:
-    """One row of the matrix, before it runs: what to start, and how often."""
+    """A process to start once per repeat: a row (TensorFlow's, a peer's) at one device, batch
+    size and model size, or one of the limits' measurements (benchmarks/limits.py)."""
 
-    implementation: str
-    name: str
+    row: Row | peers.PeerRow | limits.Limit
     device: str
     batch_size: int
     hidden_units: int
     job: dict
-    module: str
-    env: tuple = ()
+    env: Mapping[str, str] = field(default_factory=dict)
     n_full: int = 0
 
 
-def plan(implementation: str, mode_name: str, mode: str, spe: int | None, batch_size: int,
-         hidden_units: int, device: str, args: argparse.Namespace, n_full: int,
-         peer_env: tuple | None = None, weights: Path | None = None) -> Planned:
-    """The worker job of one row. ``peer_env`` (with ``weights``, the saved initial weights): a
-    peer row, run by benchmarks/peers.py in a process started with that environment."""
+def plan(row: Row | peers.PeerRow, device: str, batch_size: int, hidden_units: int,
+         args: argparse.Namespace, n_full: int, out: RunDir) -> Planned:
+    """The worker job of one row at one device, batch size and model size: its configuration,
+    the files it reads and the environment it starts with (the row's own)."""
     # Eager is ~10x slower: it times fewer images and scales to the full epoch (and says so).
-    limit = min(args.eager_limit, n_full) if mode == "eager" and peer_env is None else n_full
+    limit = min(args.eager_limit, n_full) if row.mode == "eager" else n_full
     config = options.make_config(
-        args, batch_size=batch_size, hidden_units=hidden_units, mode=mode, limit=limit,
-        steps_per_execution=spe or steps_per_epoch(limit, batch_size),
+        args, batch_size=batch_size, hidden_units=hidden_units, mode=row.mode, limit=limit,
+        steps_per_execution=steps_per_epoch(limit, batch_size) if row.one_epoch else 1,
         mixed_precision=args.mixed_precision and device == "gpu")
-    job = {"implementation": implementation, "config": config.to_dict(), "data_dir": args.data_dir,
-           "threads": args.threads}
-    if peer_env is None:
-        return Planned(implementation, mode_name, device, batch_size, hidden_units, job,
-                       "benchmarks.speed", (), n_full)
-    job.update(mode=mode_name, weights=str(weights))
-    return Planned(implementation, mode_name, device, batch_size, hidden_units, job,
-                   "benchmarks.peers", peer_env, n_full)
+    job = {"implementation": row.implementation, "mode": row.name, "config": config.to_dict(),
+           "data_dir": args.data_dir, "threads": args.threads, **row.files(out, hidden_units, args.seed)}
+    return Planned(row, device, batch_size, hidden_units, job, row.environment(out), n_full)
+
+
+def limit_jobs(args: argparse.Namespace, model: str, n_full: int) -> list[Planned]:
+    """The peak's job and one floor job per batch size and model size (CPU only)."""
+    jobs = [Planned(limits.PEAK, "cpu", 0, 0, {"kind": "peak", "size": limits.PEAK_SIZE,
+                    "repeats": limits.PEAK_REPEATS, "threads": args.threads})]
+    for batch_size in args.batch_sizes:
+        for hidden in args.hidden_sizes:
+            job = {"kind": "floor", "hidden_units": hidden, "model": model, "batch_size": batch_size,
+                   "batches": max(1, n_full // batch_size), "repeats": 3, "threads": args.threads}
+            jobs.append(Planned(limits.FLOOR, "cpu", batch_size, hidden, job, n_full=n_full))
+    return jobs
+
+
+def plan_all(args: argparse.Namespace, model: str, devices: list[str], n_full: int, out: RunDir, *,
+             peer_rows: Sequence[peers.PeerRow]) -> list[Planned]:
+    """Every process to run once per repeat: the two limits (the matmul peak, and per batch and
+    model size the floor: the step's own matmuls alone, benchmarks/limits.py floor_worker), then
+    each row per device, batch size and model size, the peers' on the CPU only."""
+    planned = limit_jobs(args, model, n_full) if "cpu" in devices else []
+    for device in devices:
+        rows = (*rows_for(args.strategy, args.rows), *(peer_rows if device == "cpu" else ()))
+        planned += [plan(row, device, batch_size, hidden, args, n_full, out)
+                    for batch_size in args.batch_sizes for hidden in args.hidden_sizes for row in rows]
+    return planned
 
 
 def run_planned(planned: Planned) -> dict:
     """One fresh process of a planned row, and the load average (1 minute) when it ended."""
-    answer = run_worker(planned.module, planned.job, hide_gpus=planned.device == "cpu" or
-                        planned.module == "benchmarks.peers", env=dict(planned.env) or None)
+    answer = run_worker(planned.row.module, planned.job, hide_gpus=planned.device == "cpu",
+                        env=planned.env or None)
     return {**answer, "load_1min": os.getloadavg()[0]}
 
 
-def summarize(planned: Planned, runs: list[dict], args: argparse.Namespace) -> dict:
+def interleaved(planned: Sequence[Planned], repeats: int, quiet: bool = False) -> list[list[dict]]:
+    """Every planned row ``repeats`` times, each time in a fresh process, round-robin (A B C,
+    A B C, ...) so that a burst of load on the machine hits every row alike; a progress bar
+    over the processes, with an ETA, on stderr unless ``quiet``. (pyperf's Runner runs one
+    benchmark's processes before the next one's: it cannot interleave rows of frameworks that
+    each need their own environment and fresh interpreter.)"""
+    from tqdm import tqdm
+
+    runs: list[list[dict]] = [[] for _ in planned]
+    with tqdm(total=repeats * len(planned), unit="process", disable=quiet, file=sys.stderr,
+              desc="bench speed") as bar:
+        for _ in range(repeats):
+            for i, each in enumerate(planned):
+                bar.set_postfix_str(f"{each.row.implementation} {each.row.name} H={each.hidden_units}")
+                runs[i].append(run_planned(each))
+                bar.update()
+    return runs
+
+
+def summarize(planned: Planned, runs: list[dict], args: argparse.Namespace, params: int) -> dict:
     """A row from its processes: each process's median seconds per epoch after the first,
     their median (the row's), their spread (min, max) and the load while they ran; unstable when
-    max > UNSTABLE x min."""
-    config = planned.job["config"]
-    n, n_full = runs[0]["n_train"], planned.n_full
+    max > UNSTABLE x min. ``params``: the model's parameter count."""
+    n, n_full, threads = runs[0]["n_train"], planned.n_full, runs[0]["threads"]
     row = {
-        "implementation": planned.implementation, "mode": planned.name,
-        "hidden_units": planned.hidden_units,
-        "params": parameter_count(planned.hidden_units, config["model"]),
+        "implementation": planned.row.implementation, "mode": planned.row.name,
+        "hidden_units": planned.hidden_units, "params": params,
         "batch_size": planned.batch_size, "device": planned.device,
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
         "test_accuracy": statistics.median(r["test_accuracy"] for r in runs),
-        "epochs": args.epochs, "repeats": len(runs), "mixed_precision": config["mixed_precision"],
+        "epochs": args.epochs, "repeats": len(runs),
+        "mixed_precision": planned.job["config"]["mixed_precision"],
         "strategy": args.strategy, "note": runs[0].get("note", ""),
         "load_1min": statistics.mean(r["load_1min"] for r in runs),
-        "threads": runs[0]["threads"],
-        "thread_policy": f"{runs[0]['threads']['policy']}: {runs[0]['threads']['cores']} core(s)",
+        "threads": threads, "thread_policy": f"{threads['policy']}: {threads['cores']} core(s)",
         "process_epoch_seconds": [r["epoch_seconds"] for r in runs],
-        "median_epoch_s": None, "min_epoch_s": None, "max_epoch_s": None, "unstable": None,
-        "compile_s": None, "samples_per_s": None,
+        **dict.fromkeys(("median_epoch_s", "min_epoch_s", "max_epoch_s", "unstable", "compile_s",
+                         "samples_per_s")),
     }
     if not all(r["epoch_seconds"] for r in runs):  # a row that could not train here says why
         return row
@@ -186,85 +236,65 @@ def summarize(planned: Planned, runs: list[dict], args: argparse.Namespace) -> d
     return row
 
 
-#: Rows compared with one another: the same device, batch size and model size.
-SAME_GROUP = ("device", "batch_size", "hidden_units")
-
-
-def interleaved(planned: Sequence[Planned], repeats: int, quiet: bool = False) -> list[list[dict]]:
-    """Every planned row ``repeats`` times, each time in a fresh process, round-robin (A B C,
-    A B C, ...) so that a burst of load on the machine hits every row alike; a progress bar
-    over the processes, with an ETA, on stderr unless ``quiet``.
-
-    Not pyperf: its Runner runs one benchmark's worker processes before the next benchmark's,
-    so it cannot interleave rows of different frameworks, each needing its own environment
-    (KERAS_BACKEND=jax) and its own fresh interpreter; the statistics needed here are a median,
-    a minimum and a maximum (``summarize``)."""
-    from tqdm import tqdm
-
-    runs: list[list[dict]] = [[] for _ in planned]
-    with tqdm(total=repeats * len(planned), unit="process", disable=quiet, file=sys.stderr,
-              desc="bench speed") as bar:
-        for _ in range(repeats):
-            for i, row in enumerate(planned):
-                bar.set_postfix_str(f"{row.implementation} {row.name} H={row.hidden_units}")
-                runs[i].append(run_planned(row))
-                bar.update()
-    return runs
-
-
-def limit_jobs(args: argparse.Namespace, model: str, n_full: int) -> list[Planned]:
-    """The peak's job and one floor job per batch size and model size (CPU only)."""
-    jobs = [Planned("limits", "peak", "cpu", 0, 0, {"size": limits.PEAK_SIZE,
-                    "repeats": limits.PEAK_REPEATS, "threads": args.threads}, "benchmarks.limits")]
-    for batch_size in args.batch_sizes:
-        for hidden in args.hidden_sizes:
-            job = {"hidden_units": hidden, "model": model, "batch_size": batch_size,
-                   "batches": max(1, n_full // batch_size), "repeats": 3, "threads": args.threads}
-            jobs.append(Planned("limits", "floor", "cpu", batch_size, hidden, job,
-                                "benchmarks.limits", (), n_full))
-    return jobs
-
-
 def summarize_limits(planned: Sequence[Planned], runs: list[list[dict]],
                      n_full: int) -> tuple[dict | None, dict[tuple[int, int], float]]:
     """The peak (the best of every process's best) and each floor (the fastest epoch of every
     process, its full batches scaled to ``n_full`` images), by (batch size, hidden units)."""
     peak, floors = None, {}
     for job, job_runs in zip(planned, runs):
-        if job.module != "benchmarks.limits":
-            continue
-        if job.name == "peak":
+        if job.row is limits.PEAK:
             peak = {"size": job.job["size"], "repeats": job.job["repeats"], "processes": len(job_runs),
                     "peak_flops": max(r["peak_flops"] for r in job_runs),
                     "median_flops": statistics.median(r["median_flops"] for r in job_runs),
                     "threads": job_runs[0]["threads"], "runs": job_runs}
-        else:
+        elif job.row is limits.FLOOR:
             images = job.job["batches"] * job.batch_size
             floors[(job.batch_size, job.hidden_units)] = min(r["best_s"] for r in job_runs) * n_full / images
     return peak, floors
 
 
-def add_limits(row: dict, n_full: int, peak: dict | None, flops_per_sample: int) -> None:
-    """The row's executed FLOP/s (the training FLOPs of the model's matmuls, counted from the
-    model: benchmarks/limits.py) and its share of the measured matmul peak (CPU rows; no peak is
-    measured for a GPU)."""
-    flops = flops_per_sample * n_full
-    row["flops_per_epoch"] = flops
-    seconds = row["median_epoch_s"]
-    row["gflop_per_s"] = flops / seconds / 1e9 if seconds else None
-    row["share_of_peak"] = (flops / seconds / peak["peak_flops"]
-                            if seconds and peak and row["device"] == "cpu" else None)
+def result_rows(planned: list[Planned], runs: list, args: argparse.Namespace, n_full: int, peak,
+                floors: dict, counts: dict) -> tuple[list[dict], dict[str, dict]]:
+    """The table's rows, each with its FLOP/s (its model's matmuls, counted from the model:
+    benchmarks/limits.py), its share of the matmul peak and of the floor (CPU rows: neither is
+    measured for a GPU) and its speed-up over fit() default of the same device and sizes (if
+    --rows kept it); and the versions the rows ran with, TensorFlow's and the peers'."""
+    rows, environments = [], {"environment": {}, "peer_environment": {}}
+    for each, each_runs in zip(planned, runs):
+        if isinstance(each.row, limits.Limit):
+            continue
+        row = summarize(each, each_runs, args, counts[each.hidden_units]["params"])
+        environments[each.row.record_env].update(each_runs[0]["environment"])
+        seconds, cpu = row["median_epoch_s"], row["device"] == "cpu"
+        flops = counts[each.hidden_units]["flops"] * n_full
+        floor = floors.get((row["batch_size"], row["hidden_units"])) if cpu else None
+        row.update(flops_per_epoch=flops, gflop_per_s=flops / seconds / 1e9 if seconds else None,
+                   share_of_peak=flops / seconds / peak["peak_flops"] if seconds and peak and cpu else None,
+                   floor_epoch_s=floor, share_of_floor=floor / seconds if floor and seconds else None)
+        rows.append(row)
+    for row in rows:
+        base = next((r["median_epoch_s"] for r in rows if (r["implementation"], r["mode"]) ==
+                     ("high_level", "default") and all(r[k] == row[k] for k in SAME_GROUP)), None)
+        row["speedup_vs_fit_default"] = (base / row["median_epoch_s"]
+                                         if base and row["median_epoch_s"] else None)
+    return rows, environments
 
 
-def bar_chart(rows: list[dict], path: Path) -> None:
-    """Median seconds per epoch of each row, one panel per device, batch size and model size."""
+def _pyplot():
+    """matplotlib's pyplot, drawing to files only."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def bar_chart(rows: list[dict], path: Path) -> None:
+    """Median seconds per epoch of each row, one panel per device, batch size and model size."""
     from shared.plotting import save_figure
 
+    plt = _pyplot()
     rows = [r for r in rows if r["median_epoch_s"]]
     groups = sorted({(r["device"], r["batch_size"], r["hidden_units"]) for r in rows})
     most = max([sum(1 for r in rows if (r["device"], r["batch_size"], r["hidden_units"]) == g)
@@ -302,13 +332,9 @@ def scaling_chart(rows: list[dict], peak: dict | None, n_full: int, flops: dict[
     """Seconds per epoch (log) against the model's parameter count (log), one line per way of
     training, one panel per device and batch size; dotted: the arithmetic at the measured peak;
     dash-dotted: the floor (the step's matmuls alone, measured)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from shared.plotting import save_figure
 
+    plt = _pyplot()
     rows = [r for r in rows if r["median_epoch_s"]]
     groups = sorted({(r["device"], r["batch_size"]) for r in rows})
     fig, axes = plt.subplots(1, len(groups), figsize=(12 * len(groups), 6.5), squeeze=False)
@@ -322,22 +348,18 @@ def scaling_chart(rows: list[dict], peak: dict | None, n_full: int, flops: dict[
             label, color = label_color(impl)
             ax.plot(*zip(*line), marker=markers[i % len(markers)], color=color,
                     linestyle="-" if impl in SIDES else "--", label=f"{label} {mode}")
+        sizes = sorted({(r["params"], r["hidden_units"]) for r in group})
         if peak and device == "cpu":
-            sizes = sorted({(r["params"], r["hidden_units"]) for r in group})
-            ax.plot([p for p, _ in sizes],
-                    [flops[h] * n_full / peak["peak_flops"] for _, h in sizes],
+            ax.plot([p for p, _ in sizes], [flops[h] * n_full / peak["peak_flops"] for _, h in sizes],
                     color="black", linestyle=":", label="arithmetic alone at the measured matmul "
                     f"peak ({peak['peak_flops'] / 1e9:.0f} GFLOP/s)")
-        floor = sorted((params, (floors or {}).get((batch_size, h))) for params, h in
-                       {(r["params"], r["hidden_units"]) for r in group})
+        floor = [(params, (floors or {}).get((batch_size, h))) for params, h in sizes]
         if device == "cpu" and all(seconds for _, seconds in floor):
             ax.plot(*zip(*floor), color="black", linestyle="-.", marker="x",
                     label="floor: the step's matmuls alone, an epoch in one XLA loop (measured)")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("model size: parameters (log scale)")
-        ax.set_ylabel("median seconds per epoch (log scale)")
-        ax.set_title(f"{device.upper()}, batch size {batch_size}, {n_full} images per epoch")
+        ax.set(xscale="log", yscale="log", xlabel="model size: parameters (log scale)",
+               ylabel="median seconds per epoch (log scale)",
+               title=f"{device.upper()}, batch size {batch_size}, {n_full} images per epoch")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
@@ -372,6 +394,39 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def checked_configs(args: argparse.Namespace) -> list[TrainConfig]:
+    """One configuration per batch size and model size, every rule about the options checked
+    before anything slow; a UserError naming the option otherwise."""
+    try:
+        configs = [options.make_config(args, batch_size=b, hidden_units=h)
+                   for b in args.batch_sizes for h in args.hidden_sizes]
+    except UserError as e:  # TrainConfig's rule names --batch-size; the user typed --batch-sizes
+        raise UserError(str(e).replace("--batch-size ", "--batch-sizes ", 1)) from None
+    options.checked(lambda: configs[0].check_sides(SIDES))
+    if not rows_for(args.strategy, args.rows):
+        raise UserError(f"--rows {','.join(args.rows)}: none of these runs under --strategy "
+                        f"{args.strategy}; these do: {', '.join(r.key for r in rows_for(args.strategy))}")
+    if args.peers and args.strategy != "default":
+        raise UserError(f"--peers: the peer rows run on one device; drop --strategy {args.strategy}")
+    return configs
+
+
+def devices_to_time(args: argparse.Namespace) -> list[str]:
+    """"cpu" and/or "gpu", as --device asks and the machine has; a UserError for --device gpu
+    on a machine whose TensorFlow sees no GPU."""
+    devices = ["cpu"] if args.device in ("cpu", "auto") else []
+    if args.device in ("gpu", "auto"):
+        if gpu_names():
+            devices.append("gpu")
+        elif args.device == "gpu":
+            raise UserError("--device gpu: TensorFlow sees no GPU on this machine")
+        else:
+            print("GPU rows skipped: TensorFlow sees no GPU on this machine.")
+    if args.mixed_precision and "gpu" not in devices:
+        print("--mixed-precision applies to GPU rows only; there are none in this run.")
+    return devices
+
+
 def run(args: argparse.Namespace) -> dict:
     """The whole matrix; writes results.json, results.md, speed.png and scaling.png into
     ``args.out``. Peers whose packages are missing are one line, and the rest still runs."""
@@ -396,12 +451,11 @@ def run(args: argparse.Namespace) -> dict:
         print(f"matmul peak: {peak['peak_flops'] / 1e9:.1f} GFLOP/s (best of {peak['processes']} "
               f"processes of {peak['repeats']} XLA float32 products of {peak['size']}x{peak['size']}; "
               f"median {peak['median_flops'] / 1e9:.1f})", flush=True)
-    flops = limits.count_flops(args.hidden_sizes, configs[0].model)
-    rows, env, peer_env = result_rows(planned, runs, args, n_full, peak, floors, flops)
+    counts = limits.count(args.hidden_sizes, configs[0].model)
+    rows, environments = result_rows(planned, runs, args, n_full, peak, floors, counts)
     record = {"benchmark": "speed", "command": " ".join(sys.argv), "settings": {
-        k: v for k, v in vars(args).items() if k != "func"}, "environment": env,
-        "peer_environment": peer_env, "matmul_peak": peak, "skipped_peers": gone,
-        "flops_per_sample": flops,
+        k: v for k, v in vars(args).items() if k != "func"}, **environments, "matmul_peak": peak,
+        "skipped_peers": gone, "flops_per_sample": {h: n["flops"] for h, n in counts.items()},
         "floor_epoch_s": {f"batch {b}, hidden {h}": seconds for (b, h), seconds in floors.items()},
         "rows": rows}
     write_results(record, out, n_full, floors)
@@ -410,96 +464,10 @@ def run(args: argparse.Namespace) -> dict:
     return record
 
 
-def checked_configs(args: argparse.Namespace) -> list[TrainConfig]:
-    """One configuration per batch size and model size, every rule about the options checked
-    before anything slow; a UserError naming the option otherwise."""
-    try:
-        configs = [options.make_config(args, batch_size=b, hidden_units=h)
-                   for b in args.batch_sizes for h in args.hidden_sizes]
-    except UserError as e:  # TrainConfig's rule names --batch-size; the user typed --batch-sizes
-        raise UserError(str(e).replace("--batch-size ", "--batch-sizes ", 1)) from None
-    options.checked(lambda: configs[0].check_sides(SIDES))
-    if not rows_for(args.strategy, args.rows):
-        allowed = [key for key, row in zip(ROW_NAMES, ROWS) if row in rows_for(args.strategy)]
-        raise UserError(f"--rows {','.join(args.rows)}: none of these runs under --strategy "
-                        f"{args.strategy}; these do: {', '.join(allowed)}")
-    if args.peers and args.strategy != "default":
-        raise UserError(f"--peers: the peer rows run on one device; drop --strategy {args.strategy}")
-    if args.peers and configs[0].model != "tutorial":
-        raise UserError(f"--peers: the peers write the tutorial's model only; drop --model "
-                        f"{configs[0].model}")
-    return configs
-
-
-def devices_to_time(args: argparse.Namespace) -> list[str]:
-    """"cpu" and/or "gpu", as --device asks and the machine has; a UserError for --device gpu
-    on a machine whose TensorFlow sees no GPU."""
-    devices = ["cpu"] if args.device in ("cpu", "auto") else []
-    if args.device in ("gpu", "auto"):
-        if gpu_names():
-            devices.append("gpu")
-        elif args.device == "gpu":
-            raise UserError("--device gpu: TensorFlow sees no GPU on this machine")
-        else:
-            print("GPU rows skipped: TensorFlow sees no GPU on this machine.")
-    if args.mixed_precision and "gpu" not in devices:
-        print("--mixed-precision applies to GPU rows only; there are none in this run.")
-    return devices
-
-
-def plan_all(args: argparse.Namespace, model: str, devices: list[str], n_full: int, out: RunDir, *,
-             peer_rows: list) -> list[Planned]:
-    """Every process to run once per repeat: the two limits (the matmul peak, and per batch and
-    model size the floor: the step's own matmuls alone, benchmarks/limits.py floor_worker), then
-    each row per device, batch size and model size, the peers' on the CPU only."""
-    weights = {}
-    if peer_rows and "cpu" in devices:  # one start for the peers, saved where their workers read it
-        for h in args.hidden_sizes:
-            weights[h] = out.initial_weights(h, args.seed)
-            weights[h].parent.mkdir(exist_ok=True)
-            peers.save_initial_weights(h, args.seed, weights[h])
-    planned = limit_jobs(args, model, n_full) if "cpu" in devices else []
-    for device in devices:
-        jobs = [(impl, name, mode, spe, None) for impl, name, mode, spe in rows_for(args.strategy, args.rows)]
-        if device == "cpu":
-            # torch.compile's C++ and its caches go into the run directory, not /tmp
-            cache = (("TORCHINDUCTOR_CACHE_DIR", str(out.torch_cache)),)
-            jobs += [(impl, name, "graph", None if name == "spe" else 1, penv + cache)
-                     for impl, name, penv in peer_rows]
-        planned += [plan(implementation, name, mode, spe, batch_size, hidden, device, args, n_full,
-                         penv, weights.get(hidden))
-                    for batch_size in args.batch_sizes for hidden in args.hidden_sizes
-                    for implementation, name, mode, spe, penv in jobs]
-    return planned
-
-
-def result_rows(planned: list[Planned], runs: list, args: argparse.Namespace, n_full: int, peak,
-                floors: dict, flops: dict) -> tuple[list[dict], dict, dict]:
-    """The table's rows (each against both limits and against fit() default of the same device
-    and sizes, if --rows kept it), TensorFlow's environment and the peers'."""
-    rows, env, peer_env = [], {}, {}
-    for row_plan, row_runs in zip(planned, runs):
-        if row_plan.module == "benchmarks.limits":
-            continue
-        row = summarize(row_plan, row_runs, args)
-        (env if row_plan.module == "benchmarks.speed" else peer_env).update(row_runs[0]["environment"])
-        add_limits(row, n_full, peak, flops[row["hidden_units"]])
-        floor = floors.get((row["batch_size"], row["hidden_units"])) if row["device"] == "cpu" else None
-        row["floor_epoch_s"] = floor
-        row["share_of_floor"] = floor / row["median_epoch_s"] if floor and row["median_epoch_s"] else None
-        rows.append(row)
-    for row in rows:
-        base = next((r["median_epoch_s"] for r in rows if (r["implementation"], r["mode"]) ==
-                     ("high_level", "default") and all(r[k] == row[k] for k in SAME_GROUP)), None)
-        row["speedup_vs_fit_default"] = (base / row["median_epoch_s"]
-                                         if base and row["median_epoch_s"] else None)
-    return rows, env, peer_env
-
-
 def write_results(record: dict, out: RunDir, n_full: int, floors: dict) -> None:
     """The table printed; results.json, results.md, speed.png and scaling.png in ``out``."""
-    rows, env, peak, flops = record["rows"], record["environment"], record["matmul_peak"], \
-        record["flops_per_sample"]
+    rows, env, peak, flops = (record[k] for k in ("rows", "environment", "matmul_peak",
+                                                  "flops_per_sample"))
     versions = ", ".join(f"{k} {v}" for k, v in record["peer_environment"].items() if k != "keras_backend")
     table = markdown_table(rows, COLUMNS)
     print("\n" + table + "\n\n" + AGREEMENT)

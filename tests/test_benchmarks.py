@@ -10,6 +10,7 @@ from benchmarks import speed
 from benchmarks.accuracy import mean_difference
 from fit_vs_tape.cli import main
 from fit_vs_tape.errors import UserError
+from fit_vs_tape.rundir import RunDir
 from fit_vs_tape.runtime import import_tensorflow
 from tests.conftest import run_in_empty_directory
 
@@ -71,36 +72,37 @@ def test_speed_harness_writes_every_output_and_nothing_else(tiny_data_dir, tmp_p
 def test_the_rows_run_round_robin_each_in_fresh_processes(monkeypatch):
     """A B C, A B C: a burst of load on the machine falls on every row alike."""
     order = []
-    monkeypatch.setattr(speed, "run_planned", lambda row: order.append(row.name) or {"n": len(order)})
-    planned = [speed.Planned("low_level", name, "cpu", 32, 8, {}, "benchmarks.speed")
+    monkeypatch.setattr(speed, "run_planned", lambda p: order.append(p.row.name) or {"n": len(order)})
+    planned = [speed.Planned(speed.Row("low_level", name, "graph"), "cpu", 32, 8, {})
                for name in ("a", "b", "c")]
     runs = speed.interleaved(planned, repeats=3, quiet=True)
     assert order == ["a", "b", "c"] * 3
     assert [[r["n"] for r in row] for row in runs] == [[1, 4, 7], [2, 5, 8], [3, 6, 9]]
 
 
-def test_a_row_is_the_median_of_its_processes_and_unstable_when_they_spread():
+def test_a_row_is_the_median_of_its_processes_and_unstable_when_they_spread(tmp_path):
     args = speed.build_parser().parse_args(["--epochs", "3"])
-    planned = speed.plan("low_level", "graph", "graph", 1, 32, 8, "cpu", args, 96)
+    planned = speed.plan(speed.Row("low_level", "graph", "graph"), "cpu", 32, 8, args, 96,
+                         RunDir(tmp_path))
 
     def process(*seconds):
         return {"epoch_seconds": [9.0, *seconds], "n_train": 96, "peak_rss_mb": 1.0,
                 "test_accuracy": 0.5, "load_1min": 2.0, "threads": {"policy": "all", "cores": 2}}
 
     # Each process: the median of its epochs after the first (which traces).
-    row = speed.summarize(planned, [process(1.0, 1.1), process(1.2, 1.2), process(1.5, 1.6)], args)
+    row = speed.summarize(planned, [process(1.0, 1.1), process(1.2, 1.2), process(1.5, 1.6)], args, 6442)
     assert (row["min_epoch_s"], row["median_epoch_s"], row["max_epoch_s"]) == \
         pytest.approx((1.05, 1.2, 1.55))
     assert row["unstable"] is True  # 1.55 > 1.3 x 1.05
-    assert row["thread_policy"] == "all: 2 core(s)"
-    steady = speed.summarize(planned, [process(1.0, 1.0), process(1.1, 1.1)], args)
+    assert row["thread_policy"] == "all: 2 core(s)" and row["params"] == 6442
+    steady = speed.summarize(planned, [process(1.0, 1.0), process(1.1, 1.1)], args, 6442)
     assert steady["unstable"] is False and steady["median_epoch_s"] == pytest.approx(1.05)
 
 
 def test_speed_times_every_row_unless_told_otherwise(capsys):
     args = speed.build_parser().parse_args([])
     assert speed.rows_for(args.strategy, args.rows) == speed.ROWS and len(speed.ROWS) == 12
-    assert [(impl, name) for impl, name, _, _ in speed.rows_for("mirrored")] == [
+    assert [(row.implementation, row.name) for row in speed.rows_for("mirrored")] == [
         ("high_level", "default"), ("custom_step", "default"), ("low_level", "graph")]
     with pytest.raises(SystemExit):
         speed.build_parser().parse_args(["--rows", "low:default"])

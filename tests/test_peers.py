@@ -14,7 +14,8 @@ import pytest
 
 from benchmarks import limits, peers
 from fit_vs_tape.cli import main
-from shared.model import parameter_count
+from fit_vs_tape.errors import UserError
+from shared.config import MODELS
 from tests.conftest import REAL_DATA, needs_real_data
 
 
@@ -47,11 +48,12 @@ def _traced_matmul_flops(model, batch: int) -> int:
     return total
 
 
-@pytest.mark.parametrize("model", ["tutorial", "regularized"])
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("hidden_units", [16, 128])
 def test_the_flop_count_is_what_the_traced_train_step_multiplies(model, hidden_units):
-    """benchmarks/limits.py counts from the model; the traced step says what actually runs:
-    forward, weights' gradients, and no gradient for the input images (5 MatMuls, not 6)."""
+    """benchmarks/limits.py counts from the model, every model --model builds; the traced step
+    says what actually runs: forward, weights' gradients, and no gradient for the input images
+    (5 MatMuls, not 6)."""
     pytest.importorskip("tensorflow")
     from shared.model import build_model
 
@@ -60,6 +62,24 @@ def test_the_flop_count_is_what_the_traced_train_step_multiplies(model, hidden_u
     assert _traced_matmul_flops(built, 32) == 32 * count
     # 1.49x less than the "6 x parameters" of MFU figures, which counts the input's gradient too.
     assert 6 * (784 + 10) * hidden_units / count == pytest.approx(4764 / 3196)
+    # What bench speed reports: Keras' own parameter count, and this FLOP count.
+    assert limits.model_counts(built) == {"params": built.count_params(), "flops": count}
+
+
+def test_a_layer_the_flop_count_does_not_know_is_an_error_not_an_undercount():
+    """A convolution, or a Dense over the rows of an image (a batch of matmuls per image), would
+    be counted as nothing by a count of Dense kernels alone."""
+    pytest.importorskip("tensorflow")
+    import keras
+
+    conv = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(4, 3), keras.layers.Flatten(),
+                             keras.layers.Dense(10)])
+    with pytest.raises(TypeError, match=r"\(Conv2D, input .*\): benchmarks/limits.py counts"):
+        limits.training_flops_per_sample(conv)
+    rows = keras.Sequential([keras.Input((28, 28)), keras.layers.Dense(8), keras.layers.Flatten(),
+                             keras.layers.Dense(10)])
+    with pytest.raises(TypeError, match=r"\(Dense, input \(None, 28, 28\)\)"):
+        limits.training_flops_per_sample(rows)
 
 
 def test_bad_peers_and_hidden_units_are_one_line(tiny_data_dir, tmp_path, capsys):
@@ -81,11 +101,29 @@ def test_bad_peers_and_hidden_units_are_one_line(tiny_data_dir, tmp_path, capsys
     assert not (tmp_path / "o").exists()
 
 
+def test_an_unknown_peer_is_an_error_wherever_it_is_named():
+    """Not sent to JAX, as a name the worker did not know once was: the registry, the worker
+    and the limits' worker each refuse what they do not know, naming what they do."""
+    with pytest.raises(UserError, match="^--peers tensorflow: not one of jax, torch$"):
+        peers.rows(["jax", "tensorflow"])
+    with pytest.raises(UserError, match="^--peers tf: not one of jax, torch$"):
+        peers.missing(["tf"])
+    with pytest.raises(ValueError, match="^no peer row tensorflow graph; the peers' rows are "
+                                         "keras_jax default, keras_jax spe, jax jit, "):
+        peers.worker({"implementation": "tensorflow", "mode": "graph"})
+    with pytest.raises(ValueError, match="^job kind 'matmul': not one of gpus, count, floor, peak$"):
+        limits.worker({"kind": "matmul"})
+    # Each peer row names its own trainer; steps_per_execution is the row's, not its name's.
+    by_name = {(row.implementation, row.name): row for row in peers.rows(peers.PEERS)}
+    assert [key for key, row in by_name.items() if row.one_epoch] == [("keras_jax", "spe")]
+    assert {row.train.__name__ for row in by_name.values()} == {"keras_fit", "jax_loop", "train"}
+
+
 @pytest.mark.slow
 def test_sweep_figure_limits_and_a_missing_extra(tiny_data_dir, tmp_path, capsys, monkeypatch):
     # A peer whose package is not installed: one line naming it, and the other rows still run.
     monkeypatch.setitem(peers.PEERS, "torch", peers.Peer(("fit_vs_tape_no_such_package",),
-                                                         (("torch", "eager"),), ()))
+                                                         peers.PEERS["torch"].rows[1:2]))
     out = tmp_path / "speed"
     code = main(["bench", "speed", "--device", "cpu", "--limit", "128", "--epochs", "2", "--repeats",
                  "1", "--quiet", "--threads", "1", "--rows", "low:graph", "--hidden-units", "8,16",
@@ -104,7 +142,7 @@ def test_sweep_figure_limits_and_a_missing_extra(tiny_data_dir, tmp_path, capsys
     assert set(record["flops_per_sample"]) == {"8", "16"}
     for row in rows:
         flops = record["flops_per_sample"][str(row["hidden_units"])] * 128
-        assert row["params"] == parameter_count(row["hidden_units"])
+        assert row["params"] == (784 + 1) * row["hidden_units"] + (row["hidden_units"] + 1) * 10
         assert row["threads"] == {"policy": "1", "cores": 1, "tensorflow_intra_op": 1,
                                   "tensorflow_inter_op": 1}
         assert row["flops_per_epoch"] == flops
@@ -130,8 +168,7 @@ INSTALLED = [name for name, peer in peers.PEERS.items()
 @pytest.mark.skipif(not INSTALLED, reason="no peer installed (pip install -e '.[peers]')")
 def test_peer_rows_agree_with_tensorflow_in_accuracy(tmp_path, monkeypatch):
     # torch.compile takes 15-45 s to compile this step on 2 cores: the full bench run exercises it.
-    monkeypatch.setitem(peers.PEERS, "torch", peers.Peer(
-        ("torch",), (("torch", "dataloader"), ("torch", "eager")), ()))
+    monkeypatch.setitem(peers.PEERS, "torch", peers.Peer(("torch",), peers.PEERS["torch"].rows[:2]))
     out = tmp_path / "speed"
     # Real data, 512 images, 2 epochs, 16 hidden units: barely trained, so the test accuracy
     # depends on the initial weights and the batch order, which the peers must copy.
@@ -140,7 +177,7 @@ def test_peer_rows_agree_with_tensorflow_in_accuracy(tmp_path, monkeypatch):
                  str(REAL_DATA), "--out", str(out)]) == 0
     record = json.loads((out / "results.json").read_text())
     rows = {(r["implementation"], r["mode"]): r for r in record["rows"]}
-    expected = [("low_level", "graph"), *((impl, mode) for impl, mode, _ in peers.rows(INSTALLED))]
+    expected = [("low_level", "graph"), *((row.implementation, row.name) for row in peers.rows(INSTALLED))]
     assert list(rows) == expected
     reference = rows[("low_level", "graph")]["test_accuracy"]
     assert 0.2 < reference < 0.8  # neither untrained nor converged: the comparison means something
