@@ -68,7 +68,9 @@ def build_model(hidden_units: int = TrainConfig.hidden_units, mixed_precision: b
 def parameter_count(hidden_units: int, model: str = TrainConfig.model) -> int:
     """``build_model(hidden_units, model=model).count_params()`` without building it (no Keras
     import): weights and biases of both Dense layers, 101,770 for the tutorial's 128; the
-    regularized model adds batch norm's scale, offset, moving mean and moving variance."""
+    regularized model adds batch norm's scale, offset, moving mean and moving variance. Only
+    fit_vs_tape/rundir.py's room estimate uses it, before Keras is imported; bench speed counts
+    from the model itself (benchmarks/limits.py ``model_counts``)."""
     classes = len(CLASS_NAMES)
     dense = (IMAGE_SIZE * IMAGE_SIZE + 1) * hidden_units + (hidden_units + 1) * classes
     return dense + (4 * hidden_units if model == "regularized" else 0)
