@@ -415,7 +415,7 @@ def _match(build_model, compile_args, weights, x, y, config, mine: Recorder,
         if mistake.loop is not gallery.loop:
             continue  # loop mistakes cannot be a step's
         if mistake.eager and config.mode != "eager":
-            continue  # traced, it is not the mistake it is eagerly
+            continue  # it runs only eagerly (traced, optimizer_in_step raises at its first call)
         with warnings.catch_warnings():  # the logits mistake's warning is the gallery's, not yours
             warnings.simplefilter("ignore", UserWarning)
             _, theirs, _ = run_loop(build_model, compile_args, weights, x, y, config, step=mistake.step)

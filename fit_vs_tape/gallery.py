@@ -69,7 +69,7 @@ def _median_after_first(seconds: list[float]) -> float | None:
 
 def run_gallery(x, y, x_test, y_test, config: TrainConfig) -> dict:
     """fit(), then every mistake: each recorded step by step against fit() run the same way
-    (eagerly for a mistake that shows only eagerly), then timed without recording; their
+    (eagerly for a mistake that runs only eagerly), then timed without recording; their
     verdicts, test accuracy and seconds per epoch (against fit()'s, run as ``config`` says)."""
     with warnings.catch_warnings(), _quiet_tensorflow_log():
         # The gallery shows what Keras' warning (from_logits) and TensorFlow's (retracing) would
