@@ -16,16 +16,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.common import bench_main, markdown_table
+from benchmarks.common import bench_main, markdown_table, pyplot
 from fit_vs_tape import options
 from fit_vs_tape.errors import PROG
 from fit_vs_tape.rundir import RunDir, new_run_dir, write_json, write_text
 from shared.config import SIDES
 
-ANCHORS = {
-    "TensorFlow tutorial, 5 epochs": 0.8732,
-    "Zalando benchmark, MLPClassifier relu [100]": 0.871,
-}
+ANCHORS = {"TensorFlow tutorial, 5 epochs": 0.8732, "Zalando benchmark, MLPClassifier relu [100]": 0.871}
 # Two-sided 95% quantiles of Student's t (df 1-30); beyond that the normal's 1.96 is close.
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
          2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
@@ -55,14 +52,9 @@ def mean_difference(a: list[float], b: list[float]) -> dict:
 
 def dot_plot(record: dict, path: Path) -> None:
     """Each run's test accuracy per implementation, with the published anchors."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from shared.plotting import save_figure
 
-    fig, ax = plt.subplots(figsize=(9.5, 3.6))
+    fig, ax = pyplot().subplots(figsize=(9.5, 3.6))
     for i, side in enumerate(SIDES.values()):
         runs = record[side.name]["runs"]
         ax.scatter([i] * len(runs), runs, color=side.color, alpha=0.7, label=f"{side.label} (runs)")
@@ -101,14 +93,11 @@ def run(args: argparse.Namespace) -> dict:
     import_tensorflow(args.device, args.cpu_replicas)  # --device gpu without one fails here
     out = new_run_dir(args.out)
     accuracies = accuracies_by_side(configs, dataset, args)
-    record = {
-        "benchmark": "accuracy", "command": " ".join(sys.argv),
-        "seeds": [config.seed for config in configs],
-        "settings": vars(args), "environment": environment(),
-        **{side: summarize(values) for side, values in accuracies.items()},
-        "difference": mean_difference(accuracies["high_level"], accuracies["low_level"]),
-        "anchors": ANCHORS,
-    }
+    record = {"benchmark": "accuracy", "command": " ".join(sys.argv),
+              "seeds": [config.seed for config in configs], "settings": vars(args),
+              "environment": environment(), **{side: summarize(v) for side, v in accuracies.items()},
+              "difference": mean_difference(accuracies["high_level"], accuracies["low_level"]),
+              "anchors": ANCHORS}
     write_results(record, out, args)
     return record
 
@@ -139,8 +128,7 @@ def write_results(record: dict, out: RunDir, args: argparse.Namespace) -> None:
     rows = [{"implementation": side, **{k: v for k, v in record[side].items() if k != "runs"},
              "runs": len(record[side]["runs"])} for side in SIDES]
     table = markdown_table(rows, ["implementation", "mean", "std", "min", "max", "runs"])
-    diff = record["difference"]
-    ci = diff["ci95"]
+    diff, ci = record["difference"], record["difference"]["ci95"]
     lines = [table, "",
              f"difference of means (fit() - loop): {diff['mean']:+.4f}"
              + (f", 95% interval [{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else ""),

@@ -91,6 +91,16 @@ def bench_main(parser: argparse.ArgumentParser, run, argv) -> int:
     return report_errors(command)
 
 
+def pyplot():
+    """matplotlib's pyplot, drawing to files only (the Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def markdown_table(rows: list[dict], columns: list[str]) -> str:
     """A Markdown table of ``rows`` restricted to ``columns``; floats to 4 significant places."""
 

@@ -22,6 +22,7 @@ from typing import ClassVar
 import numpy as np
 
 from benchmarks import peer_jax, peer_torch
+from benchmarks.common import run_worker, worker_main
 from benchmarks.peer_common import load_weights
 from fit_vs_tape.errors import UserError
 from fit_vs_tape.rundir import RunDir
@@ -30,22 +31,20 @@ from fit_vs_tape.rundir import RunDir
 @dataclass(frozen=True)
 class PeerRow:
     """One peer row: its implementation and mode (the table's columns), its label and colour in
-    figures, the function that trains it in its worker process, and what that process starts
-    with. It reads the saved initial weights from the run directory (``files``)."""
+    figures, and the function that trains it, ``train(mode, config, weights, data)``, in a
+    process of this module (``worker``) started with ``env``."""
 
     implementation: str
     name: str
     label: str
     color: str
     train: Callable[..., dict]
-    """``train(mode, config, weights, data)``, called in the row's worker process (``worker``)."""
     env: tuple[tuple[str, str], ...] = ()
     one_epoch: bool = False
     """steps_per_execution = one epoch (else 1), in the config its trainer gets."""
-    mode: ClassVar[str] = "graph"  # the TrainConfig its job carries: the peers compile as they do
+    mode: ClassVar[str] = "graph"  # the TrainConfig mode its job carries: peers compile their own way
     module: ClassVar[str] = "benchmarks.peers"
-    #: Where the record keeps the versions its processes report.
-    record_env: ClassVar[str] = "peer_environment"
+    record_env: ClassVar[str] = "peer_environment"  # where the record keeps its processes' versions
 
     def environment(self, out: RunDir) -> dict[str, str]:
         """What the row's process starts with: its framework's variables, and torch.compile's
@@ -53,21 +52,23 @@ class PeerRow:
         return {**dict(self.env), "TORCHINDUCTOR_CACHE_DIR": str(out.torch_cache)}
 
     def files(self, out: RunDir, hidden_units: int, seed: int) -> dict[str, str]:
-        """What the row's job reads: shared/model.py's initial weights, drawn in a TensorFlow
-        process and saved in ``out`` by the first row that needs them."""
+        """What the row's job reads: shared/model.py's initial weights, saved in ``out`` by the
+        first row that needs them, drawn in a TensorFlow process (``initial_weights_worker``:
+        Keras on the JAX backend would draw other numbers from the same seed)."""
         path = out.initial_weights(hidden_units, seed)
         if not path.exists():
             path.parent.mkdir(exist_ok=True)
-            save_initial_weights(hidden_units, seed, path)
+            run_worker("benchmarks.peers", {"kind": "initial_weights", "hidden_units": hidden_units,
+                                            "seed": seed, "path": str(path)}, hide_gpus=True)
         return {"weights": str(path)}
 
 
 @dataclass(frozen=True)
 class Peer:
-    """One framework family behind ``--peers NAME``."""
+    """One framework family behind ``--peers NAME``: what must be importable for it (what
+    ``.[peers]`` installs), and its rows."""
 
     packages: tuple[str, ...]
-    """What must be importable (what ``.[peers]`` installs for it)."""
     rows: tuple[PeerRow, ...]
 
 
@@ -125,16 +126,8 @@ def row_named(implementation: str, mode: str) -> PeerRow:
 
 # -- in the worker processes -------------------------------------------------------------------
 
-def save_initial_weights(hidden_units: int, seed: int, path: Path) -> None:
-    """Draw shared/model.py's initial weights in a TensorFlow process and save them for the peers
-    (Keras on the JAX backend would draw other numbers from the same seed)."""
-    from benchmarks.common import run_worker
-
-    run_worker("benchmarks.peers", {"kind": "initial_weights", "hidden_units": hidden_units,
-                                    "seed": seed, "path": str(path)}, hide_gpus=True)
-
-
-def _initial_weights_worker(job: dict) -> dict:
+def initial_weights_worker(job: dict) -> dict:
+    """Draw shared/model.py's initial weights and save them where ``job["path"]`` says."""
     from fit_vs_tape.runtime import import_tensorflow
     from shared.files import atomic_path
     from shared.model import initial_weights
@@ -149,7 +142,7 @@ def _initial_weights_worker(job: dict) -> dict:
 def worker(job: dict) -> dict:
     """Train one peer row (runs in its own process); the same answer as a TensorFlow row's."""
     if job.get("kind") == "initial_weights":
-        return _initial_weights_worker(job)
+        return initial_weights_worker(job)
     row = row_named(job["implementation"], job["mode"])
     from fit_vs_tape.runtime import load_dataset
 
@@ -164,8 +157,6 @@ def worker(job: dict) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``--worker JOB``: one peer row's own process."""
-    from benchmarks.common import worker_main
-
     return worker_main("benchmarks.peers", worker, argv)
 
 

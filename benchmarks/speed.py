@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from benchmarks import limits, peers
+from benchmarks import common, limits, peers
 from benchmarks.common import THREAD_POLICIES, bench_main, gpu_names, markdown_table, run_worker, worker_main
 from fit_vs_tape import options
 from fit_vs_tape.errors import PROG, UserError
@@ -176,19 +176,12 @@ def plan_all(args: argparse.Namespace, model: str, devices: list[str], n_full: i
     return planned
 
 
-def run_planned(planned: Planned) -> dict:
-    """One fresh process of a planned row, and the load average (1 minute) when it ended."""
-    answer = run_worker(planned.row.module, planned.job, hide_gpus=planned.device == "cpu",
-                        env=planned.env or None)
-    return {**answer, "load_1min": os.getloadavg()[0]}
-
-
 def interleaved(planned: Sequence[Planned], repeats: int, quiet: bool = False) -> list[list[dict]]:
     """Every planned row ``repeats`` times, each time in a fresh process, round-robin (A B C,
-    A B C, ...) so that a burst of load on the machine hits every row alike; a progress bar
-    over the processes, with an ETA, on stderr unless ``quiet``. (pyperf's Runner runs one
-    benchmark's processes before the next one's: it cannot interleave rows of frameworks that
-    each need their own environment and fresh interpreter.)"""
+    A B C, ...) so that a burst of load on the machine hits every row alike; each answer with the
+    load average (1 minute) as its process ended; a progress bar over the processes, with an
+    ETA, on stderr unless ``quiet``. (pyperf's Runner runs one benchmark's processes before the
+    next one's: it cannot interleave rows of frameworks that each need their own environment.)"""
     from tqdm import tqdm
 
     runs: list[list[dict]] = [[] for _ in planned]
@@ -197,7 +190,9 @@ def interleaved(planned: Sequence[Planned], repeats: int, quiet: bool = False) -
         for _ in range(repeats):
             for i, each in enumerate(planned):
                 bar.set_postfix_str(f"{each.row.implementation} {each.row.name} H={each.hidden_units}")
-                runs[i].append(run_planned(each))
+                answer = run_worker(each.row.module, each.job, hide_gpus=each.device == "cpu",
+                                    env=each.env or None)
+                runs[i].append({**answer, "load_1min": os.getloadavg()[0]})
                 bar.update()
     return runs
 
@@ -280,21 +275,11 @@ def result_rows(planned: list[Planned], runs: list, args: argparse.Namespace, n_
     return rows, environments
 
 
-def _pyplot():
-    """matplotlib's pyplot, drawing to files only."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def bar_chart(rows: list[dict], path: Path) -> None:
     """Median seconds per epoch of each row, one panel per device, batch size and model size."""
     from shared.plotting import save_figure
 
-    plt = _pyplot()
+    plt = common.pyplot()
     rows = [r for r in rows if r["median_epoch_s"]]
     groups = sorted({(r["device"], r["batch_size"], r["hidden_units"]) for r in rows})
     most = max([sum(1 for r in rows if (r["device"], r["batch_size"], r["hidden_units"]) == g)
@@ -334,7 +319,7 @@ def scaling_chart(rows: list[dict], peak: dict | None, n_full: int, flops: dict[
     dash-dotted: the floor (the step's matmuls alone, measured)."""
     from shared.plotting import save_figure
 
-    plt = _pyplot()
+    plt = common.pyplot()
     rows = [r for r in rows if r["median_epoch_s"]]
     groups = sorted({(r["device"], r["batch_size"]) for r in rows})
     fig, axes = plt.subplots(1, len(groups), figsize=(12 * len(groups), 6.5), squeeze=False)

@@ -72,8 +72,9 @@ def test_speed_harness_writes_every_output_and_nothing_else(tiny_data_dir, tmp_p
 def test_the_rows_run_round_robin_each_in_fresh_processes(monkeypatch):
     """A B C, A B C: a burst of load on the machine falls on every row alike."""
     order = []
-    monkeypatch.setattr(speed, "run_planned", lambda p: order.append(p.row.name) or {"n": len(order)})
-    planned = [speed.Planned(speed.Row("low_level", name, "graph"), "cpu", 32, 8, {})
+    monkeypatch.setattr(speed, "run_worker", lambda module, job, hide_gpus, env:
+                        order.append(job["mode"]) or {"n": len(order)})
+    planned = [speed.Planned(speed.Row("low_level", name, "graph"), "cpu", 32, 8, {"mode": name})
                for name in ("a", "b", "c")]
     runs = speed.interleaved(planned, repeats=3, quiet=True)
     assert order == ["a", "b", "c"] * 3
