@@ -197,9 +197,11 @@ class RunDir:
 
     def held_run(self) -> str | None:
         """What run the directory holds, in words for a message (``a stopped `compare` run
-        (state/)``), or None if it holds none: it is new, empty, or holds no name a run writes."""
-        found = [path for path in self.run_files() if path.exists()]
-        if not found:
+        (state/)``), or None if it holds none: no record a command writes of its run (run.json,
+        state/, results.json, trace.json, gallery.json), whatever else may be there."""
+        records = [path for path in (self.state, self.run_file, self.results, self.trace,
+                                     self.gallery) if path.exists()]
+        if not records:
             return None
         command = self.run_command()
         run = f"`{command}` run" if command else "run"
@@ -208,8 +210,7 @@ class RunDir:
         status = _read_json(self.results).get("status") if self.results.is_file() else None
         if status:
             return f"a {run} whose {self.results.name} says \"{status}\""
-        names = ", ".join(path.name + ("/" if path.is_dir() else "") for path in found)
-        return f"{'a ' + run if command else 'files of an earlier run'} ({names})"
+        return f"a {run} ({', '.join(path.name for path in records)})"
 
     def run_command(self) -> str | None:
         """The command that wrote the run here, from what it left; None if nothing says."""
@@ -222,9 +223,11 @@ class RunDir:
         return "mistakes" if self.gallery.is_file() else None
 
     def clear(self) -> None:
-        """Remove every name a command writes here (``run_files``), and nothing else: --overwrite,
-        so that no file of the earlier run (a model, TensorBoard's event files) mixes with the
-        next run's."""
+        """--overwrite: if the directory holds a run, remove every name a command writes here
+        (``run_files``), and nothing else, so that no file of that run (a model, TensorBoard's
+        event files) mixes with the next run's. A directory that holds no run is left as it is."""
+        if self.held_run() is None:
+            return
         for path in self.run_files():
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)

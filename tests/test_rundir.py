@@ -207,16 +207,17 @@ def test_a_complete_run_is_never_replaced_unasked(tiny_data_dir, tmp_path, capsy
     ({}, None),
     ({"notes.txt": "{}"}, None),
     ({"trace.json": "{}"}, "a `trace` run (trace.json)"),
-    ({"gallery.json": "{}", "mistakes.png": ""}, "a `mistakes` run (gallery.json, mistakes.png)"),
+    ({"gallery.json": "{}", "mistakes.png": ""}, "a `mistakes` run (gallery.json)"),
     ({"results.json": '{"benchmark": "speed"}'}, "a `bench speed` run (results.json)"),
     ({"run.json": '{"command": "train"}'}, "a `train` run (run.json)"),
     ({"run.json": "{", "results.json": '{"status": "interrupted"}'},
      'a run whose results.json says "interrupted"'),
-    ({"tensorboard/low_level/x": ""}, "files of an earlier run (tensorboard/)"),
+    ({"figures/mine.png": "", "report.md": "mine"}, None),
 ])
 def test_what_a_directory_holds_is_said(tmp_path, leave, held):
-    """Whatever a run leaves (a damaged record included) is named; a directory without any
-    name a run writes is taken, and so is one that does not exist yet."""
+    """Whatever record a run leaves (a damaged one included) is named; a directory without any
+    is taken, and so is one that does not exist yet. --overwrite removes nothing from a
+    directory that holds no run, whatever its files are called."""
     for name, text in leave.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
@@ -230,6 +231,10 @@ def test_what_a_directory_holds_is_said(tmp_path, leave, held):
     check_out(tmp_path / "new", overwrite=False)
     check_out(tmp_path, overwrite=True)  # new_run_dir removes it
     check_out(tmp_path, overwrite=None)  # predict's figure, beside a run
+    if held is None:
+        before = _files(tmp_path)
+        new_run_dir(tmp_path, overwrite=True)
+        assert _files(tmp_path) == before
 
 
 def test_overwrite_clears_every_name_a_run_writes(tmp_path):
