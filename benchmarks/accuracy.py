@@ -19,7 +19,7 @@ from pathlib import Path
 from benchmarks.common import bench_main, markdown_table, pyplot
 from fit_vs_tape import options
 from fit_vs_tape.errors import PROG
-from fit_vs_tape.rundir import RunDir, new_run_dir, write_json, write_text
+from fit_vs_tape.rundir import RunDir, check_out, new_run_dir, write_json, write_text
 from shared.config import SIDES
 
 ANCHORS = {"TensorFlow tutorial, 5 epochs": 0.8732, "Zalando benchmark, MLPClassifier relu [100]": 0.871}
@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=options.positive_int, default=5, help="seeds 0..N-1 (default 5)")
     options.add_training_options(
         p, ["--epochs", "--mode", "--limit", "--device", "--strategy", "--cpu-replicas",
-            "--data-dir", "--out"], out="runs/bench-accuracy")
+            "--data-dir", "--out", "--overwrite"], out="runs/bench-accuracy")
     return p
 
 
@@ -87,11 +87,12 @@ def run(args: argparse.Namespace) -> dict:
 
     configs = [options.make_config(args, seed=seed) for seed in range(args.seeds)]
     options.checked(lambda: configs[0].check_sides(SIDES))  # every rule before anything slow
+    check_out(args.out, args.overwrite)  # a directory that holds a run is refused
     choose_device(args.device)
     dataset = load_dataset(args.data_dir)
     options.checked(lambda: configs[0].check_data(len(dataset.x_train)))
     import_tensorflow(args.device, args.cpu_replicas)  # --device gpu without one fails here
-    out = new_run_dir(args.out)
+    out = new_run_dir(args.out, overwrite=args.overwrite)
     accuracies = accuracies_by_side(configs, dataset, args)
     record = {"benchmark": "accuracy", "command": " ".join(sys.argv),
               "seeds": [config.seed for config in configs], "settings": vars(args),

@@ -27,7 +27,7 @@ from benchmarks import common, limits, peers
 from benchmarks.common import THREAD_POLICIES, bench_main, gpu_names, markdown_table, run_worker, worker_main
 from fit_vs_tape import options
 from fit_vs_tape.errors import PROG, UserError
-from fit_vs_tape.rundir import RunDir, new_run_dir, write_json, write_text
+from fit_vs_tape.rundir import RunDir, check_out, new_run_dir, write_json, write_text
 from shared.config import SIDES, TrainConfig
 from shared.order import steps_per_epoch
 
@@ -356,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = options.Parser(prog=f"{PROG} bench speed", description=__doc__.split("\n\n")[0])
     options.add_training_options(
         p, ["--device", "--strategy", "--cpu-replicas", "--mixed-precision", "--epochs", "--limit",
-            "--seed", "--data-dir", "--out"], epochs=3, out="runs/bench-speed")
+            "--seed", "--data-dir", "--out", "--overwrite"], epochs=3, out="runs/bench-speed")
     p.add_argument("--batch-sizes", type=options.whole_numbers, default=[32], metavar="N,N",
                    help="comma-separated (default 32)")
     p.add_argument("--hidden-units", dest="hidden_sizes", type=options.whole_numbers,
@@ -418,6 +418,7 @@ def run(args: argparse.Namespace) -> dict:
     from fit_vs_tape.runtime import load_dataset
 
     configs = checked_configs(args)
+    check_out(args.out, args.overwrite)  # a directory that holds a run: refused before anything slow
     dataset = load_dataset(args.data_dir)  # checks the data (and fetches it) once, up front
     for config in configs:
         n_full = options.checked(lambda: config.check_data(len(dataset.x_train)))
@@ -427,7 +428,7 @@ def run(args: argparse.Namespace) -> dict:
         print(f"peers skipped: {', '.join(gone)} (not installed; see the error at the end)")
     if args.peers and "cpu" not in devices:
         print("--peers: the peer rows run on the CPU only; there are none in this run.")
-    out = new_run_dir(args.out)
+    out = new_run_dir(args.out, overwrite=args.overwrite)
     planned = plan_all(args, configs[0].model, devices, n_full, out,
                        peer_rows=peers.rows([name for name in args.peers if name not in gone]))
     runs = interleaved(planned, args.repeats, quiet=args.quiet)

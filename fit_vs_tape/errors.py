@@ -4,8 +4,10 @@ The teaching code (shared/, high_level/, low_level/) raises ordinary Python exce
 application turns the ones that are the user's to fix into a UserError, which the command line
 prints as one line, ``fit-vs-tape: error: ...``, with no traceback.
 
-Exit codes: 0 done; 1 a non-finite loss stopped training, or a file could not be written (a full
-disk, a lost permission, a removed directory: WriteFailed); 2 a mistake in the command (UserError);
+Exit codes: 0 done; 1 a non-finite loss stopped training, `compare` or `check` found a side that
+differs from fit(), or a file could not be written (a full disk, a lost permission, a removed
+directory: WriteFailed); 2 a mistake in the command (UserError), an exception raised in the code
+a user gave `check` included;
 130 Ctrl-C (SIGINT) and 143 SIGTERM (128 + the signal's number, as a shell reports them).
 """
 

@@ -167,3 +167,18 @@ def test_a_bad_batch_size_is_named_by_the_option_the_user_typed(tiny_data_dir, t
     err = capsys.readouterr().err
     assert err.startswith("fit-vs-tape: error: --batch-sizes 0: "), err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("which", ["speed", "accuracy"])
+def test_a_benchmark_never_replaces_an_earlier_run_unasked(tiny_data_dir, tmp_path, capsys, which):
+    """Its default --out is a fixed folder: a second run there is refused in one line, before
+    anything slow, and the first run's results stay as they were."""
+    out = tmp_path / "bench"
+    out.mkdir()
+    (out / "results.json").write_text(f'{{"benchmark": "{which}"}}')
+    code = main(["bench", which, "--data-dir", str(tiny_data_dir), "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"--out {out}: holds a `bench {which}` run (results.json)" in err and "--overwrite" in err
+    assert (out / "results.json").read_text() == f'{{"benchmark": "{which}"}}'
+    assert sorted(p.name for p in out.iterdir()) == ["results.json"]
