@@ -3,8 +3,7 @@ through its CallbackList.
 
 - EpochTimer: wall-clock seconds of each epoch, timed the same way on every side.
 - RunRecorder: each epoch's logs and seconds, and a fingerprint of what the batch callbacks got,
-  saved after every epoch (the history so far), once it has made sure the epoch's checkpoint
-  has room.
+  saved after every epoch (the history so far).
 - StopOnNaN: stop at the first non-finite loss and remember the epoch and step.
 - GracefulInterrupt: Ctrl-C or SIGTERM stops training between two steps, never in the middle of
   a write.
@@ -23,7 +22,7 @@ from pathlib import Path
 import keras
 
 from fit_vs_tape.errors import RunStopped
-from fit_vs_tape.rundir import ensure_room, weights_bytes, write_json
+from fit_vs_tape.rundir import write_json
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -87,20 +86,15 @@ class RunRecorder(EpochTimer):
         return len(self.epoch_seconds)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.path is not None and self.model is not None:
-            # This runs before the epoch's checkpoint is written (fit()'s BackupAndRestore comes
-            # after every callback the caller passes, the loop saves after its callbacks): no room
-            # for it, and the run stops here, with the last checkpoint and this record still
-            # whole and in step. Should the disk
-            # fill in between, the save fails whole and this record is one epoch ahead of the
-            # checkpoint: resuming cuts it back (runs._in_step_with_checkpoint).
-            ensure_room(self.path.parent, weights_bytes(self.model.count_params()),
-                        f"the checkpoint of epoch {epoch + 1}")
         super().on_epoch_end(epoch, logs)
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
         self.batches.append(self._fingerprint())
         if self.path is not None:
+            # Written before the epoch's checkpoint (fit()'s BackupAndRestore comes after every
+            # callback the caller passes, the loop saves after its callbacks): a checkpoint that
+            # fails to save leaves this record one epoch ahead, and resuming cuts it back
+            # (runs._in_step_with_checkpoint).
             write_json(self.path, {"completed_epochs": self.completed_epochs,
                                    "history": self.history, "epoch_seconds": self.epoch_seconds,
                                    "batches": self.batches})

@@ -149,12 +149,8 @@ def _train_or_compare(args: argparse.Namespace) -> int:
         raise UserError("--mixed-precision: float16 pays only on a GPU, and TensorFlow sees none")
     from fit_vs_tape import runs
 
-    # Room for what the run writes; for --profile, each side's profile (11-18 MB measured).
-    room = rundir.room_for_run(config.hidden_units, len(sides), config.model,
-                               figures=args.command == "compare", profile=args.profile,
-                               resuming=resuming)
-    out = (rundir.new_run_dir(resuming.path, room=room, option="--resume") if resuming
-           else rundir.new_run_dir(args.out, room=room, overwrite=args.overwrite))
+    out = (rundir.new_run_dir(resuming.path, option="--resume") if resuming
+           else rundir.new_run_dir(args.out, overwrite=args.overwrite))
     print(f"data: {dataset.source}   run directory: {out.path}")
     run = runs.RunOptions(verbose=not args.quiet, resume=bool(args.resume), strategy=strategy,
                           tensorboard=not args.no_tensorboard, profile=args.profile)
@@ -190,10 +186,8 @@ def _trace(args: argparse.Namespace) -> int:
     from fit_vs_tape.trace import write_trace
     from fit_vs_tape.trace_record import TraceUnsupported
 
-    room = rundir.room_for_trace(config.hidden_units, len(args.sides), config.model,
-                                 args.resumed_after)
     # A failed trace leaves no directory behind.
-    with rundir.disposable_run_dir(args.out, room=room, overwrite=args.overwrite) as out:
+    with rundir.disposable_run_dir(args.out, overwrite=args.overwrite) as out:
         print(f"data: {dataset.source}   run directory: {out.path}")
         try:
             text, path = write_trace(out, args.sides, config, dataset,
@@ -226,7 +220,7 @@ def _mistakes(args: argparse.Namespace) -> int:
     config, dataset, x, y = _short_run(args)
     from fit_vs_tape import gallery
 
-    out = rundir.new_run_dir(args.out, room=rundir.SMALL_RUN_BYTES, overwrite=args.overwrite)
+    out = rundir.new_run_dir(args.out, overwrite=args.overwrite)
     print(f"data: {dataset.source}   run directory: {out.path}")
     result = gallery.run_gallery(x, y, dataset.x_test, dataset.y_test, config)
     try:

@@ -1,12 +1,11 @@
 """The run directory: every name in it (RunDir), what a run writes, always whole (temporary name,
-then rename), the room it needs, and what ``--resume`` reads back. Nothing here imports
+then rename), and what ``--resume`` reads back. Nothing here imports
 TensorFlow, except saving and loading models, so a wrong ``--resume`` path is reported before
 the slow import."""
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import math
 import os
@@ -22,7 +21,6 @@ from fit_vs_tape.errors import UserError, resume_hint
 from shared.config import SIDES, TrainConfig
 from shared.data import CLASS_NAMES, IMAGE_SIZE
 from shared.files import atomic_path
-from shared.model import parameter_count
 
 
 @dataclass(frozen=True)
@@ -234,11 +232,6 @@ class RunDir:
             elif path.exists() or path.is_symlink():
                 path.unlink()
 
-    def bytes_held(self) -> int:
-        """What the directory's files hold, in bytes (a run being resumed counts against the
-        room it needs)."""
-        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
-
     def start_run(self, command: str, sides: list[str], config: TrainConfig, source: str) -> None:
         """Record what the run is, before training, so that --resume can carry it on."""
         write_json(self.run_file, {"command": command, "sides": sides,
@@ -263,80 +256,6 @@ class RunDir:
         if not self.resumable:
             raise UserError(f"--resume {self.path}: nothing to resume, that run is complete")
         return sides, config, source
-
-
-#: What a run writes, in bytes. Every model file and checkpoint holds float32 weights; with
-#: Adam's two moments (fit()'s model file, both kinds of checkpoint) that is 3 x 4 bytes per
-#: parameter, plus what does not grow with the model. Measured on the tutorial's model (101,770
-#: parameters) with ``find RUN_DIR -type f -printf '%s %p\n'`` on a ``compare --quiet`` of the full
-#: data stopped by SIGTERM in the loop's epoch 2, then resumed to the end (TF 2.21, Keras 3.15.1):
-#:   state/high_level/checkpoint/latest.weights.h5  1,241,600  (BackupAndRestore; metadata 24)
-#:   state/low_level/checkpoint/ckpt-1.*, checkpoint 1,225,033  (tf.train.Checkpoint)
-#:   high_level.keras, state/high_level/final.keras 1,244,618  (with the optimizer)
-#:   custom_step.keras, low_level.keras, final.keras  424,229  (no optimizer: 407,080 + 17,149)
-#:   progress.json, done.json, run.json, results.json, report.md  under 4,000 each
-#:   figures/ of a 3-side compare                       944,215  (about 210,000 per side, the
-#:                                                                rest shared)
-#: The numbers below round these up (overheads to 64 KiB, figures to 256 KiB a side + 512 KiB).
-BYTES_PER_PARAMETER = 3 * 4
-OVERHEAD = 64 * 1024
-FIGURES_PER_SIDE, FIGURES_SHARED = 256 * 1024, 512 * 1024
-MB = 1 << 20  # as messages count a megabyte
-
-
-def weights_bytes(params: int) -> int:
-    """At most the size of one file of ``params`` weights with the optimizer's state: a saved
-    ``.keras`` model, or one epoch's checkpoint (BackupAndRestore's weights file and metadata
-    for fit(), the loop's tf.train.Checkpoint) with the progress record."""
-    return BYTES_PER_PARAMETER * params + OVERHEAD
-
-
-#: Room for one side's --profile trace: traces of this model's second epoch measured 11-18 MB
-#: (--mode epoch, the whole epoch) and less per-step (ten steps): `du` of plugins/profile/.
-PROFILE_BYTES = 20 * 2**20
-
-
-def run_bytes(hidden_units: int, sides: int, figures: bool, model: str = "tutorial") -> int:
-    """At most what a run of ``sides`` sides holds on disk at once: per side its checkpoint (two
-    while the loop writes its next one, before deleting the last), its final model in state/ and
-    its model file; then the figures and report of ``compare``. For the default compare: 16.0 MiB,
-    where the sizes above add up to 8.4 MiB at its fullest, just before state/ is removed."""
-    per_side = 4 * weights_bytes(parameter_count(hidden_units, model))
-    return sides * per_side + ((FIGURES_PER_SIDE * sides + FIGURES_SHARED) if figures else 0)
-
-
-def room_for_run(hidden_units: int, sides: int, model: str, *, figures: bool, profile: bool,
-                 resuming: RunDir | None = None) -> int:
-    """Bytes a train or compare run will write: ``run_bytes``, with each side's profile if
-    ``profile``; less what ``resuming``, a run directory being resumed, holds already."""
-    room = run_bytes(hidden_units, sides, figures, model)
-    if profile:
-        room += sides * PROFILE_BYTES
-    if resuming is not None:
-        room -= resuming.bytes_held()
-    return room
-
-
-#: Room for a run that keeps no checkpoints or models: what `mistakes` and `trace` write.
-SMALL_RUN_BYTES = 16 * OVERHEAD
-
-
-def room_for_trace(hidden_units: int, sides: int, model: str, resumed_after: int) -> int:
-    """Bytes `trace` will write: its events, and with ``resumed_after`` each side's checkpoint
-    (two at once while the loop writes its next)."""
-    if not resumed_after:
-        return SMALL_RUN_BYTES
-    return SMALL_RUN_BYTES + 2 * sides * weights_bytes(parameter_count(hidden_units, model))
-
-
-def ensure_room(directory: str | os.PathLike, nbytes: int, what: str) -> None:
-    """Raise OSError(ENOSPC) naming ``directory`` unless its file system has ``nbytes`` free:
-    checked before a checkpoint or model file is written, so that a full disk stops the run with
-    how much room it needs (the writes themselves fail whole if the disk fills in between)."""
-    free = shutil.disk_usage(directory).free  # a directory gone: FileNotFoundError names it
-    if free < nbytes:
-        raise OSError(errno.ENOSPC, f"No space left on device ({free / MB:.1f} MB free, {what} "
-                                    f"needs {nbytes / MB:.1f} MB)", str(directory))
 
 
 def _read_json(path: Path) -> dict:
@@ -367,13 +286,13 @@ def check_out(out: str | os.PathLike | None, overwrite: bool | None) -> None:
     raise UserError(f"--out {out}: holds {held}; {todo}")
 
 
-def new_run_dir(out: str | os.PathLike | None, root: str = "runs", room: int = 0,
-                option: str = "--out", *, overwrite: bool | None = None) -> RunDir:
+def new_run_dir(out: str | os.PathLike | None, root: str = "runs", option: str = "--out", *,
+                overwrite: bool | None = None) -> RunDir:
     """The directory a run writes into (``runs/<timestamp>/`` by default), created and checked
-    writable, with ``room`` bytes free, now, before any training time is spent. If it is not,
-    nothing is left behind. ``option``: the command-line option that named ``out``, for the
-    message. ``overwrite``: False refuses a directory that holds a run (``check_out``), True
-    removes that run first (``RunDir.clear``), None (predict, explore) writes beside it."""
+    writable now, before any training time is spent. ``option``: the command-line option that
+    named ``out``, for the message. ``overwrite``: False refuses a directory that holds a run
+    (``check_out``), True removes that run first (``RunDir.clear``), None (predict, explore)
+    writes beside it."""
     check_out(out, overwrite)
     if out is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -384,31 +303,24 @@ def new_run_dir(out: str | os.PathLike | None, root: str = "runs", room: int = 0
             path = Path(root) / f"{stamp}-{n}"
     else:
         path = Path(out)
-    created = not path.exists()
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
             pass
         if overwrite:
             RunDir(path).clear()
-        free = shutil.disk_usage(path).free
     except OSError as e:
         raise UserError(f"{option} {path}: cannot write there ({e.strerror or e})") from None
-    if free < room:
-        if created:
-            path.rmdir()
-        raise UserError(f"{option} {path}: not enough room ({free / MB:.1f} MB free, the run "
-                        f"writes up to {room / MB:.1f} MB)")
     return RunDir(path)
 
 
 @contextlib.contextmanager
-def disposable_run_dir(out: str | os.PathLike | None, room: int = 0, *,
+def disposable_run_dir(out: str | os.PathLike | None, *,
                        overwrite: bool | None = None) -> Iterator[RunDir]:
     """``new_run_dir`` for a command that leaves nothing to resume (``trace``): if the work
     inside the ``with`` fails, the directory goes again, when this made it."""
     made = out is None or not Path(out).exists()
-    run = new_run_dir(out, room=room, overwrite=overwrite)
+    run = new_run_dir(out, overwrite=overwrite)
     try:
         yield run
     except BaseException:
@@ -442,8 +354,7 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def save_model(model, path: str | os.PathLike) -> None:
-    """model.save() atomically, if there is room for it."""
-    ensure_room(Path(path).parent, weights_bytes(model.count_params()), "the model file")
+    """model.save() atomically: a failed save leaves no file, nor half a file."""
     with atomic_path(path) as tmp:
         model.save(tmp)
 

@@ -65,17 +65,6 @@ def build_model(hidden_units: int = TrainConfig.hidden_units, mixed_precision: b
                             name=f"fashion_mnist_{model}")
 
 
-def parameter_count(hidden_units: int, model: str = TrainConfig.model) -> int:
-    """``build_model(hidden_units, model=model).count_params()`` without building it (no Keras
-    import): weights and biases of both Dense layers, 101,770 for the tutorial's 128; the
-    regularized model adds batch norm's scale, offset, moving mean and moving variance. Only
-    fit_vs_tape/rundir.py's room estimate uses it, before Keras is imported; bench speed counts
-    from the model itself (benchmarks/limits.py ``model_counts``)."""
-    classes = len(CLASS_NAMES)
-    dense = (IMAGE_SIZE * IMAGE_SIZE + 1) * hidden_units + (hidden_units + 1) * classes
-    return dense + (4 * hidden_units if model == "regularized" else 0)
-
-
 def initial_weights(hidden_units: int, seed: int, model: str = TrainConfig.model) -> list[np.ndarray]:
     """One snapshot of a new model's initial state, drawn from ``seed``, to copy into every
     side's model: the value of every variable, in ``model.variables``' order. For the tutorial's

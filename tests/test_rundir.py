@@ -1,5 +1,4 @@
-"""The run directory (fit_vs_tape/rundir.py RunDir): the one place that names what a run writes,
-and the room it asks for before it writes it."""
+"""The run directory (fit_vs_tape/rundir.py RunDir): the one place that names what a run writes."""
 
 from __future__ import annotations
 
@@ -16,7 +15,7 @@ import pytest
 from fit_vs_tape import gallery
 from fit_vs_tape.cli import main
 from fit_vs_tape.errors import UserError
-from fit_vs_tape.rundir import RunDir, check_out, new_run_dir, room_for_run, run_bytes
+from fit_vs_tape.rundir import RunDir, check_out, new_run_dir
 from shared.config import SIDES, TrainConfig
 
 PREFIX = "renamed-"
@@ -73,30 +72,6 @@ def test_the_gallery_writes_the_names_its_run_dir_gives(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written) == [
         f"{PREFIX}diffs.md", f"{PREFIX}gallery.json", f"{PREFIX}mistakes.png"]
     assert json.loads((tmp_path / f"{PREFIX}gallery.json").read_text()) == result
-
-
-def test_the_room_a_compare_asks_for_covers_it_at_its_fullest(tiny_data_dir, tmp_path, monkeypatch):
-    """Measured just before state/ goes, when every side's checkpoint, final model and model
-    file are on disk beside the figures, report and TensorBoard logs; and a resumed run asks
-    for that room less what its directory holds."""
-    fullest = []
-    remove_state = RunDir.remove_state
-
-    def measured(self: RunDir) -> None:
-        fullest.append(self.bytes_held())
-        assert self.state.is_dir()
-        remove_state(self)
-
-    monkeypatch.setattr(RunDir, "remove_state", measured)
-    out = tmp_path / "run"
-    assert main(["compare", "--limit", "64", "--epochs", "1", "--quiet",
-                 "--data-dir", str(tiny_data_dir), "--out", str(out)]) == 0
-    config = TrainConfig()
-    estimate = run_bytes(config.hidden_units, sides=3, figures=True, model=config.model)
-    assert len(fullest) == 1 and 0 < fullest[0] <= estimate, (fullest, estimate)
-    run_dir = RunDir(out)
-    assert room_for_run(config.hidden_units, 3, config.model, figures=True, profile=False,
-                        resuming=run_dir) == estimate - run_dir.bytes_held()
 
 
 @pytest.mark.parametrize("damage", ["data", "sides", "config", "not json"])
