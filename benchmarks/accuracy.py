@@ -20,7 +20,7 @@ from benchmarks.common import bench_main, markdown_table, pyplot
 from fit_vs_tape import options
 from fit_vs_tape.errors import PROG
 from fit_vs_tape.rundir import RunDir, check_out, new_run_dir, write_json, write_text
-from shared.config import SIDES
+from fit_vs_tape.sides import SIDES
 
 ANCHORS = {"TensorFlow tutorial, 5 epochs": 0.8732, "Zalando benchmark, MLPClassifier relu [100]": 0.871}
 # Two-sided 95% quantiles of Student's t (df 1-30); beyond that the normal's 1.96 is close.
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> dict:
     from fit_vs_tape.runtime import choose_device, environment, import_tensorflow, load_dataset
 
     configs = [options.make_config(args, seed=seed) for seed in range(args.seeds)]
-    options.checked(lambda: configs[0].check_sides(SIDES))  # every rule before anything slow
+    options.check_sides(configs[0], SIDES)  # every rule before anything slow
     check_out(args.out, args.overwrite)  # a directory that holds a run is refused
     choose_device(args.device)
     dataset = load_dataset(args.data_dir)

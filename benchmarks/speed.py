@@ -28,7 +28,8 @@ from benchmarks.common import THREAD_POLICIES, bench_main, gpu_names, markdown_t
 from fit_vs_tape import options
 from fit_vs_tape.errors import PROG, UserError
 from fit_vs_tape.rundir import RunDir, check_out, new_run_dir, write_json, write_text
-from shared.config import SIDES, TrainConfig
+from fit_vs_tape.sides import SIDES
+from shared.config import TrainConfig
 from shared.order import steps_per_epoch
 
 
@@ -387,7 +388,7 @@ def checked_configs(args: argparse.Namespace) -> list[TrainConfig]:
                    for b in args.batch_sizes for h in args.hidden_sizes]
     except UserError as e:  # TrainConfig's rule names --batch-size; the user typed --batch-sizes
         raise UserError(str(e).replace("--batch-size ", "--batch-sizes ", 1)) from None
-    options.checked(lambda: configs[0].check_sides(SIDES))
+    options.check_sides(configs[0], SIDES)
     if not rows_for(args.strategy, args.rows):
         raise UserError(f"--rows {','.join(args.rows)}: none of these runs under --strategy "
                         f"{args.strategy}; these do: {', '.join(r.key for r in rows_for(args.strategy))}")

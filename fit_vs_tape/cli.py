@@ -18,7 +18,7 @@ from fit_vs_tape.errors import (
     resume_hint,
 )
 from fit_vs_tape.options import SHORT_NAMES
-from shared.config import SIDES
+from fit_vs_tape.sides import SIDES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,7 +136,7 @@ def _train_or_compare(args: argparse.Namespace) -> int:
         sides = [SHORT_NAMES[args.side]] if args.command == "train" else args.sides
         data_dir = args.data_dir
         rundir.check_out(args.out, args.overwrite)  # a run there: refused now, not after the import
-    options.checked(lambda: config.check_sides(sides))
+    options.check_sides(config, sides)
     options.check_logging(args, config)
     runtime.choose_device(args.device)
     dataset = runtime.load_dataset(data_dir)

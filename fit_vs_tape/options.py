@@ -3,7 +3,8 @@
 What a training setting may be is decided by ``shared.config.TrainConfig`` (its rules raise
 ValueError); here the options are only spelled, parsed and turned into a TrainConfig, whose
 ValueError becomes the one-line ``fit-vs-tape: error: ...``. Options that are not training
-settings (the benchmarks' --seeds, --repeats, ...) have their rules here, once.
+settings (the benchmarks' --seeds, --repeats, ...), and the settings a chosen side cannot run
+with (check_sides, asking the side), have their rules here, once.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import argparse
 from collections.abc import Iterable
 
 from fit_vs_tape.errors import UserError
-from shared.config import DEVICES, MODELS, MODES, SIDES, STRATEGIES, TrainConfig
+from fit_vs_tape.sides import SIDES
+from shared.config import DEVICES, MODELS, MODES, STRATEGIES, TrainConfig
 from shared.data import CLASS_NAMES
 
 #: The command line's short names of the sides (``train --side``) -> their names (results.json).
@@ -209,6 +211,15 @@ def make_config(args: argparse.Namespace, **settings) -> TrainConfig:
         if fields.get("mode") == "graph":
             fields["mode"] = "xla"
     return checked(lambda: TrainConfig(**{**fields, **settings}))
+
+
+def check_sides(config: TrainConfig, sides: Iterable[str]) -> None:
+    """The rule of the sides chosen with these settings: a side that cannot run under
+    --strategy multiworker (fit()'s) is refused before anything slow."""
+    if config.strategy == "multiworker" and not all(SIDES[side].runs_multiworker for side in sides):
+        raise UserError("--strategy multiworker: Keras 3's fit() does not run under "
+                        "MultiWorkerMirroredStrategy (keras-team/keras#20585); the loop "
+                        "does: fit-vs-tape train --side low --strategy multiworker")
 
 
 def check_logging(args: argparse.Namespace, config: TrainConfig) -> None:

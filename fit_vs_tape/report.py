@@ -12,8 +12,8 @@ import numpy as np
 from fit_vs_tape import profile_timeline
 from fit_vs_tape.rundir import RunDir, write_text
 from fit_vs_tape.runtime import quiet_tensorflow
+from fit_vs_tape.sides import SIDES
 from shared import plotting
-from shared.config import SIDES
 
 #: The tutorial shows test images 0 and 12 beside their probability bars.
 TUTORIAL_TEST_IMAGES = (0, 12)
@@ -99,12 +99,9 @@ def tensorboard_section(out: RunDir, sides) -> list[str]:
     if profiled:
         lines += [f"Profiler traces of the second epoch ({', '.join(profiled)}): TensorBoard's "
                   "Profile tab, after `pip install tensorboard-plugin-profile`.", ""]
-    if any(SIDES[side].uses_fit for side in sides):
-        # Measured in docs/benchmarks.md: enough to tilt a compare's seconds towards the loop.
-        lines += ["The seconds above include this logging, and it costs `fit()` more than the "
-                  "loop: Keras' TensorBoard callback does some work at every step (even with "
-                  "`update_freq=\"epoch\"`), the loop's logger once per epoch. To time without "
-                  "it: `--no-tensorboard`, or `fit-vs-tape bench speed`.", ""]
+    for note in dict.fromkeys(SIDES[side].tensorboard_note for side in sides):  # each note once
+        if note:
+            lines += [note, ""]
     return lines
 
 
@@ -178,11 +175,13 @@ def write_report(out: RunDir, record: Mapping, comparison: Comparison, data, cla
     fig_dir.mkdir(exist_ok=True)
     labels, sides = comparison.labels, list(comparison.labels)
     predicted = {labels[s]: comparison.probabilities[s].argmax(axis=1) for s in sides}
+    colors = {labels[s]: SIDES[s].color for s in sides}
     curves = [
         ("Training curves of every side", plotting.training_curves(
-            {labels[s]: record[s]["history"] for s in sides}, fig_dir / "curves.png")),
+            {labels[s]: record[s]["history"] for s in sides}, fig_dir / "curves.png", colors)),
         ("Seconds per epoch", plotting.epoch_times(
-            {labels[s]: record[s]["epoch_seconds"] for s in sides}, fig_dir / "epoch_seconds.png")),
+            {labels[s]: record[s]["epoch_seconds"] for s in sides}, fig_dir / "epoch_seconds.png",
+            colors)),
         ("Confusion matrices on the test set", plotting.confusion_matrices(
             data.y_test, predicted, class_names, fig_dir / "confusion.png")),
         ("Test images they classify differently", plotting.disagreements(

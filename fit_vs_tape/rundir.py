@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fit_vs_tape.errors import UserError, resume_hint
-from shared.config import SIDES, TrainConfig
+from fit_vs_tape.sides import SIDES
+from shared.config import TrainConfig
 from shared.data import CLASS_NAMES, IMAGE_SIZE
 from shared.files import atomic_path
 

@@ -2,31 +2,26 @@
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 
-from fit_vs_tape import fit_checkpoint
 from fit_vs_tape.callbacks import GracefulInterrupt, RunRecorder, StopOnNaN
 from fit_vs_tape.errors import RunStopped, UserError, resume_hint
 from fit_vs_tape.report import Comparison, Pair, write_report
 from fit_vs_tape.rundir import RunDir, SideState, load_model, save_model, write_json
 from fit_vs_tape.runtime import environment, make_strategy
+from fit_vs_tape.sides import SIDES, Side
 from fit_vs_tape.tb_logs import tensorboard_callback
-from low_level import checkpoint as loop_checkpoint
 from low_level.checkpoint import CheckpointMismatch
 from shared import data as data_lib
-from shared.config import SIDES, TrainConfig
+from shared.config import TrainConfig
 from shared.model import initial_weights, max_abs_weight_diff, model_from_weights
-
-LABELS = {name: side.label for name, side in SIDES.items()}
 
 
 @dataclass
@@ -96,15 +91,11 @@ def make_splits(dataset: data_lib.FashionMNIST, config: TrainConfig) -> Splits:
     return Splits(x, y, validation, dataset.x_test, dataset.y_test)
 
 
-def implementation(name: str) -> ModuleType:
-    """The module of side ``name`` (shared.config.SIDES): they share their public names."""
-    return importlib.import_module(SIDES[name].module)
-
-
 def run_side(name: str, weights: list[np.ndarray], splits: Splits, config: TrainConfig,
              run: RunOptions = RunOptions(), *, state: SideState | None = None,
              callbacks: Sequence = (), log_dir: Path | None = None) -> SideResult:
-    """Train one side from ``weights``, then evaluate and predict on the test set.
+    """Train side ``name`` (fit_vs_tape.sides.SIDES) from ``weights``, then evaluate and
+    predict on the test set.
 
     With ``state`` (its folder in the run directory) the side can be resumed: progress and
     checkpoints are kept there after every epoch, and a side that already finished is loaded
@@ -112,20 +103,20 @@ def run_side(name: str, weights: list[np.ndarray], splits: Splits, config: Train
     ``log_dir``: where its TensorBoard logs go (none if None; with ``run.profile``, a window of
     its second epoch is profiled there too, unless it resumes).
     """
-    impl = implementation(name)
+    side = SIDES[name]
     if state is not None and state.done.is_file():
         done = json.loads(state.done.read_text())
         model = load_model(state.final_model)
     else:
-        model, done = _train_side(name, weights, splits, config, run, state=state,
+        model, done = _train_side(side, weights, splits, config, run, state=state,
                                   callbacks=callbacks, log_dir=log_dir)
-    test = impl.evaluate(model, splits.x_test, splits.y_test, config)
-    probabilities = impl.predict(model, splits.x_test, config)
+    test = side.evaluate(model, splits.x_test, splits.y_test, config)
+    probabilities = side.predict(model, splits.x_test, config)
     return SideResult(model, done["history"], test["loss"], test["accuracy"], done["epoch_seconds"],
                       probabilities, done["stopped"], done.get("batches", []))
 
 
-def _train_side(name: str, weights: list[np.ndarray], splits: Splits, config: TrainConfig,
+def _train_side(side: Side, weights: list[np.ndarray], splits: Splits, config: TrainConfig,
                 run: RunOptions, *, state: SideState | None, callbacks: Sequence,
                 log_dir: Path | None) -> tuple:
     """run_side's training, resumed from ``state`` if it holds progress; the model, and what
@@ -135,12 +126,12 @@ def _train_side(name: str, weights: list[np.ndarray], splits: Splits, config: Tr
         state.directory.mkdir(parents=True, exist_ok=True)
         progress = RunRecorder.load(state.progress)
         if progress is not None:
-            progress = _in_step_with_checkpoint(progress, name, state)
+            progress = _in_step_with_checkpoint(progress, side.saved_epochs(state.checkpoint), state)
     recorder = RunRecorder(state.progress if state else None, progress)
     nan_guard = StopOnNaN()
     if log_dir is not None:
         callbacks = [*callbacks, tensorboard_callback(
-            name, log_dir, config, len(splits.x_train), run.profile and recorder.completed_epochs == 0)]
+            side, log_dir, config, len(splits.x_train), run.profile and recorder.completed_epochs == 0)]
     # fit() and the loop alike: model (and, inside train, optimizer and metrics) are created
     # under the strategy's scope, so the weights and the optimizer's variables are mirrored on
     # every replica (the metrics' are per replica, summed when read, at Keras 3.15, since
@@ -148,9 +139,11 @@ def _train_side(name: str, weights: list[np.ndarray], splits: Splits, config: Tr
     strategy = run.strategy or make_strategy(config.strategy, config.cpu_replicas)
     with strategy.scope():
         model = model_from_weights(config.hidden_units, weights, config.mixed_precision, config.model)
-        saving, checkpoint_dir = checkpointing(name, state.checkpoint if state else None)
+        # fit()'s sides get the application's BackupAndRestore through callbacks=, the loop its
+        # own checkpoint through checkpoint_dir (fit_vs_tape/sides.py).
+        saving, checkpoint_dir = side.checkpointing(state.checkpoint if state else None)
         try:
-            implementation(name).train(
+            side.train(
                 model, splits.x_train, splits.y_train, config, splits.validation,
                 [recorder, *([nan_guard] if run.stop_on_nan else []), *callbacks, *saving],
                 verbose=run.verbose, initial_epoch=recorder.completed_epochs,
@@ -169,28 +162,11 @@ def _train_side(name: str, weights: list[np.ndarray], splits: Splits, config: Tr
     return model, done
 
 
-def checkpointing(name: str, directory: Path | None) -> tuple[list, Path | None]:
-    """How side ``name`` saves to and resumes from ``directory``: the callbacks to add and the
-    ``checkpoint_dir`` to pass. fit()'s sides get the application's BackupAndRestore through
-    ``callbacks=`` (it saves Dropout's generator too, and each save whole:
-    fit_vs_tape/fit_checkpoint.py), the loop its own checkpoint (low_level/checkpoint.py)."""
-    if directory is None:
-        return [], None
-    if SIDES[name].uses_fit:
-        return [fit_checkpoint.BackupAndRestore(directory)], None
-    return [], directory
-
-
-def saved_epochs(name: str, directory: Path) -> int:
-    """How many completed epochs the checkpoint of side ``name`` in ``directory`` holds."""
-    return (fit_checkpoint if SIDES[name].uses_fit else loop_checkpoint).saved_epochs(directory)
-
-
-def _in_step_with_checkpoint(progress: dict, name: str, state: SideState) -> dict:
-    """A side's saved progress cut back to the epochs its checkpoint holds. The progress record
-    is written just before each checkpoint, so a checkpoint that failed to save (a full disk)
-    leaves the record one epoch ahead: on resume that epoch is trained again, identically."""
-    saved = saved_epochs(name, state.checkpoint)
+def _in_step_with_checkpoint(progress: dict, saved: int, state: SideState) -> dict:
+    """A side's saved progress cut back to the ``saved`` epochs its checkpoint holds. The
+    progress record is written just before each checkpoint, so a checkpoint that failed to save
+    (a full disk) leaves the record one epoch ahead: on resume that epoch is trained again,
+    identically."""
     done = progress["completed_epochs"]
     if saved > done:
         raise UserError(f"cannot resume: {state.checkpoint} holds {saved} epochs, but "
@@ -242,7 +218,7 @@ def epoch_table(results: dict[str, SideResult]) -> str:
     heads = [k.replace("accuracy", "acc") for k in keys] + ["seconds"]
     block = len(heads) * 10 - 1
     lines = [
-        "      | " + " | ".join(f"{LABELS[name]:^{block}}" for name in results),
+        "      | " + " | ".join(f"{SIDES[name].label:^{block}}" for name in results),
         "epoch | " + " | ".join(" ".join(f"{h:>9}" for h in heads) for _ in results),
     ]
     lines.append("-" * len(lines[-1]))
@@ -261,7 +237,7 @@ def compare_sides(results: dict[str, SideResult]) -> Comparison:
     pairs = [Pair(a, b, max_abs_weight_diff(results[a].model, results[b].model),
                   float(np.mean(predicted[i] == predicted[j])), differences(results[a], results[b]))
              for (i, a), (j, b) in itertools.combinations(enumerate(results), 2)]
-    return Comparison({name: LABELS[name] for name in results}, pairs,
+    return Comparison({name: SIDES[name].label for name in results}, pairs,
                       {name: r.probabilities for name, r in results.items()},
                       int((predicted == predicted[0]).all(axis=0).sum()))
 
@@ -300,8 +276,7 @@ def _train_sides(names: Sequence[str], config: TrainConfig, splits: Splits, out:
         try:
             for name in names:
                 if len(names) > 1:
-                    print(f"\n== {LABELS[name]} ({SIDES[name].module.replace('.', '/')}.py), "
-                          f"mode {config.mode}")
+                    print(f"\n== {SIDES[name].label} ({SIDES[name].source}), mode {config.mode}")
                 results[name] = run_side(
                     name, weights, splits, config, run, state=out.side_state(name),
                     callbacks=[interrupt], log_dir=out.logs(name) if run.tensorboard else None)
@@ -318,7 +293,7 @@ def _train_sides(names: Sequence[str], config: TrainConfig, splits: Splits, out:
 def _report_nan(results: dict[str, SideResult]) -> bool:
     for name, result in results.items():
         if result.stopped:
-            print(f"{LABELS[name]}: loss became non-finite in epoch {result.stopped['epoch']}, "
+            print(f"{SIDES[name].label}: loss became non-finite in epoch {result.stopped['epoch']}, "
                   f"step {result.stopped['step']}: training stopped there")
     return any(r.stopped for r in results.values())
 
@@ -353,13 +328,13 @@ def compare(config: TrainConfig, dataset: data_lib.FashionMNIST, out: RunDir,
     results = _train_sides(list(sides), config, splits, out, run, "compare")
     comparison = compare_sides(results)
     print("\n" + epoch_table(results))
-    print("\ntest accuracy: " + ", ".join(f"{LABELS[name]} {r.test_accuracy:.4f}"
+    print("\ntest accuracy: " + ", ".join(f"{SIDES[name].label} {r.test_accuracy:.4f}"
                                           for name, r in results.items()))
     for pair in comparison.pairs:
-        print(f"largest weight difference, {LABELS[pair.a]} vs {LABELS[pair.b]}: "
-              f"{pair.max_abs_weight_diff:.3g}")
+        a, b = comparison.labels[pair.a], comparison.labels[pair.b]
+        print(f"largest weight difference, {a} vs {b}: {pair.max_abs_weight_diff:.3g}")
         for what in pair.differences:
-            print(f"  but {LABELS[pair.a]} and {LABELS[pair.b]} differ in {what}")
+            print(f"  but {a} and {b} differ in {what}")
     n_test = len(splits.y_test)
     print(("all bit-identical\n" if comparison.bit_identical else
            "the sides differ: not bit-identical (exit code 1)\n")

@@ -18,10 +18,11 @@ import numpy as np
 
 from fit_vs_tape import trace_tree
 from fit_vs_tape.rundir import RunDir, write_json
-from fit_vs_tape.runs import Splits, checkpointing, implementation, make_splits
+from fit_vs_tape.runs import Splits, make_splits
 from fit_vs_tape.runtime import environment
+from fit_vs_tape.sides import SIDES
 from fit_vs_tape.trace_record import DRIVERS, KERAS_SRC, Recorder, TraceUnsupported, recording
-from shared.config import SIDES, TrainConfig
+from shared.config import TrainConfig
 from shared.data import FashionMNIST
 from shared.model import initial_weights, model_from_weights
 
@@ -56,17 +57,17 @@ def trace_side(side: str, splits: Splits, config: TrainConfig, weights: list[np.
     ``checkpoint_dir`` and stopping as an interrupted run stops; then record the resumed run,
     which restores it and trains the remaining epochs. ``record=False``: the same training with
     nothing observed (to check the trace changes nothing)."""
-    impl = implementation(side)
+    impl = SIDES[side]
     if resumed_after:
         if checkpoint_dir is None:
             raise ValueError("a resumed trace needs a checkpoint_dir")
-        saving, directory = checkpointing(side, checkpoint_dir)
+        saving, directory = impl.checkpointing(checkpoint_dir)
         impl.train(model_from_weights(config.hidden_units, weights, model=config.model), splits.x_train,
                    splits.y_train, config, splits.validation, [_StopAfter(resumed_after), *saving],
                    verbose=False, checkpoint_dir=directory)
     model = model_from_weights(config.hidden_units, weights, model=config.model)
     recorder = Recorder()
-    saving, directory = checkpointing(side, checkpoint_dir)
+    saving, directory = impl.checkpointing(checkpoint_dir)
     with (recording(recorder) if record else contextlib.nullcontext(None)) as callback:
         impl.train(model, splits.x_train, splits.y_train, config, splits.validation,
                    [*([callback] if callback else []), *saving], verbose=False,

@@ -1,9 +1,9 @@
 """The one training configuration every side reads, and the rules it must follow.
 
 Every rule about what a setting may be lives here, once: ``TrainConfig`` checks itself when it is
-made, and ``check_data`` / ``check_sides`` check it against the data and the sides that
-will run it. They raise ``ValueError`` naming the setting by its command-line option, so the
-command line and the Python API (a notebook) give the same message.
+made, and ``check_data`` checks it against the data it will train on. They raise ``ValueError``
+naming the setting by its command-line option, so the command line and the Python API (a
+notebook) give the same message. Which settings a side cannot run with is the side's to say.
 """
 
 from __future__ import annotations
@@ -25,37 +25,6 @@ MODELS = ("tutorial", "regularized")
 STRATEGIES = ("default", "mirrored", "multiworker")
 #: Where to train: hide every GPU, require one, or TensorFlow's own choice.
 DEVICES = ("cpu", "gpu", "auto")
-
-
-@dataclass(frozen=True)
-class Side:
-    """One side of the comparison: a rung of the ladder from fit() to a loop of your own. "Side"
-    is the project's one word for it: the command line's ``--side``/``--sides``, results.json's
-    keys and ``"side"``, and the code's ``SIDES``."""
-
-    name: str
-    """Its name in results.json and file names."""
-    module: str
-    """The module with its train, evaluate and predict."""
-    label: str
-    """Its name in tables and figures."""
-    short: str
-    """How the command line names it (``train --side``, ``compare --sides``)."""
-    color: str
-    """Its colour in figures."""
-    uses_fit: bool
-    """Whether fit() drives it (and so whatever fit() cannot do, it cannot either)."""
-
-
-#: The sides, in the order of the ladder: fit(); fit() driving your own train_step;
-#: your own loop.
-SIDES = {
-    "high_level": Side("high_level", "high_level.train", "fit()", "high", "tab:blue", True),
-    "custom_step": Side("custom_step", "high_level.custom_step", "fit() + own train_step", "step",
-                        "tab:green", True),
-    "low_level": Side("low_level", "low_level.train", "GradientTape loop", "low", "tab:orange",
-                      False),
-}
 
 
 @dataclass(frozen=True)
@@ -171,13 +140,6 @@ class TrainConfig:
                 f"--steps-per-execution {self.steps_per_execution}: must divide the {steps} steps "
                 f"of an epoch ({', '.join(map(str, fits[:8]))}{', ...' if len(fits) > 8 else ''}); "
                 "fit() would run its last execution on into the next epoch's batches")
-
-    def check_sides(self, sides) -> None:
-        """Check that the sides named in ``sides`` can run with these settings."""
-        if self.strategy == "multiworker" and any(SIDES[side].uses_fit for side in sides):
-            raise ValueError("--strategy multiworker: Keras 3's fit() does not run under "
-                             "MultiWorkerMirroredStrategy (keras-team/keras#20585); the loop "
-                             "does: fit-vs-tape train --side low --strategy multiworker")
 
     def class_weight_dict(self) -> dict[int, float] | None:
         """``class_weight`` as fit() takes it: class index -> weight."""

@@ -16,11 +16,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from shared.config import SIDES  # noqa: E402
 from shared.files import atomic_path  # noqa: E402
 
 TRUE_COLOR, WRONG_COLOR, OTHER_COLOR = "tab:blue", "tab:red", "#999999"
-SIDE_COLORS = {side.label: side.color for side in SIDES.values()}
 #: For a figure of many lines (the mistakes gallery's): a colour each, then a marker each, so no
 #: two lines look alike: tab10's ten colours, then four far from them.
 LINE_COLORS = (*(f"tab:{c}" for c in ("blue", "orange", "green", "red", "purple", "brown", "pink",
@@ -157,12 +155,14 @@ def probability_bars(
     return save_figure(fig, path)
 
 
-def training_curves(histories: Mapping[str, Mapping[str, list[float]]], path: str | os.PathLike) -> Path:
-    """Loss and accuracy per epoch of each side, overlaid; validation dashed."""
+def training_curves(histories: Mapping[str, Mapping[str, list[float]]], path: str | os.PathLike,
+                    colors: Mapping[str, str] | None = None) -> Path:
+    """Loss and accuracy per epoch of each side, overlaid; validation dashed. ``colors``: a
+    side's colour by its label (the rest: matplotlib's)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for i, (label, history) in enumerate(histories.items()):
-            color = SIDE_COLORS.get(label)
+            color = (colors or {}).get(label)
             epochs = np.arange(1, len(history[metric]) + 1)
             # Identical curves would hide each other: each later one is thinner, with markers.
             style = ({"lw": 3.5, "alpha": 0.6}, {"lw": 2, "marker": "s", "ms": 8, "mfc": "none"},
@@ -181,13 +181,15 @@ def training_curves(histories: Mapping[str, Mapping[str, list[float]]], path: st
     return save_figure(fig, path)
 
 
-def epoch_times(epoch_seconds: Mapping[str, Sequence[float]], path: str | os.PathLike) -> Path:
-    """Seconds per epoch of each side, side by side (epoch 1 includes tracing)."""
+def epoch_times(epoch_seconds: Mapping[str, Sequence[float]], path: str | os.PathLike,
+                colors: Mapping[str, str] | None = None) -> Path:
+    """Seconds per epoch of each side, side by side (epoch 1 includes tracing). ``colors``: a
+    side's colour by its label (the rest: matplotlib's)."""
     fig, ax = plt.subplots(figsize=(7, 3.8))
     width = 0.8 / max(1, len(epoch_seconds))
     for i, (label, seconds) in enumerate(epoch_seconds.items()):
         x = np.arange(1, len(seconds) + 1) + (i - (len(epoch_seconds) - 1) / 2) * width
-        bars = ax.bar(x, seconds, width, label=label, color=SIDE_COLORS.get(label))
+        bars = ax.bar(x, seconds, width, label=label, color=(colors or {}).get(label))
         ax.bar_label(bars, fmt="%.2f", fontsize=7)
     ax.set_xlabel("epoch (the first includes tracing and compiling)")
     ax.set_ylabel("seconds")

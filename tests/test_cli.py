@@ -8,7 +8,11 @@ import sys
 
 import pytest
 
+from fit_vs_tape import options
 from fit_vs_tape.cli import main
+from fit_vs_tape.errors import UserError
+from fit_vs_tape.sides import SIDES
+from shared.config import TrainConfig
 
 
 def test_help_lists_commands(capsys):
@@ -63,6 +67,12 @@ def test_train_one_side(tiny_data_dir, tmp_path, capsys):
     assert "test accuracy" in capsys.readouterr().out
 
 
+#: What a side fit() drives says of --strategy multiworker (the loop runs under it).
+_MULTIWORKER = ("--strategy multiworker: Keras 3's fit() does not run under "
+                "MultiWorkerMirroredStrategy (keras-team/keras#20585); the loop does: "
+                "fit-vs-tape train --side low --strategy multiworker")
+
+
 @pytest.mark.parametrize(
     "argv, needle",
     [
@@ -87,6 +97,8 @@ def test_train_one_side(tiny_data_dir, tmp_path, capsys):
         (["compare", "--class-weight", "6:2"], "argument --class-weight: '6:2' is not CLASS=WEIGHT"),
         (["compare", "--class-weight", "10=2"], "argument --class-weight: '10=2': the class must be 0-9"),
         (["compare", "--class-weight", "6=-1"], "--class-weight (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, -1.0"),
+        (["compare", "--sides", "step,low", "--strategy", "multiworker"], _MULTIWORKER),
+        (["train", "--side", "high", "--strategy", "multiworker"], _MULTIWORKER),
     ],
 )
 def test_user_mistakes_are_one_line_and_exit_2(argv, needle, capsys, tmp_path):
@@ -99,6 +111,15 @@ def test_user_mistakes_are_one_line_and_exit_2(argv, needle, capsys, tmp_path):
     assert needle in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "out").exists()  # nothing written for a mistake
+
+
+def test_only_the_sides_fit_drives_refuse_multiworker():
+    config = TrainConfig(strategy="multiworker")
+    options.check_sides(config, ["low_level"])  # the loop runs under it
+    for side in ("high_level", "custom_step"):
+        with pytest.raises(UserError, match=r"keras-team/keras#20585"):
+            options.check_sides(config, ["low_level", side])
+    options.check_sides(TrainConfig(), list(SIDES))
 
 
 @pytest.mark.parametrize("command", ["compare", "train"])

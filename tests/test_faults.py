@@ -23,7 +23,7 @@ from fit_vs_tape.callbacks import GracefulInterrupt
 from fit_vs_tape.errors import RunStopped
 from fit_vs_tape.options import SHORT_NAMES
 from fit_vs_tape.rundir import load_model
-from fit_vs_tape.runs import saved_epochs
+from fit_vs_tape.sides import SIDES
 from shared.config import TrainConfig
 from shared.model import initial_weights, max_abs_weight_diff, model_from_weights
 from tests.conftest import RESUME_EPOCHS, resume_options, start_cli, synthetic, wait_for_file
@@ -93,7 +93,7 @@ def test_full_disk_mid_run_then_resume_is_bit_identical(tmp_path, resume_referen
         state = run / "state" / "high_level"
         _one_line_no_space(err, state, f"fit-vs-tape compare --resume {run}")
         done = json.loads((state / "progress.json").read_text())["completed_epochs"]
-        assert saved_epochs("high_level", state / "checkpoint") in (done, done - 1)  # no further apart
+        assert SIDES["high_level"].saved_epochs(state / "checkpoint") in (done, done - 1)  # no further apart
         assert not list(run.rglob(".*"))
 
         filler.unlink()  # space freed
@@ -161,7 +161,7 @@ def test_disk_full_during_the_checkpoint_write_then_resume_is_bit_identical(
         _one_line_no_space(proc.stderr, state / "checkpoint", f"fit-vs-tape train --resume {run}")
         assert "the checkpoint of epoch 2 was not written" in proc.stderr
         assert json.loads((state / "progress.json").read_text())["completed_epochs"] == 2
-        assert saved_epochs(SHORT_NAMES[impl], state / "checkpoint") == 1  # epoch 1's checkpoint, whole
+        assert SIDES[SHORT_NAMES[impl]].saved_epochs(state / "checkpoint") == 1  # epoch 1's checkpoint, whole
         assert not list(run.rglob(".*"))  # no temporary file left behind
 
         filler.unlink()
@@ -215,7 +215,7 @@ def test_write_permission_lost_mid_run_is_one_line_and_keeps_the_last_checkpoint
     assert lines[0].startswith(f"fit-vs-tape: error: {state}"), lines[0]
     assert ": permission denied" in lines[0], lines[0]
     assert lines[0].endswith(f"resume with: fit-vs-tape train --resume {run}"), lines[0]
-    assert saved_epochs(SHORT_NAMES[impl], state / "checkpoint") == 1
+    assert SIDES[SHORT_NAMES[impl]].saved_epochs(state / "checkpoint") == 1
     assert not list(run.rglob(".*"))
 
 
@@ -252,7 +252,7 @@ def test_a_disk_too_small_for_a_checkpoint_stops_at_its_write_then_resume_is_bit
         state = run / "state" / "high_level"
         _one_line_no_space(err, state / "checkpoint", f"fit-vs-tape compare --resume {run}")
         assert "the checkpoint of epoch 1 was not written" in err
-        assert saved_epochs("high_level", state / "checkpoint") == 0
+        assert SIDES["high_level"].saved_epochs(state / "checkpoint") == 0
         assert not list(run.rglob(".*"))
 
         subprocess.run(["mount", "-o", "remount,size=40m", str(disk)], check=True)  # room made

@@ -13,11 +13,11 @@ import pytest
 import high_level.custom_step as step
 import high_level.train as high
 import low_level.train as low
-from fit_vs_tape import runs
 from fit_vs_tape.callbacks import StopOnNaN
 from fit_vs_tape.cli import main
 from fit_vs_tape.options import SHORT_NAMES
 from fit_vs_tape.rundir import load_model
+from fit_vs_tape.sides import SIDES
 from shared import data
 from shared.config import TrainConfig
 from shared.model import (
@@ -152,7 +152,7 @@ def test_interrupted_three_way_compare_resumes_bit_identical(tmp_path):
 def test_a_resumed_regularized_run_restores_dropout_and_batch_norm_state(tmp_path, impl):
     """Stopped after epoch 1 and resumed into a fresh model (whose seed generator starts again),
     every rung ends bit-identical to an unstopped run with the checkpoint the application gives
-    it (runs.checkpointing): they restore batch norm's moving statistics (weights) and Dropout's
+    it (its side's checkpointing): they restore batch norm's moving statistics (weights) and Dropout's
     seed generator state. Keras' own BackupAndRestore, the lesson's checkpoint_dir on fit()'s
     rungs, leaves that state out (keras-team/keras#19796): its masks repeat epoch 1's."""
     module = {"high": high, "step": step, "low": low}[impl]
@@ -174,7 +174,7 @@ def test_a_resumed_regularized_run_restores_dropout_and_batch_norm_state(tmp_pat
                             checkpoint_dir=checkpoint_dir)
         return resumed, rest
 
-    resumed, rest = stop_then_resume(tmp_path / "app", lambda d: runs.checkpointing(name, d))
+    resumed, rest = stop_then_resume(tmp_path / "app", SIDES[name].checkpointing)
     assert max_abs_weight_diff(resumed, unstopped) == 0.0
     assert {key: values[-1:] for key, values in history.items()} == rest
     seeds = [[v.numpy().tolist() for v in seed_generators(m)]

@@ -16,7 +16,8 @@ from fit_vs_tape import gallery
 from fit_vs_tape.cli import main
 from fit_vs_tape.errors import UserError
 from fit_vs_tape.rundir import RunDir, check_out, new_run_dir
-from shared.config import SIDES, TrainConfig
+from fit_vs_tape.sides import SIDES
+from shared.config import TrainConfig
 
 PREFIX = "renamed-"
 

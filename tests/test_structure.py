@@ -66,6 +66,33 @@ def test_the_middle_rung_calls_fit_as_the_first_does():
     assert fit_call(ROOT / "high_level" / "custom_step.py") == fit_call(ROOT / "high_level" / "train.py")
 
 
+def test_the_application_calls_the_sides_through_objects():
+    """One registry of sides (fit_vs_tape/sides.py): the rest of the application and the
+    benchmarks ask a side what to do, never whether fit() drives it, and import the lesson by
+    name, never by a module-path string (only `check` loads a user's module so)."""
+    from fit_vs_tape.sides import SIDES, FitSide, LoopSide, Side
+
+    found = []
+    for path in sorted([*(ROOT / "fit_vs_tape").glob("*.py"), *(ROOT / "benchmarks").glob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            name = node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", None)
+            if name == "uses_fit" and path.name != "sides.py":
+                found.append(f"{path.name}:{node.lineno} asks uses_fit")
+            if name in ("import_module", "__import__") and path.name != "user_code.py":
+                found.append(f"{path.name}:{node.lineno} imports by a string")
+    assert found == []
+    # Every kind of side answers every question; every side names its own module's file.
+    def answers(kind):
+        return {name for name in vars(kind) if not name.startswith("_")}
+
+    assert answers(FitSide) == answers(LoopSide) and answers(FitSide) > {"checkpointing", "uses_fit"}
+    assert len({side.short for side in SIDES.values()}) == len(SIDES)
+    for name, side in SIDES.items():
+        assert isinstance(side, Side) and side.name == name
+        assert (ROOT / side.source).is_file(), side.source
+        assert all(callable(getattr(side, f)) for f in ("train", "evaluate", "predict"))
+
+
 @pytest.mark.parametrize("tool", [["ruff", "check", "."], ["lint-imports"]])
 def test_lint_and_layers(tool):
     if shutil.which(tool[0]) is None:

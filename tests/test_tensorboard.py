@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from fit_vs_tape.cli import main
-from fit_vs_tape.tb_logs import calls_per_epoch, profile_window, read_scalars
-from shared.config import SIDES, TrainConfig
+from fit_vs_tape.sides import SIDES
+from fit_vs_tape.tb_logs import profile_window, read_scalars
+from shared.config import TrainConfig
 from tests.conftest import write_dataset
 
 #: Its tests share a module-scoped fixture or cache: they run on one xdist worker (--dist loadgroup).
@@ -90,10 +91,13 @@ def test_profile_leaves_a_trace_for_every_side(logged_run):
 def test_the_profiled_window_is_in_the_second_epoch():
     config = TrainConfig(batch_size=32)
     # 640 images: 20 steps. The loop calls its step 20 times an epoch; so does fit() with
-    # steps_per_execution 1; with 5 steps per execution, fit() calls 4 times.
-    assert calls_per_epoch("low_level", config, 640) == 20
-    assert calls_per_epoch("high_level", TrainConfig(steps_per_execution=5), 640) == 4
-    assert calls_per_epoch("custom_step", TrainConfig(mode="epoch"), 640) == 1
+    # steps_per_execution 1; with 5 steps per execution, fit() calls 4 times; in mode epoch,
+    # both once.
+    assert SIDES["low_level"].calls_per_epoch(config, 640) == 20
+    assert SIDES["high_level"].calls_per_epoch(config, 640) == 20
+    assert SIDES["high_level"].calls_per_epoch(TrainConfig(steps_per_execution=5), 640) == 4
+    assert SIDES["custom_step"].calls_per_epoch(TrainConfig(mode="epoch"), 640) == 1
+    assert SIDES["low_level"].calls_per_epoch(TrainConfig(mode="epoch"), 640) == 1
     assert profile_window(20) == (11, 20)
     assert profile_window(4) == (3, 4)
     assert profile_window(1) == (1, 1)

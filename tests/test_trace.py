@@ -13,7 +13,8 @@ import pytest
 from fit_vs_tape import trace_tree
 from fit_vs_tape.cli import main
 from fit_vs_tape.runs import Splits
-from shared.config import SIDES, TrainConfig
+from fit_vs_tape.sides import SIDES
+from shared.config import TrainConfig
 from shared.model import initial_weights, max_abs_weight_diff
 from tests.conftest import synthetic
 
