@@ -19,7 +19,7 @@ import resource
 import statistics
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -137,43 +137,45 @@ class Planned:
     n_full: int = 0
 
 
-def plan(row: Row | peers.PeerRow, device: str, batch_size: int, hidden_units: int,
-         args: argparse.Namespace, n_full: int, out: RunDir) -> Planned:
-    """The worker job of one row at one device, batch size and model size: its configuration,
-    the files it reads and the environment it starts with (the row's own)."""
+def plan(row: Row | peers.PeerRow, device: str, config: TrainConfig, args: argparse.Namespace,
+         n_full: int, out: RunDir) -> Planned:
+    """The worker job of one row at one device and ``config``'s batch and model size: its
+    configuration, the files it reads and the environment it starts with (the row's own)."""
     # Eager is ~10x slower: it times fewer images and scales to the full epoch (and says so).
     limit = min(args.eager_limit, n_full) if row.mode == "eager" else n_full
-    config = options.make_config(
-        args, batch_size=batch_size, hidden_units=hidden_units, mode=row.mode, limit=limit,
-        steps_per_execution=steps_per_epoch(limit, batch_size) if row.one_epoch else 1,
-        mixed_precision=args.mixed_precision and device == "gpu")
+    config = options.checked(lambda: replace(
+        config, mode=row.mode, limit=limit,
+        steps_per_execution=steps_per_epoch(limit, config.batch_size) if row.one_epoch else 1,
+        mixed_precision=args.mixed_precision and device == "gpu"))
     job = {"implementation": row.implementation, "mode": row.name, "config": config.to_dict(),
-           "data_dir": args.data_dir, "threads": args.threads, **row.files(out, hidden_units, args.seed)}
-    return Planned(row, device, batch_size, hidden_units, job, row.environment(out), n_full)
+           "data_dir": args.data_dir, "threads": args.threads,
+           **row.files(out, config.hidden_units, config.seed)}
+    return Planned(row, device, config.batch_size, config.hidden_units, job, row.environment(out),
+                   n_full)
 
 
-def limit_jobs(args: argparse.Namespace, model: str, n_full: int) -> list[Planned]:
+def limit_jobs(args: argparse.Namespace, configs: Sequence[TrainConfig], n_full: int) -> list[Planned]:
     """The peak's job and one floor job per batch size and model size (CPU only)."""
     jobs = [Planned(limits.PEAK, "cpu", 0, 0, {"kind": "peak", "size": limits.PEAK_SIZE,
                     "repeats": limits.PEAK_REPEATS, "threads": args.threads})]
-    for batch_size in args.batch_sizes:
-        for hidden in args.hidden_sizes:
-            job = {"kind": "floor", "hidden_units": hidden, "model": model, "batch_size": batch_size,
-                   "batches": max(1, n_full // batch_size), "repeats": 3, "threads": args.threads}
-            jobs.append(Planned(limits.FLOOR, "cpu", batch_size, hidden, job, n_full=n_full))
+    for config in configs:
+        job = {"kind": "floor", "hidden_units": config.hidden_units, "model": config.model,
+               "batch_size": config.batch_size, "batches": max(1, n_full // config.batch_size),
+               "repeats": 3, "threads": args.threads}
+        jobs.append(Planned(limits.FLOOR, "cpu", config.batch_size, config.hidden_units, job,
+                            n_full=n_full))
     return jobs
 
 
-def plan_all(args: argparse.Namespace, model: str, devices: list[str], n_full: int, out: RunDir, *,
-             peer_rows: Sequence[peers.PeerRow]) -> list[Planned]:
+def plan_all(args: argparse.Namespace, configs: Sequence[TrainConfig], devices: list[str],
+             n_full: int, out: RunDir, *, peer_rows: Sequence[peers.PeerRow]) -> list[Planned]:
     """Every process to run once per repeat: the two limits (the matmul peak, and per batch and
     model size the floor: the step's own matmuls alone, benchmarks/limits.py floor_worker), then
-    each row per device, batch size and model size, the peers' on the CPU only."""
-    planned = limit_jobs(args, model, n_full) if "cpu" in devices else []
+    each row per device and configuration (batch and model size), the peers' on the CPU only."""
+    planned = limit_jobs(args, configs, n_full) if "cpu" in devices else []
     for device in devices:
         rows = (*rows_for(args.strategy, args.rows), *(peer_rows if device == "cpu" else ()))
-        planned += [plan(row, device, batch_size, hidden, args, n_full, out)
-                    for batch_size in args.batch_sizes for hidden in args.hidden_sizes for row in rows]
+        planned += [plan(row, device, config, args, n_full, out) for config in configs for row in rows]
     return planned
 
 
@@ -430,7 +432,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.peers and "cpu" not in devices:
         print("--peers: the peer rows run on the CPU only; there are none in this run.")
     out = new_run_dir(args.out, overwrite=args.overwrite)
-    planned = plan_all(args, configs[0].model, devices, n_full, out,
+    planned = plan_all(args, configs, devices, n_full, out,
                        peer_rows=peers.rows([name for name in args.peers if name not in gone]))
     runs = interleaved(planned, args.repeats, quiet=args.quiet)
     peak, floors = summarize_limits(planned, runs, n_full)

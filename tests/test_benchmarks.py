@@ -8,6 +8,7 @@ import pytest
 
 from benchmarks import speed
 from benchmarks.accuracy import mean_difference
+from fit_vs_tape import options
 from fit_vs_tape.cli import main
 from fit_vs_tape.errors import UserError
 from fit_vs_tape.rundir import RunDir
@@ -83,7 +84,8 @@ def test_the_rows_run_round_robin_each_in_fresh_processes(monkeypatch):
 
 def test_a_row_is_the_median_of_its_processes_and_unstable_when_they_spread(tmp_path):
     args = speed.build_parser().parse_args(["--epochs", "3"])
-    planned = speed.plan(speed.Row("low_level", "graph", "graph"), "cpu", 32, 8, args, 96,
+    planned = speed.plan(speed.Row("low_level", "graph", "graph"), "cpu",
+                         options.make_config(args, batch_size=32, hidden_units=8), args, 96,
                          RunDir(tmp_path))
 
     def process(*seconds):
