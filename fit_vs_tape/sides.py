@@ -1,18 +1,14 @@
 """The sides of the comparison, one object each: the rungs of the ladder from fit() to a loop of
-your own, and everything the application does differently for one rung than for another.
+your own ("side" is the project's one word for a rung: ``--side``/``--sides``, results.json's
+keys, ``SIDES``).
 
-"Side" is the project's one word for a rung: the command line's ``--side``/``--sides``,
-results.json's keys and ``"side"``, and the code's ``SIDES``. A side holds its module's
-``train``, ``evaluate`` and ``predict`` (every side's take the same arguments), its label and
-colour, and what differs when fit() drives it: how it is checkpointed and resumed, how often it
-calls its compiled function, which callback writes its TensorBoard logs, what the report says
-about it, whether it runs under MultiWorkerMirroredStrategy. The rest of the application asks
-the side; it never asks which kind it is. A new side is one entry in ``SIDES`` (and a kind of
-its own only if it runs unlike both kinds here).
-
-Each side's module is imported at its first use, by the plain import in the function named in
-its entry: the command line answers ``--help`` and every mistake in its arguments before
-TensorFlow is imported (a side's module imports it).
+A side holds its module's ``train``, ``evaluate`` and ``predict`` (the same arguments on every
+side), its label and colour, and whatever differs by whether fit() drives it: its checkpoint,
+how often it calls its compiled function, its TensorBoard callback, the report's note, whether
+it runs under MultiWorkerMirroredStrategy. The application asks the side, never which kind it
+is. A new side is one entry in ``SIDES`` (a new kind only if it runs unlike both kinds here).
+Its module is imported at first use, by the plain import of the function its entry names: the
+command line answers ``--help`` and argument mistakes before TensorFlow is imported.
 """
 
 from __future__ import annotations
@@ -29,8 +25,7 @@ from shared.order import steps_per_epoch
 
 @dataclass(frozen=True)
 class Side:
-    """One rung of the ladder. What every kind of side shares; ``FitSide`` and ``LoopSide`` add
-    what differs by whether fit() drives it."""
+    """One rung of the ladder; ``FitSide`` and ``LoopSide`` add what differs by its driver."""
 
     name: str
     """Its name in results.json, file names and the run directory."""
@@ -41,7 +36,7 @@ class Side:
     color: str
     """Its colour in figures."""
     module: Callable[[], ModuleType]
-    """Imports its module and returns it: the lesson's file with its train, evaluate, predict."""
+    """Imports its module (the lesson's file with train, evaluate, predict) and returns it."""
 
     train = property(lambda self: self.module().train)
     evaluate = property(lambda self: self.module().evaluate)
@@ -54,23 +49,23 @@ class Side:
 
 
 class FitSide(Side):
-    """A side that fit() drives: fit() as the tutorial calls it, or driving your own train_step."""
+    """A side fit() drives: as the tutorial calls it, or driving your own train_step."""
 
     uses_fit = True
-    runs_multiworker = False
-    """Keras 3's fit() does not run under MultiWorkerMirroredStrategy (keras-team/keras#20585)."""
+    runs_multiworker = False  # Keras 3's fit() does not (keras-team/keras#20585)
+    #: report.md's word under the TensorBoard logs (measured in docs/benchmarks.md: enough to
+    #: tilt a compare's seconds towards the loop).
     tensorboard_note = (
-        # Measured in docs/benchmarks.md: enough to tilt a compare's seconds towards the loop.
         "The seconds above include this logging, and it costs `fit()` more than the loop: "
         "Keras' TensorBoard callback does some work at every step (even with "
         "`update_freq=\"epoch\"`), the loop's logger once per epoch. To time without it: "
         "`--no-tensorboard`, or `fit-vs-tape bench speed`.")
-    """What report.md says under its TensorBoard logs."""
 
     def checkpointing(self, directory: Path | None) -> tuple[list, Path | None]:
         """How it saves to and resumes from ``directory``: the callbacks to add and the
-        ``checkpoint_dir`` to pass. The application's BackupAndRestore, through ``callbacks=``:
-        it saves Dropout's generator too, and each save whole (fit_vs_tape/fit_checkpoint.py)."""
+        ``checkpoint_dir`` to pass. Here the application's BackupAndRestore, through
+        ``callbacks=``: it saves Dropout's generator too, and each save whole
+        (fit_vs_tape/fit_checkpoint.py)."""
         if directory is None:
             return [], None
         from fit_vs_tape.fit_checkpoint import BackupAndRestore
@@ -84,14 +79,14 @@ class FitSide(Side):
         return fit_checkpoint.saved_epochs(directory)
 
     def calls_per_epoch(self, config: TrainConfig, n_train: int) -> int:
-        """How many times an epoch of ``n_train`` images calls the compiled function (and the
-        batch callbacks): every ``steps_per_execution`` steps (mode epoch: once)."""
+        """How often an epoch of ``n_train`` images calls the compiled function (and the batch
+        callbacks): every ``steps_per_execution`` steps (mode epoch: once)."""
         return math.ceil(steps_per_epoch(n_train, config.batch_size) / config.execution_steps(n_train))
 
     def tensorboard(self, log_dir: Path, config: TrainConfig, calls: int,
                     window: tuple[int, int] | None):
-        """Keras' TensorBoard callback writing into ``log_dir``; with ``window``, the profiler
-        traces those calls (1-based) of the second epoch of ``calls`` calls."""
+        """The callback writing its TensorBoard logs into ``log_dir``; with ``window``, the
+        profiler traces those calls (1-based) of the second epoch of ``calls``."""
         import keras
 
         # profile_batch counts batches from the start of training: the second epoch's window.
@@ -100,39 +95,33 @@ class FitSide(Side):
 
 
 class LoopSide(Side):
-    """A side whose own loop drives it: the loop writes by hand what fit() does."""
+    """A side its own loop drives: the loop writes by hand what fit() does."""
 
     uses_fit = False
     runs_multiworker = True
     tensorboard_note = ""
 
     def checkpointing(self, directory: Path | None) -> tuple[list, Path | None]:
-        """How it saves to and resumes from ``directory``: its own checkpoint
-        (low_level/checkpoint.py), through ``checkpoint_dir``."""
+        # Its own checkpoint (low_level/checkpoint.py), through checkpoint_dir.
         return [], directory
 
     def saved_epochs(self, directory: Path) -> int:
-        """How many completed epochs its checkpoint in ``directory`` holds."""
         from low_level import checkpoint
 
         return checkpoint.saved_epochs(directory)
 
     def calls_per_epoch(self, config: TrainConfig, n_train: int) -> int:
-        """How many times an epoch of ``n_train`` images calls the compiled function (and the
-        batch callbacks): every step, or once in mode epoch (the whole epoch in one call)."""
+        # Every step, or in mode epoch the whole epoch in one call.
         return 1 if config.mode == "epoch" else steps_per_epoch(n_train, config.batch_size)
 
     def tensorboard(self, log_dir: Path, config: TrainConfig, calls: int,
                     window: tuple[int, int] | None):
-        """The loop's TensorBoard logger writing into ``log_dir`` (low_level/tensorboard.py),
-        with the same tags as Keras'; with ``window``, the profiler traces those calls (1-based)
-        of the second epoch."""
+        # Written by hand, with Keras' tags (low_level/tensorboard.py).
         from low_level.tensorboard import TensorBoard
 
         return TensorBoard(log_dir, config.learning_rate, window)
 
 
-# Each side's module, imported at its first use (a side's module imports TensorFlow).
 def _fit():
     from high_level import train
     return train
