@@ -50,7 +50,9 @@ def _anchors(page: Path) -> set[str]:
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_relative_links_lead_somewhere(page: Path):
-    """Every relative link names a file that exists, and every #anchor a heading in that file."""
+    """Every relative link names a file that exists, and every #anchor a heading in that file.
+    A link into our code names the file only: its lines move at every edit, so a page cites a
+    function and a quoted line (tests/test_citations.py checks the quote is inside it)."""
     text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.M | re.S)
     targets = re.findall(r"\]\(([^)\s]+)\)", text)
     assert targets, f"{page.name} links nowhere?"
@@ -60,8 +62,7 @@ def test_relative_links_lead_somewhere(page: Path):
         file_part, _, anchor = target.partition("#")
         linked = (page.parent / file_part).resolve() if file_part else page
         assert linked.exists(), f"{page.name}: link to {target}, which does not exist"
-        if anchor and linked.suffix != ".md":  # GitHub's line anchor, #L42
-            assert re.fullmatch(r"L\d+", anchor), f"{page.name}: link to {target}: not a line"
-            assert int(anchor[1:]) <= len(linked.read_text().splitlines()), f"{page.name}: {target}"
-        elif anchor:
+        assert not anchor or linked.suffix == ".md", \
+            f"{page.name}: link to {target}: lines move; link the file, name the function and quote"
+        if anchor:
             assert anchor in _anchors(linked), f"{page.name}: link to {target}: no such heading"
