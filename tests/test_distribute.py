@@ -35,7 +35,11 @@ def runs(tmp_path_factory):
     common = ["--limit", "500", "--epochs", "2", "--data-dir", str(data_dir), "--quiet"]
     mirrored = _cli("compare", "--strategy", "mirrored", "--cpu-replicas", "2", *common,
                     "--out", str(root / "mirrored"))
-    assert mirrored.returncode == 0, mirrored.stderr[-2000:]
+    assert (root / "mirrored" / "results.json").is_file(), mirrored.stderr[-2000:]
+    # compare exits 1 whenever it prints that the sides differ: under a strategy they may, by
+    # summation order (Keras 3.8, the floor), and the tests below bound by how much.
+    record = json.loads((root / "mirrored" / "results.json").read_text())
+    assert mirrored.returncode == (0 if record["bit_identical"] else 1), mirrored.stderr[-2000:]
     # On one device the three sides are bit-identical (tests/test_equivalence.py): one stands for all.
     single = _cli("train", "--side", "low", *common, "--out", str(root / "single"))
     assert single.returncode == 0, single.stderr[-2000:]
@@ -64,8 +68,8 @@ def test_two_replicas_regularized_model_is_bit_identical(runs):
     root, _, common = runs
     proc = _cli("compare", "--model", "regularized", "--strategy", "mirrored", "--cpu-replicas",
                 "2", *common, "--out", str(root / "regularized"))
-    assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads((root / "regularized" / "results.json").read_text())
+    assert proc.returncode == (0 if record["bit_identical"] else 1), proc.stderr[-2000:]
     assert record["max_abs_weight_diff"] == 0.0, record["pairs"]
     if _keras_older_than(3, 15):
         # Keras 3.8 (the floor): training bit-identical too, but fit()'s own evaluate() under the
