@@ -85,7 +85,11 @@ def _add_checking_commands(sub) -> None:
                                    "train_step) or your model's own train_step against fit() from "
                                    "the same start on the same batches; say 'bit-identical' or "
                                    "where it first differs, and name the known mistake if it is "
-                                   "one. Exit code 0: bit-identical; 1: it differs.")
+                                   "one. A step that returns a dict of metric results has its "
+                                   "logs compared too; one that returns the loss or nothing, its "
+                                   "weights and callback calls. Exit code 0: bit-identical; 1: it "
+                                   "differs; 2: bad input, or an exception raised in your code "
+                                   "(one line: the exception, its message, your file and line).")
     p.add_argument("--step", default=None, metavar="FILE.py:NAME",
                    help="your step function (a file or module, then its name), e.g. my_loop.py:train_step")
     p.add_argument("--builder", default=None, metavar="FILE.py:NAME",
