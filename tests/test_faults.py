@@ -97,12 +97,17 @@ def test_full_disk_mid_run_then_resume_is_bit_identical(tmp_path, resume_referen
         assert not list(run.rglob(".*"))
 
         filler.unlink()  # space freed
-        resumed = start_cli("compare", "--resume", str(run), "--quiet")
-        _, err = resumed.communicate(timeout=300)
-        assert resumed.returncode == 0, err
-        for side in ("high_level", "low_level"):
-            _same_weights(run / f"{side}.keras", reference, side)
-        assert json.loads((run / "results.json").read_text())["status"] == "complete"
+        _resume_completes_bit_identical(run, reference)
+
+
+def _resume_completes_bit_identical(run: Path, reference: Path) -> None:
+    """`compare --resume` of a two-side run: exit 0, both sides' weights the reference's, complete."""
+    resumed = start_cli("compare", "--resume", str(run), "--quiet")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    for side in ("high_level", "low_level"):
+        _same_weights(run / f"{side}.keras", reference, side)
+    assert json.loads((run / "results.json").read_text())["status"] == "complete"
 
 
 def _one_line_no_space(err: str, state: Path, resume: str) -> None:
@@ -256,12 +261,7 @@ def test_a_disk_too_small_for_a_checkpoint_stops_at_its_write_then_resume_is_bit
         assert not list(run.rglob(".*"))
 
         subprocess.run(["mount", "-o", "remount,size=40m", str(disk)], check=True)  # room made
-        resumed = start_cli("compare", "--resume", str(run), "--quiet")
-        _, err = resumed.communicate(timeout=300)
-        assert resumed.returncode == 0, err
-        for side in ("high_level", "low_level"):
-            _same_weights(run / f"{side}.keras", reference, side)
-        assert json.loads((run / "results.json").read_text())["status"] == "complete"
+        _resume_completes_bit_identical(run, reference)
 
 
 def test_a_failed_checkpoint_write_keeps_the_last_one(tmp_path):
